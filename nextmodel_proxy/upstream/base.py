@@ -1,0 +1,151 @@
+"""The upstream adapter protocol, header filters, and the shared HTTP call wrapper."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+
+from nextmodel_proxy.config import ModelConfig, ProviderConfig
+from nextmodel_proxy.errors import ProxyError
+
+# RFC 7230 hop-by-hop headers plus ones aiohttp must compute itself.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "content-encoding",
+        "host",
+    }
+)
+# Client headers never forwarded upstream: credentials and our own control headers.
+CLIENT_DROP = HOP_BY_HOP | {"authorization", "x-api-key", "api-key", "cookie", "accept-encoding"}
+UPSTREAM_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "x-amzn-requestid")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one attempt goes: the provider and model entries resolved by routing."""
+
+    provider: ProviderConfig
+    model: ModelConfig
+
+
+class UpstreamCall(Protocol):
+    """An open upstream response, already in OpenAI's wire format whatever the provider speaks."""
+
+    status: int
+    headers: Mapping[str, str]  # response headers safe to forward (hop-by-hop removed)
+    is_stream: bool  # True when the body is an SSE stream of OpenAI chat.completion.chunk events
+    upstream_request_id: str | None
+
+    async def read(self) -> bytes:
+        """The whole body (non-stream answers and error bodies), OpenAI-shaped JSON."""
+
+    def events(self) -> AsyncIterator[bytes]:
+        """Raw SSE events, each a complete event ending in a blank line, in OpenAI chunk format."""
+
+    def release(self) -> None:
+        """Close the upstream connection (idempotent); cancels an unfinished upstream request."""
+
+
+class Adapter(Protocol):
+    """One provider kind. `open` sends the request; OpenAI-format body in, OpenAI-format call out."""
+
+    async def open(
+        self,
+        session: aiohttp.ClientSession,
+        target: Target,
+        body: dict[str, Any],
+        *,
+        endpoint: str,
+        client_headers: Mapping[str, str],
+    ) -> UpstreamCall: ...
+
+
+def provider_key(provider: ProviderConfig) -> str | None:
+    """The provider's API key from its environment variable; 503 provider_key_missing when unset."""
+    if not provider.api_key_env:
+        return None
+    key = os.environ.get(provider.api_key_env)
+    if not key:
+        raise ProxyError(
+            503,
+            f"provider {provider.name!r} has no API key: set the environment variable {provider.api_key_env}",
+            "provider_key_missing",
+        )
+    return key
+
+
+def forwardable_client_headers(client_headers: Mapping[str, str]) -> dict[str, str]:
+    """Client headers that may go upstream: no credentials, no hop-by-hop, none of our own x-nextmodel-*."""
+    out = {}
+    for name, value in client_headers.items():
+        low = name.lower()
+        if low in CLIENT_DROP or low.startswith("x-nextmodel-") or low.startswith("x-stainless"):
+            continue
+        out[name] = value
+    return out
+
+
+def response_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Upstream response headers minus hop-by-hop ones and those aiohttp sets itself."""
+    return {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP and k.lower() != "date"
+            and k.lower() != "server" and k.lower() != "set-cookie"}
+
+
+def upstream_request_id(headers: Mapping[str, str]) -> str | None:
+    for name in UPSTREAM_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value
+    return None
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    provider: ProviderConfig,
+    url: str,
+    payload: bytes,
+    headers: Mapping[str, str],
+) -> aiohttp.ClientResponse:
+    """POST with the provider's timeouts, mapping transport failures to 502/504 ProxyErrors."""
+    timeout = aiohttp.ClientTimeout(
+        total=None, connect=provider.connect_timeout_s, sock_connect=provider.connect_timeout_s,
+        sock_read=provider.timeout_s,
+    )
+    try:
+        return await session.post(url, data=payload, headers=headers, timeout=timeout, allow_redirects=False)
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        raise ProxyError(504, f"upstream {provider.name!r} timed out", "upstream_timeout") from None
+    except aiohttp.ClientConnectorError as exc:
+        raise ProxyError(502, f"upstream {provider.name!r} unreachable: {exc.strerror or exc.os_error}",
+                         "upstream_unreachable") from None
+    except aiohttp.ClientError as exc:
+        raise ProxyError(502, f"upstream {provider.name!r} failed: {type(exc).__name__}",
+                         "upstream_unreachable") from None
+
+
+async def read_body(resp: aiohttp.ClientResponse, provider: ProviderConfig) -> bytes:
+    """The whole response body, with read timeouts and broken connections as 504/502."""
+    try:
+        return await resp.read()
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        raise ProxyError(504, f"upstream {provider.name!r} timed out", "upstream_timeout") from None
+    except aiohttp.ClientError as exc:
+        raise ProxyError(502, f"upstream {provider.name!r} broke off: {type(exc).__name__}",
+                         "upstream_unreachable") from None
+    finally:
+        resp.release()

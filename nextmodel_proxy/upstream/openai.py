@@ -1,0 +1,84 @@
+"""Any OpenAI-compatible API: the body passes through with only `model` rewritten."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from nextmodel_proxy.errors import ProxyError
+from nextmodel_proxy.sse import SSESplitter
+from nextmodel_proxy.upstream.base import (
+    Target,
+    forwardable_client_headers,
+    provider_key,
+    read_body,
+    response_headers,
+    send,
+    upstream_request_id,
+)
+
+ENDPOINT_PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings"}
+
+
+class HttpCall:
+    """An aiohttp response whose body is already in OpenAI's wire format."""
+
+    __slots__ = ("_resp", "_provider", "status", "headers", "is_stream", "upstream_request_id")
+
+    def __init__(self, resp: aiohttp.ClientResponse, target: Target) -> None:
+        self._resp = resp
+        self._provider = target.provider
+        self.status = resp.status
+        self.headers = response_headers(resp.headers)
+        self.is_stream = resp.content_type == "text/event-stream" and resp.status == 200
+        self.upstream_request_id = upstream_request_id(resp.headers)
+
+    async def read(self) -> bytes:
+        return await read_body(self._resp, self._provider)
+
+    async def events(self) -> AsyncIterator[bytes]:
+        splitter = SSESplitter()
+        try:
+            async for chunk in self._resp.content.iter_any():
+                for event in splitter.feed(chunk):
+                    yield event
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise ProxyError(504, f"upstream {self._provider.name!r} timed out mid-stream",
+                             "upstream_timeout") from None
+        except aiohttp.ClientError as exc:
+            raise ProxyError(502, f"upstream {self._provider.name!r} broke off mid-stream: {type(exc).__name__}",
+                             "upstream_unreachable") from None
+        finally:
+            self._resp.release()
+
+    def release(self) -> None:
+        self._resp.close()
+
+
+class OpenAIAdapter:
+    """kind: openai — OpenAI, DeepSeek, Doubao/Ark, Qwen compatible mode, Moonshot, Zhipu, Mistral, xAI, Ollama…"""
+
+    async def open(
+        self,
+        session: aiohttp.ClientSession,
+        target: Target,
+        body: dict[str, Any],
+        *,
+        endpoint: str,
+        client_headers: Mapping[str, str],
+    ) -> HttpCall:
+        provider, model = target.provider, target.model
+        headers = forwardable_client_headers(client_headers)
+        headers.update(provider.headers)
+        key = provider_key(provider)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        headers["Content-Type"] = "application/json"
+        if body.get("model") != model.upstream_id:
+            body = {**body, "model": model.upstream_id}
+        url = provider.base_url + ENDPOINT_PATHS[endpoint]
+        resp = await send(session, provider, url, orjson.dumps(body), headers)
+        return HttpCall(resp, target)
