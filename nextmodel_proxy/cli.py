@@ -1,0 +1,16 @@
+"""The `nmproxy` command: thin click groups, one module per noun."""
+
+from __future__ import annotations
+
+import click
+
+from nextmodel_proxy import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nmproxy")
+def main() -> None:
+    """NextModel Proxy: an OpenAI-compatible LLM gateway with priced receipts and a verified exact cache."""
+
+
+# Command modules register themselves here (one line each).
