@@ -14,3 +14,7 @@ def main() -> None:
 
 
 # Command modules register themselves here (one line each).
+from nextmodel_proxy.cli_serve import check_config, serve  # noqa: E402
+
+main.add_command(serve)
+main.add_command(check_config)

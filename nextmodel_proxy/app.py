@@ -1,0 +1,75 @@
+"""create_app(config): app keys, resources via cleanup_ctx, routes as data, the error middleware."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from nextmodel_proxy import handlers
+from nextmodel_proxy.appkeys import CONFIG, PIPELINE, SESSION
+from nextmodel_proxy.config import Config
+from nextmodel_proxy.errors import ProxyError, error_body
+from nextmodel_proxy.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+ROUTES = [
+    ("POST", "/v1/chat/completions", handlers.chat_completions),
+    ("POST", "/v1/embeddings", handlers.embeddings),
+    ("GET", "/v1/models", handlers.list_models),
+    ("GET", "/healthz", handlers.healthz),
+]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json_error(status: int, message: str, type_: str, code: str | None, headers: dict | None = None) -> web.Response:
+    return web.Response(status=status, body=error_body(message, type_, code), content_type="application/json",
+                        headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place that catches everything: ProxyError -> OpenAI JSON; anything else -> logged api_error."""
+    try:
+        return await handler(request)
+    except ProxyError as exc:
+        return web.Response(status=exc.status, body=exc.body(), content_type="application/json",
+                            headers=exc.headers or None)
+    except web.HTTPNotFound:
+        return _json_error(404, f"Unknown path: {request.method} {request.path}", "invalid_request_error",
+                           "not_found")
+    except web.HTTPMethodNotAllowed as exc:
+        return _json_error(405, f"Method {request.method} is not allowed on {request.path}.",
+                           "invalid_request_error", "method_not_allowed",
+                           {"Allow": ", ".join(sorted(exc.allowed_methods))})
+    except web.HTTPRequestEntityTooLarge:
+        return _json_error(413, "Request body is too large.", "invalid_request_error", "body_too_large")
+    except web.HTTPException as exc:
+        return _json_error(exc.status, exc.reason, "invalid_request_error", None)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _json_error(500, "The proxy hit an internal error; it has been logged.", "api_error",
+                           "internal_error")
+
+
+def create_app(config: Config) -> web.Application:
+    """The proxy as an aiohttp application; resources open in cleanup_ctx and close in reverse order."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=config.server.max_body_bytes + 1)
+    app[CONFIG] = config
+    app.cleanup_ctx.append(_client_session)
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    return app
+
+
+async def _client_session(app: web.Application) -> AsyncIterator[None]:
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
+    session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+    app[SESSION] = session
+    app[PIPELINE] = Pipeline(app[CONFIG], session)
+    yield
+    await session.close()

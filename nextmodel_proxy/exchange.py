@@ -1,0 +1,118 @@
+"""Exchange: everything one request learns on its way through, from which its receipt is built."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from nextmodel_proxy.upstream.base import Target
+
+if TYPE_CHECKING:
+    from nextmodel_proxy.tee import StreamTee
+
+
+def new_receipt_id() -> str:
+    """`rcpt_` + 12 hex of milliseconds since the epoch + 12 random hex: unique and time-sortable."""
+    return f"rcpt_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+
+
+@dataclass(slots=True)
+class Exchange:
+    endpoint: str  # "chat" | "embeddings"
+    body: dict[str, Any]
+    client_headers: Mapping[str, str]
+    receipt_url_base: str = ""
+    receipt_id: str = field(default_factory=new_receipt_id)
+    created: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    started: float = field(default_factory=time.perf_counter)
+    request_id: str | None = None
+    key_id: str | None = None
+    project: str | None = None
+    team: str | None = None
+    environment: str | None = None
+    tags: tuple[str, ...] = ()
+    target: Target | None = None
+    route: str | None = None
+    route_decision: str | None = None
+    served_mode: str = "fresh"
+    status: int = 0
+    error_code: str | None = None
+    usage: dict[str, Any] | None = None
+    usage_source: str = "none"
+    ttft_ms: float | None = None
+    latency_ms: float | None = None
+    upstream_request_id: str | None = None
+    response_id: str | None = None
+    cache_key: str | None = None
+    cache_status: str | None = None
+    cache_reason: str | None = None
+    reused_receipt_id: str | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    recorded: bool = False
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model_requested(self) -> str:
+        return self.body["model"]
+
+    @property
+    def stream(self) -> bool:
+        return self.body.get("stream") is True
+
+    @property
+    def client_wants_usage(self) -> bool:
+        opts = self.body.get("stream_options")
+        return isinstance(opts, dict) and opts.get("include_usage") is True
+
+    def upstream_body(self) -> dict[str, Any]:
+        """The body sent upstream: a stream always asks for usage so the receipt has real figures."""
+        if self.endpoint != "chat" or not self.stream or self.client_wants_usage:
+            return self.body
+        opts = self.body.get("stream_options") if isinstance(self.body.get("stream_options"), dict) else {}
+        return {**self.body, "stream_options": {**opts, "include_usage": True}}
+
+    def mark_first_byte(self) -> None:
+        if self.ttft_ms is None:
+            self.ttft_ms = (time.perf_counter() - self.started) * 1000.0
+
+    def fail(self, status: int, code: str) -> None:
+        self.status = status
+        self.error_code = code
+        self.served_mode = "error" if self.served_mode == "fresh" else self.served_mode
+
+    def set_usage(self, usage: dict[str, Any] | None, *, estimated_from: Any = None) -> None:
+        if usage is not None:
+            self.usage = usage
+            self.usage_source = "upstream"
+
+    def finish_stream(self, tee: StreamTee) -> None:
+        self.response_id = tee.response_id
+        if tee.usage is not None:
+            self.set_usage(tee.usage)
+        if self.status == 200 and not tee.complete and self.error_code is None:
+            self.error_code = "stream_incomplete"
+        self.finish()
+
+    def finish(self) -> None:
+        if self.latency_ms is None:
+            self.latency_ms = (time.perf_counter() - self.started) * 1000.0
+
+    @property
+    def provider_name(self) -> str | None:
+        return self.target.provider.name if self.target else None
+
+    def headers(self, *, final: bool = False) -> dict[str, str]:
+        """x-nextmodel-* response headers; `final` adds the ones known only once the answer is complete."""
+        out = {
+            "x-nextmodel-receipt-id": self.receipt_id,
+            "x-nextmodel-receipt-url": f"{self.receipt_url_base}/v1/receipts/{self.receipt_id}",
+            "x-nextmodel-served-mode": self.served_mode,
+        }
+        if self.target is not None:
+            out["x-nextmodel-provider"] = self.target.provider.name
+        out.update(self.extra_headers)
+        return out

@@ -1,0 +1,81 @@
+"""Watches OpenAI-format events as they pass: usage, finish reasons, completeness, and the cache payload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from nextmodel_proxy.sse import DONE, event_json
+
+# Cheap byte probes: only events that may carry a finish reason, usage or an error are JSON-parsed.
+_PROBES = (b'"finish_reason":"', b'"finish_reason": "', b'"usage":{', b'"usage": {', b'"error"')
+
+
+class StreamTee:
+    """Observes one stream's events in order; never changes or delays them."""
+
+    __slots__ = ("events", "usage", "finish_reasons", "done", "error", "collect", "response_id", "model", "_n")
+
+    def __init__(self, *, collect: bool) -> None:
+        self.collect = collect
+        self.events: list[bytes] = []
+        self.usage: dict[str, Any] | None = None
+        self.finish_reasons: dict[int, str] = {}
+        self.done = False
+        self.error: dict[str, Any] | None = None
+        self.response_id: str | None = None
+        self.model: str | None = None
+        self._n = 0
+
+    def observe(self, raw: bytes) -> bool:
+        """Record one event; True when it is a usage-only chunk (`choices: []` with usage)."""
+        self._n += 1
+        if self.collect:
+            self.events.append(raw)
+        if raw == DONE or raw.startswith(b"data: [DONE]"):
+            self.done = True
+            return False
+        if self._n <= 2 and self.response_id is None:
+            self._note_ids(raw)
+        if not any(p in raw for p in _PROBES):
+            return False
+        obj = event_json(raw)
+        if obj is None:
+            return False
+        if isinstance(obj.get("error"), dict):
+            self.error = obj["error"]
+            return False
+        choices = obj.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                if isinstance(choice, dict) and choice.get("finish_reason"):
+                    self.finish_reasons[int(choice.get("index", 0))] = choice["finish_reason"]
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage
+            return choices == []
+        return False
+
+    def _note_ids(self, raw: bytes) -> None:
+        obj = event_json(raw)
+        if obj:
+            self.response_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+            self.model = obj.get("model") if isinstance(obj.get("model"), str) else None
+
+    @property
+    def complete(self) -> bool:
+        """Ended with [DONE], no error event, and every choice seen has a finish reason."""
+        return self.done and self.error is None and bool(self.finish_reasons)
+
+
+def completion_facts(body: bytes) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(parsed object, usage) of a non-stream JSON answer; (None, None) when it is not a JSON object."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(obj, dict):
+        return None, None
+    usage = obj.get("usage")
+    return obj, usage if isinstance(usage, dict) else None

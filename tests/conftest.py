@@ -1,0 +1,125 @@
+"""Shared fixtures: a real fake upstream on a loopback port, a proxy app on another, the openai SDK as client."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from aiohttp.test_utils import TestServer
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fake_upstream import FakeState, create_fake_app  # noqa: E402
+
+from nextmodel_proxy.app import create_app  # noqa: E402
+from nextmodel_proxy.config import Config, load_config  # noqa: E402
+
+BASE_YAML = """
+server: {{host: 127.0.0.1, port: 0, keepalive_s: {keepalive_s}}}
+ledger: {{path: {db}}}
+providers:
+  fake:
+    kind: openai
+    base_url: {fake_url}/v1
+    api_key_env: NMPROXY_TEST_FAKE_KEY
+    timeout_s: {timeout_s}
+    connect_timeout_s: 2
+  unkeyed:
+    kind: openai
+    base_url: {fake_url}/v1
+    api_key_env: NMPROXY_TEST_UNSET_KEY
+  dead:
+    kind: openai
+    base_url: http://127.0.0.1:{dead_port}/v1
+    api_key_env: NMPROXY_TEST_FAKE_KEY
+    connect_timeout_s: 1
+  demo: {{kind: demo}}
+models:
+  gpt-test: {{provider: fake, upstream_id: fake-basic, price: {{input: 0.15, output: 0.60, cached_input: 0.075}}}}
+  fake-basic: {{provider: fake, price: {{input: 0.15, output: 0.60, cached_input: 0.075}}}}
+  fake-tools: {{provider: fake, price: {{input: 1, output: 2}}}}
+  fake-text-tool: {{provider: fake, price: {{input: 1, output: 2}}}}
+  fake-json: {{provider: fake, price: {{input: 1, output: 2}}}}
+  fake-error-429: {{provider: fake, price: {{input: 1, output: 2}}}}
+  fake-error-500: {{provider: fake, price: {{input: 1, output: 2}}}}
+  fake-error-400: {{provider: fake, price: {{input: 1, output: 2}}}}
+  fake-slow: {{provider: fake, price: {{input: 1, output: 2}}}}
+  fake-silent: {{provider: fake, price: {{input: 1, output: 2}}}}
+  fake-broken: {{provider: fake, price: {{input: 1, output: 2}}}}
+  fake-hang: {{provider: fake, price: {{input: 1, output: 2}}}}
+  fake-nousage: {{provider: fake, price: {{input: 1, output: 2}}}}
+  fake-filter: {{provider: fake, price: {{input: 1, output: 2}}}}
+  fake-deepseek: {{provider: fake, price: {{input: 0.28, output: 0.42, cached_input: 0.028}}}}
+  fake-noprice: {{provider: fake}}
+  fake-embed: {{provider: fake, mode: embedding, price: {{input: 0.02, output: 0}}}}
+  needs-key: {{provider: unkeyed, upstream_id: fake-basic, price: {{input: 1, output: 1}}}}
+  dead-model: {{provider: dead, price: {{input: 1, output: 1}}}}
+  demo-chat: {{provider: demo, price: {{input: 0.10, output: 0.40, cached_input: 0.05}}}}
+  demo-embed: {{provider: demo, mode: embedding, price: {{input: 0.02, output: 0}}}}
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+async def fake_upstream() -> Any:
+    state = FakeState()
+    server = TestServer(create_fake_app(state), host="127.0.0.1")
+    await server.start_server()
+    server.state = state  # type: ignore[attr-defined]
+    server.url = str(server.make_url("")).rstrip("/")  # type: ignore[attr-defined]
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def write_config(tmp_path: Path, fake_upstream: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Config]:
+    monkeypatch.setenv("NMPROXY_TEST_FAKE_KEY", "sk-upstream-secret")
+    monkeypatch.delenv("NMPROXY_TEST_UNSET_KEY", raising=False)
+
+    def write(extra: str = "", *, keepalive_s: float = 15, timeout_s: float = 5) -> Config:
+        path = tmp_path / "providers.yaml"
+        path.write_text(BASE_YAML.format(fake_url=fake_upstream.url, db=tmp_path / "ledger.db",
+                                         dead_port=free_port(), keepalive_s=keepalive_s,
+                                         timeout_s=timeout_s) + extra)
+        return load_config(path)
+
+    return write
+
+
+@pytest.fixture
+async def start_proxy() -> Any:
+    servers: list[TestServer] = []
+
+    async def start(config: Config) -> TestServer:
+        server = TestServer(create_app(config), host="127.0.0.1", handler_cancellation=True)
+        await server.start_server()
+        server.base = str(server.make_url("/v1"))  # type: ignore[attr-defined]
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def proxy(write_config: Callable[..., Config], start_proxy: Any) -> Any:
+    return await start_proxy(write_config())
+
+
+@pytest.fixture
+async def client(proxy: Any) -> Any:
+    async with openai.AsyncOpenAI(base_url=proxy.base, api_key="sk-client-not-forwarded", max_retries=0,
+                                  timeout=20) as c:
+        yield c
