@@ -16,7 +16,7 @@ from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.exchange import Exchange
 from nextmodel_proxy.sse import KEEPALIVE
 from nextmodel_proxy.tee import StreamTee, completion_facts
-from nextmodel_proxy.upstream.base import Target, UpstreamCall
+from nextmodel_proxy.upstream.base import Target, UpstreamCall, event_batches
 from nextmodel_proxy.upstream.registry import adapter_for
 
 log = logging.getLogger(__name__)
@@ -150,14 +150,13 @@ class Pipeline:
         await sink.start(200, headers)
         keepalive = _KeepAlive(sink, self.config.server.keepalive_s)
         try:
-            async for raw in call.events():
+            async for batch in event_batches(call):
                 keepalive.touch()
                 if ex.ttft_ms is None:
                     ex.mark_first_byte()
-                usage_only = tee.observe(raw)
-                if usage_only and not ex.client_wants_usage:
-                    continue
-                await _write(sink, raw)
+                out = [raw for raw in batch if not (tee.observe(raw) and not ex.client_wants_usage)]
+                if out:
+                    await _write(sink, out[0] if len(out) == 1 else b"".join(out))
         except ProxyError as exc:
             ex.fail(exc.status, exc.code)
             await _write(sink, _stream_error_event(exc))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -59,6 +58,17 @@ class UpstreamCall(Protocol):
 
     def release(self) -> None:
         """Close the upstream connection (idempotent); cancels an unfinished upstream request."""
+
+
+async def event_batches(call: UpstreamCall) -> AsyncIterator[list[bytes]]:
+    """The call's events grouped per upstream read when the adapter can tell (`batches()`), else one by one."""
+    batches = getattr(call, "batches", None)
+    if batches is not None:
+        async for batch in batches():
+            yield batch
+        return
+    async for event in call.events():
+        yield [event]
 
 
 class Adapter(Protocol):
@@ -128,7 +138,7 @@ async def send(
     )
     try:
         return await session.post(url, data=payload, headers=headers, timeout=timeout, allow_redirects=False)
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+    except (TimeoutError, aiohttp.ServerTimeoutError):
         raise ProxyError(504, f"upstream {provider.name!r} timed out", "upstream_timeout") from None
     except aiohttp.ClientConnectorError as exc:
         raise ProxyError(502, f"upstream {provider.name!r} unreachable: {exc.strerror or exc.os_error}",
@@ -142,7 +152,7 @@ async def read_body(resp: aiohttp.ClientResponse, provider: ProviderConfig) -> b
     """The whole response body, with read timeouts and broken connections as 504/502."""
     try:
         return await resp.read()
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+    except (TimeoutError, aiohttp.ServerTimeoutError):
         raise ProxyError(504, f"upstream {provider.name!r} timed out", "upstream_timeout") from None
     except aiohttp.ClientError as exc:
         raise ProxyError(502, f"upstream {provider.name!r} broke off: {type(exc).__name__}",

@@ -40,11 +40,18 @@ class HttpCall:
         return await read_body(self._resp, self._provider)
 
     async def events(self) -> AsyncIterator[bytes]:
+        async for batch in self.batches():
+            for event in batch:
+                yield event
+
+    async def batches(self) -> AsyncIterator[list[bytes]]:
+        """Events grouped by the upstream read they arrived in, so they can be relayed in one write."""
         splitter = SSESplitter()
         try:
             async for chunk in self._resp.content.iter_any():
-                for event in splitter.feed(chunk):
-                    yield event
+                events = splitter.feed(chunk)
+                if events:
+                    yield events
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise ProxyError(504, f"upstream {self._provider.name!r} timed out mid-stream",
                              "upstream_timeout") from None
