@@ -260,21 +260,33 @@ def plan(
     switch_route: str | None = None,
     switch_at: Decimal | None = None,
 ) -> RoutePlan:
-    """Resolve a requested model id or route name to ordered targets; raises ProxyError 404/410/400."""
+    """Resolve a requested model id or route name to ordered targets; raises ProxyError 404/410/400.
+
+    With `budget_share` (spent / limit of the project's budget) at or over `switch_at`, a chat request
+    goes to the budget's `switch_route` instead (explicit `switch_route`/`switch_at` override the project's).
+    """
     mode = _ENDPOINT_MODES.get(endpoint, "chat")
     if name not in config.models and name not in config.routes:
         raise _not_found(config, name)
-    switched_from, prefix = None, ""
-    target = _switch_target(config, name, project, budget_share, switch_route, switch_at) if mode == "chat" else None
-    if target is not None and not (name in config.models and config.models[name].mode != "chat"):
-        share = format(budget_share.normalize(), "f") if budget_share is not None else "?"
-        prefix = f"budget {share} spent, switched {name} -> {target}; "
-        switched_from, name = name, target
-    if name in config.routes:
-        result = _plan_route(config, config.routes[name], body, mode, today, latency_stats, rng, prefix)
-    else:
-        result = _plan_model(config, config.models[name], mode, today, prefix)
-    if switched_from is None:
-        return result
+    target = _switch_target(config, name, project, budget_share, switch_route, switch_at)
+    if target is None or mode != "chat" or (name in config.models and config.models[name].mode != "chat"):
+        return _plan_name(config, name, body, mode, today, latency_stats, rng, "")
+    share = format(budget_share.normalize(), "f") if budget_share is not None else "?"
+    try:
+        result = _plan_name(config, target, body, mode, today, latency_stats, rng,
+                            f"budget {share} spent, switched {name} -> {target}; ")
+    except ProxyError as exc:
+        # The cheaper route may lack what this request needs; serving it as asked beats refusing it.
+        note = f"budget {share} spent, but {target} cannot serve this request ({exc.code}); kept {name}; "
+        return _plan_name(config, name, body, mode, today, latency_stats, rng, note)
     return RoutePlan(candidates=result.candidates, route=result.route, decision=result.decision,
-                     requirements=result.requirements, switched_from=switched_from)
+                     requirements=result.requirements, switched_from=name)
+
+
+def _plan_name(
+    config: Config, name: str, body: Mapping[str, Any], mode: str, today: dt.date,
+    latency_stats: Mapping[str, float] | None, rng: random.Random | None, prefix: str,
+) -> RoutePlan:
+    if name in config.routes:
+        return _plan_route(config, config.routes[name], body, mode, today, latency_stats, rng, prefix)
+    return _plan_model(config, config.models[name], mode, today, prefix)

@@ -42,6 +42,7 @@ routes:
   global: {strategy: fallback, candidates: [chatty, longread, big], tags: [global]}
   capped: {strategy: fallback, candidates: [big, unpriced, longread, chatty], max_price: {output: 10}}
   only_old: {strategy: fallback, candidates: [old]}
+  frugal: {strategy: cheapest, candidates: [longread, chatty]}
 projects:
   thrifty: {budget: {amount: 10, switch_route: cheap, switch_at: 0.75}}
 """
@@ -230,6 +231,16 @@ def test_budget_switch_applies_to_plain_models_but_not_embeddings(config):
 def test_explicit_switch_route_without_project_uses_default_threshold(config):
     assert plan(config, "big", chat(), today=TODAY, budget_share=Decimal("0.79"), switch_route="fast").route is None
     assert plan(config, "big", chat(), today=TODAY, budget_share=Decimal("0.8"), switch_route="fast").route == "fast"
+
+
+def test_budget_switch_keeps_the_original_when_the_cheap_route_cannot_serve_the_request(config):
+    needs_schema = chat(response_format={"type": "json_schema", "json_schema": {"name": "x"}})
+    result = plan(config, "smart", needs_schema, today=TODAY, project="thrifty", budget_share=Decimal("0.9"),
+                  switch_route="frugal")
+    assert result.route == "smart" and ids(result) == ["big"] and result.switched_from is None
+    assert "frugal cannot serve this request (no_eligible_model); kept smart" in result.decision
+    assert plan(config, "smart", chat(), today=TODAY, project="thrifty", budget_share=Decimal("0.9"),
+                switch_route="frugal").route == "frugal"
 
 
 def test_no_switch_without_a_budget_share(config):
