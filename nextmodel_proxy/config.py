@@ -109,6 +109,9 @@ class ModelConfig:
     retires: dt.date | None = None
     mode: str = "chat"
     cache_policy: str | None = None
+    replacement: str | None = None  # model to suggest once this one retires
+    verified: str | None = None  # research note on how solid the figures are
+    notes: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,7 +447,8 @@ def _price(raw: Any, path: str) -> Price:
 
 
 _MODEL_KEYS = {"provider", "upstream_id", "price", "context_window", "max_output", "capabilities", "latency",
-               "tags", "source", "as_of", "retires", "mode", "cache_policy", "notes", "verified"}
+               "tags", "source", "as_of", "retires", "mode", "cache_policy", "notes", "verified",
+               "replacement"}
 
 
 def _model(name: str, raw: Any, providers: Mapping[str, ProviderConfig]) -> ModelConfig:
@@ -482,7 +486,14 @@ def _model(name: str, raw: Any, providers: Mapping[str, ProviderConfig]) -> Mode
         cache_policy=_choice(m["cache_policy"], f"{path}.cache_policy", CACHE_POLICIES)
         if m.get("cache_policy") is not None
         else None,
+        replacement=_optional_str(m, "replacement", path),
+        verified=_optional_str(m, "verified", path),
+        notes=_optional_str(m, "notes", path),
     )
+
+
+def _optional_str(m: Mapping[str, Any], key: str, path: str) -> str | None:
+    return _str(m[key], f"{path}.{key}") if m.get(key) is not None else None
 
 
 ROUTE_STRATEGIES = frozenset({"fallback", "cheapest", "fastest", "weighted"})
@@ -551,6 +562,9 @@ def parse_config(data: Any, source_path: str | None = None) -> Config:
     models = {}
     for name, raw in _mapping(root.get("models"), "models").items():
         models[str(name)] = _model(str(name), raw, providers)
+    for name, model in models.items():
+        if model.replacement is not None and model.replacement not in models:
+            raise ConfigError(f"models.{name}.replacement", f"unknown model {model.replacement!r}")
     routes = {str(n): _route(str(n), r, models) for n, r in _mapping(root.get("routes"), "routes").items()}
     currency = _currency(root.get("currency"))
     teams = {}

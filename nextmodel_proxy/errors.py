@@ -31,6 +31,7 @@ CODES = frozenset(
         "unsupported_parameter",
         "model_not_found",
         "model_retired",
+        "no_eligible_model",
         "not_found",
         "method_not_allowed",
         "body_too_large",
