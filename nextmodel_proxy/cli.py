@@ -14,7 +14,11 @@ def main() -> None:
 
 
 # Command modules register themselves here (one line each).
+from nextmodel_proxy.cli_compare import compare_command  # noqa: E402
+from nextmodel_proxy.cli_models import models_command  # noqa: E402
 from nextmodel_proxy.cli_serve import check_config, serve  # noqa: E402
 
 main.add_command(serve)
 main.add_command(check_config)
+main.add_command(models_command)
+main.add_command(compare_command)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 
 import orjson
@@ -9,6 +10,7 @@ from aiohttp import web
 
 from nextmodel_proxy import validate
 from nextmodel_proxy.appkeys import CONFIG, PIPELINE
+from nextmodel_proxy.catalog import models_list
 from nextmodel_proxy.exchange import Exchange
 from nextmodel_proxy.pipeline import ClientGone
 
@@ -88,12 +90,8 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
-    data = [
-        {"id": m.id, "object": "model", "created": 0, "owned_by": m.provider}
-        for m in config.models.values()
-    ]
-    return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type=_JSON)
+    today = dt.datetime.now(dt.UTC).date()
+    return web.Response(body=orjson.dumps(models_list(request.app[CONFIG], today)), content_type=_JSON)
 
 
 async def healthz(request: web.Request) -> web.Response:

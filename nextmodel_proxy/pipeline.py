@@ -11,9 +11,11 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from nextmodel_proxy.config import Config, ModelConfig
+from nextmodel_proxy import routing
+from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.exchange import Exchange
+from nextmodel_proxy.retry import RetryPolicy, should_fall_back, should_retry
 from nextmodel_proxy.sse import KEEPALIVE
 from nextmodel_proxy.tee import StreamTee, completion_facts
 from nextmodel_proxy.upstream.base import Target, UpstreamCall, event_batches
@@ -56,27 +58,17 @@ class Pipeline:
         self.config = config
         self.session = session
         self.recorder = recorder
+        self.latency_stats: dict[str, float] = {}
 
     # --- resolution -------------------------------------------------------------------------
 
     def resolve(self, ex: Exchange) -> list[Target]:
-        """The ordered candidates for the requested model (routing plugs in here)."""
-        model = self.config.models.get(ex.model_requested)
-        if model is None:
-            raise ProxyError(
-                404, f"The model `{ex.model_requested}` does not exist or is not configured on this proxy.",
-                "model_not_found", param="model",
-            )
-        self._check_mode(model, ex.endpoint)
-        return [Target(self.config.providers[model.provider], model)]
-
-    @staticmethod
-    def _check_mode(model: ModelConfig, endpoint: str) -> None:
-        wanted = "embedding" if endpoint == "embeddings" else "chat"
-        if model.mode != wanted:
-            raise ProxyError(400, f"The model `{model.id}` is an {model.mode} model and cannot serve /v1/"
-                             f"{'embeddings' if endpoint == 'embeddings' else 'chat/completions'}.",
-                             "invalid_value", param="model")
+        """The ordered candidates for the requested model or route, with the decision on the exchange."""
+        plan = routing.plan(self.config, ex.model_requested, ex.body, today=ex.created.date(),
+                            endpoint=ex.endpoint, latency_stats=self.latency_stats, project=ex.project)
+        ex.route = plan.route
+        ex.route_decision = plan.decision
+        return list(plan.candidates)
 
     # --- entry points -----------------------------------------------------------------------
 
@@ -105,25 +97,48 @@ class Pipeline:
             return None
 
     async def _open(self, ex: Exchange, targets: list[Target]) -> UpstreamCall:
+        """Open the first candidate that answers, retrying transient failures with backoff, then falling back.
+
+        Only before anything reached the client: once this returns, the answer is committed to.
+        The last failure (an upstream error response, or our own ProxyError) is what the client gets.
+        """
         body = ex.upstream_body()
-        last: ProxyError | None = None
-        for target in targets:
-            ex.target = target
-            try:
-                call = await adapter_for(target.provider.kind).open(
-                    self.session, target, body, endpoint=ex.endpoint, client_headers=ex.client_headers,
-                )
-            except ProxyError as exc:
-                ex.attempts.append({"provider": target.provider.name, "model": target.model.id,
-                                    "outcome": exc.code})
-                last = exc
-                continue
-            ex.upstream_request_id = call.upstream_request_id
-            ex.attempts.append({"provider": target.provider.name, "model": target.model.id,
-                                "outcome": str(call.status)})
-            return call
+        last: _Attempt | None = None
+        for index, target in enumerate(targets):
+            policy = RetryPolicy.for_provider(target.provider)
+            attempt = 0
+            while True:
+                if last is not None:
+                    last.discard()
+                last = await self._attempt(ex, target, body)
+                if last.call is not None and (last.status < 400 or not should_fall_back(last.status, None, False)):
+                    return last.call
+                attempt += 1
+                retrying = should_retry(last.status, last.code, False)
+                delay = policy.delay(attempt, last.retry_after) if retrying else None
+                if delay is None:
+                    break
+                await asyncio.sleep(delay)
+            if index == len(targets) - 1 or not should_fall_back(last.status, last.code, False):
+                break
         assert last is not None
-        raise last
+        if last.call is not None:
+            return last.call
+        assert last.error is not None
+        raise last.error
+
+    async def _attempt(self, ex: Exchange, target: Target, body: dict[str, Any]) -> _Attempt:
+        ex.target = target
+        try:
+            call = await adapter_for(target.provider.kind).open(
+                self.session, target, body, endpoint=ex.endpoint, client_headers=ex.client_headers,
+            )
+        except ProxyError as exc:
+            ex.attempts.append({"provider": target.provider.name, "model": target.model.id, "outcome": exc.code})
+            return _Attempt(None, exc, exc.status, exc.code, None)
+        ex.upstream_request_id = call.upstream_request_id
+        ex.attempts.append({"provider": target.provider.name, "model": target.model.id, "outcome": str(call.status)})
+        return _Attempt(call, None, call.status, None, call.headers.get("Retry-After"))
 
     async def _finish_body(self, ex: Exchange, call: UpstreamCall) -> Reply:
         try:
@@ -178,6 +193,21 @@ class Pipeline:
         except ProxyError:
             if raise_on_fail:
                 raise
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One try at one candidate: an open call (maybe an error response) or our own error."""
+
+    call: UpstreamCall | None
+    error: ProxyError | None
+    status: int
+    code: str | None
+    retry_after: str | None
+
+    def discard(self) -> None:
+        if self.call is not None:
+            self.call.release()
 
 
 class _KeepAlive:

@@ -28,6 +28,12 @@ providers:
     api_key_env: NMPROXY_TEST_FAKE_KEY
     timeout_s: {timeout_s}
     connect_timeout_s: 2
+    max_retries: 0
+  retrying:
+    kind: openai
+    base_url: {fake_url}/v1
+    api_key_env: NMPROXY_TEST_FAKE_KEY
+    max_retries: 2
   unkeyed:
     kind: openai
     base_url: {fake_url}/v1
@@ -37,6 +43,7 @@ providers:
     base_url: http://127.0.0.1:{dead_port}/v1
     api_key_env: NMPROXY_TEST_FAKE_KEY
     connect_timeout_s: 1
+    max_retries: 0
   demo: {{kind: demo}}
 models:
   gpt-test: {{provider: fake, upstream_id: fake-basic, price: {{input: 0.15, output: 0.60, cached_input: 0.075}}}}
@@ -58,8 +65,16 @@ models:
   fake-embed: {{provider: fake, mode: embedding, price: {{input: 0.02, output: 0}}}}
   needs-key: {{provider: unkeyed, upstream_id: fake-basic, price: {{input: 1, output: 1}}}}
   dead-model: {{provider: dead, price: {{input: 1, output: 1}}}}
+  flaky-500: {{provider: retrying, price: {{input: 1, output: 1}}}}
+  flaky-429: {{provider: retrying, price: {{input: 1, output: 1}}}}
+  always-500: {{provider: retrying, upstream_id: fake-error-500, price: {{input: 1, output: 1}}}}
+  backup: {{provider: fake, upstream_id: fake-basic, price: {{input: 1, output: 1}}}}
+  retry-broken: {{provider: retrying, upstream_id: fake-broken, price: {{input: 1, output: 1}}}}
   demo-chat: {{provider: demo, price: {{input: 0.10, output: 0.40, cached_input: 0.05}}}}
   demo-embed: {{provider: demo, mode: embedding, price: {{input: 0.02, output: 0}}}}
+routes:
+  resilient: {{strategy: fallback, candidates: [dead-model, always-500, backup]}}
+  keyless-first: {{strategy: fallback, candidates: [needs-key, backup]}}
 """
 
 

@@ -4,6 +4,7 @@ The scenario comes from the model name (substring match), so one server serves e
   *tools*      two tool calls, arguments split across deltas
   *text-tool*  text content followed by one tool call
   *json*       a JSON object as content
+  *flaky*      the first request per model fails (500, or 429 with Retry-After 0.05 for *flaky-429*)
   *error-429*  429 with an OpenAI error body and Retry-After: 1
   *error-500*  500 with an OpenAI error body
   *error-400*  400 invalid_request_error
@@ -37,6 +38,7 @@ class FakeState:
     silent_s: float = 1.0
     hang_s: float = 5.0
     cancelled: int = 0
+    flaky_failures: dict[str, int] = field(default_factory=dict)  # model -> failures still to serve
     record: bool = True
 
 
@@ -152,6 +154,11 @@ async def chat(request: web.Request) -> web.StreamResponse:
         state.requests.append(body)
         state.headers.append(dict(request.headers))
     model = str(body.get("model", ""))
+    if "flaky" in model and state.flaky_failures.setdefault(model, 1) > 0:
+        state.flaky_failures[model] -= 1
+        if "429" in model:
+            return _error(429, "Slow down", "requests", "rate_limit_exceeded", {"Retry-After": "0.05"})
+        return _error(500, "The server had an error while processing your request.", "server_error", None)
     if "error-429" in model:
         return _error(429, "Rate limit reached for requests", "requests", "rate_limit_exceeded", {"Retry-After": "1"})
     if "error-500" in model:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
+from multidict import CIMultiDict
 
 from nextmodel_proxy.config import ModelConfig, ProviderConfig
 from nextmodel_proxy.errors import ProxyError
@@ -110,10 +111,12 @@ def forwardable_client_headers(client_headers: Mapping[str, str]) -> dict[str, s
     return out
 
 
-def response_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Upstream response headers minus hop-by-hop ones and those aiohttp sets itself."""
-    return {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP and k.lower() != "date"
-            and k.lower() != "server" and k.lower() != "set-cookie"}
+_NOT_RELAYED = HOP_BY_HOP | {"date", "server", "set-cookie"}
+
+
+def response_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
+    """Upstream response headers (case-insensitive) minus hop-by-hop ones and those aiohttp sets itself."""
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in _NOT_RELAYED)
 
 
 def upstream_request_id(headers: Mapping[str, str]) -> str | None:
