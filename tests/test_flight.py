@@ -22,6 +22,14 @@ async def consume(flight, seen):
         seen.append(event)
 
 
+def watched_flight():
+    """A leader for key k and a follower task collecting what it receives into `seen`."""
+    flights = SingleFlight(idle_timeout_s=2)
+    leader = flights.lead_or_follow("k")
+    seen = []
+    return flights, leader, seen, asyncio.create_task(consume(flights.lead_or_follow("k"), seen))
+
+
 async def test_burst_of_identical_requests_has_one_leader_and_followers_get_every_event():
     flights = SingleFlight(idle_timeout_s=2)
     leader = flights.lead_or_follow("k")
@@ -41,11 +49,7 @@ async def test_burst_of_identical_requests_has_one_leader_and_followers_get_ever
 
 
 async def test_follower_receives_events_as_they_happen():
-    flights = SingleFlight(idle_timeout_s=2)
-    leader = flights.lead_or_follow("k")
-    follower = flights.lead_or_follow("k")
-    seen = []
-    task = asyncio.create_task(consume(follower, seen))
+    flights, leader, seen, task = watched_flight()
     leader.publish(EVENTS[0])
     await asyncio.sleep(0.01)
     assert seen == [EVENTS[0]]  # before the leader finished
@@ -67,11 +71,7 @@ async def test_non_stream_leader_hands_followers_its_final_body():
 
 
 async def test_failed_leader_fails_followers_after_what_was_published():
-    flights = SingleFlight(idle_timeout_s=2)
-    leader = flights.lead_or_follow("k")
-    follower = flights.lead_or_follow("k")
-    seen = []
-    task = asyncio.create_task(consume(follower, seen))
+    flights, leader, seen, task = watched_flight()
     leader.publish(EVENTS[0])
     await asyncio.sleep(0.01)
     leader.finish(False)
