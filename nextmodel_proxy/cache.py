@@ -4,6 +4,11 @@ Writes (`store`, `evict`, `record_hit`, `record_miss`, `drop_bad`) run inside th
 transaction via `Ledger.submit_op(fn)`; `lookup` runs on a separate read connection. The proxy keeps no
 in-memory copy: every lookup is a primary-key point read of the SQLite file, so a `nmproxy cache purge`
 from another process takes effect on the very next request, with nothing to invalidate.
+
+Per request (pipeline): `cache_key.decide` -> if read: `canonical_request` + `cache_key` + `lookup` (bad
+entries reported through `on_bad` -> submit `drop_bad`); hit -> `replay.replay`, submit `record_hit`;
+miss -> submit `record_miss`, then `flight.SingleFlight`; a complete answer (`replay.is_complete_*`) ->
+submit `store_and_evict` with the fresh receipt id and cost.
 """
 
 from __future__ import annotations
