@@ -20,9 +20,10 @@ class FlightFailed(Exception):
 class _Call:
     """The shared state of one in-flight key."""
 
-    __slots__ = ("events", "done", "ok", "final", "changed", "touched")
+    __slots__ = ("canonical", "events", "done", "ok", "final", "changed", "touched")
 
-    def __init__(self) -> None:
+    def __init__(self, canonical: bytes) -> None:
+        self.canonical = canonical
         self.events: list[bytes] = []
         self.done = False
         self.ok = False
@@ -115,12 +116,18 @@ class SingleFlight:
     def __len__(self) -> int:
         return len(self._calls)
 
-    def lead_or_follow(self, key: str) -> Flight:
-        """Lead when nobody is fetching `key` (or its leader went quiet too long), else follow."""
+    def lead_or_follow(self, key: str, canonical: bytes) -> Flight:
+        """Lead when nobody is fetching `key` (or its leader went quiet too long), else follow.
+
+        Following is verified like a cache hit: only a request with the same canonical bytes follows; a
+        different request on the same key (a collision) leads a flight of its own that nobody can join.
+        """
         call = self._calls.get(key)
         if call is not None and time.monotonic() - call.touched <= self.idle_timeout_s:
-            return Flight(self, key, call, False, self.idle_timeout_s)
-        call = _Call()
+            if call.canonical == canonical:
+                return Flight(self, key, call, False, self.idle_timeout_s)
+            return Flight(self, key, _Call(canonical), True, self.idle_timeout_s)
+        call = _Call(canonical)
         self._calls[key] = call
         return Flight(self, key, call, True, self.idle_timeout_s)
 

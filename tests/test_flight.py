@@ -8,11 +8,12 @@ import pytest
 
 from nextmodel_proxy.flight import FlightFailed, SingleFlight
 
+REQ = b'{"request":"same"}'
 EVENTS = [b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n"]
 
 
 async def follower_events(flights, key):
-    flight = flights.lead_or_follow(key)
+    flight = flights.lead_or_follow(key, REQ)
     assert not flight.is_leader
     return await flight.wait()
 
@@ -25,14 +26,14 @@ async def consume(flight, seen):
 def watched_flight():
     """A leader for key k and a follower task collecting what it receives into `seen`."""
     flights = SingleFlight(idle_timeout_s=2)
-    leader = flights.lead_or_follow("k")
+    leader = flights.lead_or_follow("k", REQ)
     seen = []
-    return flights, leader, seen, asyncio.create_task(consume(flights.lead_or_follow("k"), seen))
+    return flights, leader, seen, asyncio.create_task(consume(flights.lead_or_follow("k", REQ), seen))
 
 
 async def test_burst_of_identical_requests_has_one_leader_and_followers_get_every_event():
     flights = SingleFlight(idle_timeout_s=2)
-    leader = flights.lead_or_follow("k")
+    leader = flights.lead_or_follow("k", REQ)
     assert leader.is_leader
     leader.publish(EVENTS[0])  # published before anyone joined: followers still get it
     followers = [asyncio.create_task(follower_events(flights, "k")) for _ in range(5)]
@@ -61,8 +62,8 @@ async def test_follower_receives_events_as_they_happen():
 
 async def test_non_stream_leader_hands_followers_its_final_body():
     flights = SingleFlight(idle_timeout_s=2)
-    leader = flights.lead_or_follow("k")
-    follower = flights.lead_or_follow("k")
+    leader = flights.lead_or_follow("k", REQ)
+    follower = flights.lead_or_follow("k", REQ)
     task = asyncio.create_task(follower.wait())
     await asyncio.sleep(0)
     leader.finish(True, b'{"id":"x"}')
@@ -78,7 +79,7 @@ async def test_failed_leader_fails_followers_after_what_was_published():
     with pytest.raises(FlightFailed):
         await asyncio.wait_for(task, 2)
     assert seen == [EVENTS[0]]
-    assert flights.lead_or_follow("k").is_leader  # the key was released: the next request leads
+    assert flights.lead_or_follow("k", REQ).is_leader  # the key was released: the next request leads
 
 
 async def test_cancelled_leader_releases_the_key_and_fails_followers():
@@ -86,7 +87,7 @@ async def test_cancelled_leader_releases_the_key_and_fails_followers():
     started = asyncio.Event()
 
     async def lead():
-        with flights.lead_or_follow("k") as flight:
+        with flights.lead_or_follow("k", REQ) as flight:
             assert flight.is_leader
             started.set()
             await asyncio.sleep(10)
@@ -103,11 +104,11 @@ async def test_cancelled_leader_releases_the_key_and_fails_followers():
 
 async def test_follower_of_a_silent_leader_times_out_and_the_key_is_taken_over():
     flights = SingleFlight(idle_timeout_s=0.05)
-    stale = flights.lead_or_follow("k")
+    stale = flights.lead_or_follow("k", REQ)
     with pytest.raises(FlightFailed):
         await asyncio.wait_for(follower_events(flights, "k"), 2)
     await asyncio.sleep(0.06)
-    fresh = flights.lead_or_follow("k")
+    fresh = flights.lead_or_follow("k", REQ)
     assert fresh.is_leader
     stale.finish(True)  # the stale leader finishing late must not release its successor
     assert len(flights) == 1
@@ -117,4 +118,16 @@ async def test_follower_of_a_silent_leader_times_out_and_the_key_is_taken_over()
 
 async def test_different_keys_do_not_coalesce():
     flights = SingleFlight()
-    assert flights.lead_or_follow("a").is_leader and flights.lead_or_follow("b").is_leader
+    assert flights.lead_or_follow("a", REQ).is_leader and flights.lead_or_follow("b", REQ).is_leader
+
+
+async def test_a_different_request_on_the_same_key_does_not_follow():
+    flights = SingleFlight(idle_timeout_s=2)
+    leader = flights.lead_or_follow("k", REQ)
+    collided = flights.lead_or_follow("k", b'{"request":"other"}')
+    assert collided.is_leader  # goes upstream on its own
+    collided.finish(True)
+    assert len(flights) == 1  # and cannot release the real leader's key
+    assert not flights.lead_or_follow("k", REQ).is_leader
+    leader.finish(True)
+    assert len(flights) == 0
