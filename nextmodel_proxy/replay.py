@@ -60,13 +60,19 @@ def _merge_call(call: dict[str, Any], delta: dict[str, Any]) -> None:
             fn = call.setdefault("function", {})
             for fk, fv in value.items():
                 if fk == "arguments":
-                    fn["arguments"] = fn.get("arguments", "") + (fv or "")
+                    fn["arguments"] = fn.get("arguments", "") + (fv if isinstance(fv, str) else "")
                 elif fv is not None and fn.get(fk) is None:
                     fn[fk] = fv  # a name repeated by some providers is not doubled
         elif key == "arguments":  # legacy function_call
-            call["arguments"] = call.get("arguments", "") + (value or "")
+            call["arguments"] = call.get("arguments", "") + (value if isinstance(value, str) else "")
         elif value is not None and call.get(key) is None:
             call[key] = value
+
+
+def _index(item: dict[str, Any]) -> int | None:
+    """A choice's or tool call's index (0 when absent); None for a malformed one, which is skipped."""
+    index = item.get("index", 0)
+    return index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else None
 
 
 class _Choice:
@@ -84,8 +90,8 @@ class _Choice:
         for key, value in delta.items():
             if key == "tool_calls" and isinstance(value, list):
                 for tc in value:
-                    if isinstance(tc, dict):
-                        _merge_call(self.calls.setdefault(int(tc.get("index", 0)), {}), tc)
+                    if isinstance(tc, dict) and _index(tc) is not None:
+                        _merge_call(self.calls.setdefault(_index(tc), {}), tc)
             elif key == "function_call" and isinstance(value, dict):
                 self.function_call = self.function_call or {}
                 _merge_call(self.function_call, value)
@@ -133,9 +139,9 @@ def _accumulate(events: Iterable[bytes]) -> tuple[dict[str, Any], bool, bool]:
                 head[field] = obj[field]
         if isinstance(obj.get("usage"), dict):
             usage = obj["usage"]
-        for choice in obj.get("choices") or ():
-            if isinstance(choice, dict):
-                choices.setdefault(int(choice.get("index", 0)), _Choice()).feed(choice)
+        for choice in obj.get("choices") if isinstance(obj.get("choices"), list) else ():
+            if isinstance(choice, dict) and _index(choice) is not None:
+                choices.setdefault(_index(choice), _Choice()).feed(choice)
     completion: dict[str, Any] = {
         "id": head.get("id"),
         "object": "chat.completion",
@@ -166,7 +172,7 @@ def _chunk(head: dict[str, Any], index: int, delta: dict[str, Any], logprobs: An
 
 
 def _choice_events(head: dict[str, Any], choice: dict[str, Any]) -> list[bytes]:
-    index = int(choice.get("index", 0))
+    index = _index(choice) or 0
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
     content = message.get("content")
     logprobs = choice.get("logprobs")
@@ -192,7 +198,7 @@ def completion_to_sse(obj: dict[str, Any], *, include_usage: bool) -> list[bytes
         if field in obj:
             head[field] = obj[field]
     events: list[bytes] = []
-    for choice in sorted(obj.get("choices") or (), key=lambda c: int(c.get("index", 0))):
+    for choice in sorted(obj.get("choices") or (), key=lambda c: _index(c) or 0):
         events.extend(_choice_events(head, choice))
     if include_usage and obj.get("usage") is not None:
         events.append(data_event({**head, "choices": [], "usage": obj["usage"]}))
@@ -261,8 +267,9 @@ def is_complete_completion(obj: Any, *, status: int = 200) -> bool:
     choices = obj.get("choices")
     if not isinstance(choices, list) or not choices:
         return False
-    indexes = sorted(c.get("index", 0) for c in choices if isinstance(c, dict))
-    return indexes == list(range(len(choices))) and all(_choice_complete(c) for c in choices)
+    if not all(_choice_complete(c) for c in choices):
+        return False
+    return sorted(_index(c) if _index(c) is not None else -1 for c in choices) == list(range(len(choices)))
 
 
 def is_complete_stream(events: list[bytes], *, status: int = 200) -> bool:

@@ -207,3 +207,19 @@ def test_openai_sdk_accepts_converted_forms():
     parsed = ChatCompletion.model_validate(sse_to_completion(TOOL_STREAM))
     assert parsed.choices[0].message.tool_calls[1].function.arguments == ARGS_1
     assert parsed.usage.completion_tokens == 7
+
+
+def test_malformed_upstream_data_is_never_storable_and_never_raises():
+    weird = [
+        data_event({"choices": [{"index": "zero", "delta": {"content": "x"}, "finish_reason": "stop"}]}),
+        data_event({"choices": {"not": "a list"}}),
+        data_event({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": None, "function": {}}]}}]}),
+        data_event({"choices": [{"index": 0, "delta": {"tool_calls": [{"function": {"arguments": {"a": 1}}}]},
+                                 "finish_reason": "tool_calls"}]}),
+        b": keep-alive\n\n",
+        b"data: not json\n\n",
+        DONE,
+    ]
+    assert not is_complete_stream(weird)
+    assert not is_complete_completion({"choices": [{"index": "0", "message": {}, "finish_reason": "stop"}]})
+    assert not is_complete_completion({"choices": "nope"})
