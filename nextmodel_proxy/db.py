@@ -25,6 +25,40 @@ MIGRATIONS: list[Migration] = [
         "m000_meta",
         _sql("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"),
     ),
+    (
+        "m010_cache_entries",
+        _sql(
+            """CREATE TABLE cache_entries (
+                key TEXT PRIMARY KEY, scope TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL,
+                endpoint TEXT NOT NULL, canonical BLOB NOT NULL,
+                response_kind TEXT NOT NULL CHECK (response_kind IN ('json', 'sse')),
+                body BLOB NOT NULL, body_hash TEXT NOT NULL, usage TEXT, fresh_receipt_id TEXT,
+                fresh_cost_pusd INTEGER, size_bytes INTEGER NOT NULL, created_at REAL NOT NULL,
+                last_used_at REAL NOT NULL, hits INTEGER NOT NULL DEFAULT 0);
+            CREATE INDEX cache_entries_last_used ON cache_entries (last_used_at);
+            CREATE INDEX cache_entries_created ON cache_entries (created_at);
+            CREATE INDEX cache_entries_model ON cache_entries (model, provider)"""
+        ),
+    ),
+    (
+        # Totals kept by triggers so eviction and `cache stats` never scan the entries (whoever writes).
+        "m011_cache_stats",
+        _sql(
+            """CREATE TABLE cache_stats (
+                id INTEGER PRIMARY KEY CHECK (id = 1), entries INTEGER NOT NULL DEFAULT 0,
+                bytes INTEGER NOT NULL DEFAULT 0, hits INTEGER NOT NULL DEFAULT 0,
+                misses INTEGER NOT NULL DEFAULT 0, verification_failures INTEGER NOT NULL DEFAULT 0,
+                bytes_saved INTEGER NOT NULL DEFAULT 0, money_saved_pusd INTEGER NOT NULL DEFAULT 0,
+                stores INTEGER NOT NULL DEFAULT 0, evictions INTEGER NOT NULL DEFAULT 0);
+            INSERT INTO cache_stats (id) VALUES (1);
+            CREATE TRIGGER cache_entries_ai AFTER INSERT ON cache_entries BEGIN
+                UPDATE cache_stats SET entries = entries + 1, bytes = bytes + NEW.size_bytes WHERE id = 1; END;
+            CREATE TRIGGER cache_entries_ad AFTER DELETE ON cache_entries BEGIN
+                UPDATE cache_stats SET entries = entries - 1, bytes = bytes - OLD.size_bytes WHERE id = 1; END;
+            CREATE TRIGGER cache_entries_au AFTER UPDATE OF size_bytes ON cache_entries BEGIN
+                UPDATE cache_stats SET bytes = bytes - OLD.size_bytes + NEW.size_bytes WHERE id = 1; END"""
+        ),
+    ),
 ]
 
 
