@@ -145,7 +145,7 @@ def test_a_new_period_starts_from_zero() -> None:
     _refusal(book, "0.01", now=midnight)
 
 
-def test_a_gbp_limit_is_compared_exactly_through_the_rate() -> None:
+def test_limits_in_other_currencies_are_compared_exactly_through_the_rate() -> None:
     rates = {"USD": Decimal(1), "XTS": Decimal(3)}  # 3 units per USD: 1 unit is 0.333... USD
     book = _book("1", currency="XTS", rates=rates)
     book.settle(book.reserve(WEB, Decimal("0.333333333333"), NOW), 333_333_333_333)
