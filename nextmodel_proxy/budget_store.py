@@ -8,9 +8,10 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal, localcontext
+from typing import Any
 
 from nextmodel_proxy.config import Config
-from nextmodel_proxy.keys import bump_changes, key_lineage, utc_now, utc_text
+from nextmodel_proxy.keys import bump_changes, key_lineage, text_or_none, utc_now, utc_text
 
 SCOPES = ("key", "project", "team")
 PERIODS = ("day", "week", "month", "total")
@@ -165,6 +166,18 @@ def usage_of(budget: Budget, spent: int, rates: Mapping[str, Decimal], now: dt.d
         share = in_currency / budget.amount if budget.amount else Decimal(1)
     return BudgetUsage(budget, start, reset, pusd_in(Decimal(1), spent), in_currency,
                        budget.amount - in_currency, share)
+
+
+def usage_json(usage: BudgetUsage) -> dict[str, Any]:
+    """A budget's current period as JSON: exact decimal strings, amounts in the budget's currency."""
+    b = usage.budget
+    return {
+        "budget_id": b.budget_id, "scope": b.scope, "scope_id": b.scope_id, "period": b.period,
+        "currency": b.currency, "amount": f"{b.amount:f}", "spent": f"{usage.spent:f}",
+        "spent_usd": f"{usage.spent_usd:f}", "remaining": f"{usage.remaining:f}",
+        "share_spent": f"{usage.share_spent:.6f}", "period_start": text_or_none(usage.period_start),
+        "reset_at": text_or_none(usage.reset_at), "source": b.source,
+    }
 
 
 def spend_against_budgets(conn: sqlite3.Connection, by: str, config: Config | None,

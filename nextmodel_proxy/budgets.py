@@ -72,24 +72,23 @@ class BudgetBook:
     """All budget checks happen in memory under one lock, so concurrent reservations cannot overshoot."""
 
     def __init__(self, rates: Mapping[str, Decimal], budgets: Sequence[Budget] = (),
-                 spent: Mapping[Window, int] | None = None) -> None:
+                 config: Config | None = None) -> None:
         self._rates = rates
+        self._config = config  # its projects/teams budgets join the DB's on every reload
         self._lock = threading.Lock()
         self._by_scope: dict[tuple[str, str], list[Budget]] = {}
-        self._spent: dict[Window, int] = defaultdict(int, spent or {})
+        self._spent: dict[Window, int] = defaultdict(int)  # a window first seen by reserve() is a new period
         self._reserved: dict[Window, int] = defaultdict(int)
         self._open: dict[int, Reservation] = {}
         self._ids = itertools.count(1)
         self._changes = -1
-        self._config: Config | None = None
         self._install(budgets)
 
     @classmethod
     def load(cls, conn: sqlite3.Connection, config: Config | None, now: dt.datetime | None = None) -> BudgetBook:
         """Budgets from the DB and config, spent in their current periods summed from receipts."""
         rates = config.currency.rates if config is not None else {"USD": Decimal(1)}
-        book = cls(rates)
-        book._config = config
+        book = cls(rates, config=config)
         book.refresh_if_changed(conn, now=now)
         return book
 
@@ -168,12 +167,15 @@ class BudgetBook:
         """Drop the hold of a request that failed before costing anything."""
         self.settle(reservation, 0)
 
-    def status(self, who: Attributed, now: dt.datetime | None = None) -> BudgetUsage | None:
-        """The applicable budget with the largest share spent, or None without budgets."""
+    def usages(self, who: Attributed, now: dt.datetime | None = None) -> list[BudgetUsage]:
+        """Every applicable budget against its current period (settled spend, not holds in flight)."""
         now = now or utc_now()
         with self._lock:
-            usages = [usage_of(b, self._spent[window_of(b, now)], self._rates, now) for b in self.applicable(who)]
-        return max(usages, key=lambda u: u.share_spent, default=None)
+            return [usage_of(b, self._spent[window_of(b, now)], self._rates, now) for b in self.applicable(who)]
+
+    def status(self, who: Attributed, now: dt.datetime | None = None) -> BudgetUsage | None:
+        """The applicable budget with the largest share spent (for the headers), or None without budgets."""
+        return max(self.usages(who, now), key=lambda u: u.share_spent, default=None)
 
     def _exceeded(self, budget: Budget, window: Window, amount: int, now: dt.datetime) -> ProxyError:
         rate = rate_of(budget.currency, self._rates)

@@ -12,6 +12,7 @@ from nextmodel_proxy.budget_store import (
     format_amount,
     set_budget,
     spend_against_budgets,
+    usage_json,
 )
 from nextmodel_proxy.cli_common import config_option, db_option, existing_db, load_cli_config, resolve_db
 from nextmodel_proxy.cli_keys import (
@@ -21,7 +22,6 @@ from nextmodel_proxy.cli_keys import (
     parse_amount,
     read_connection,
     table,
-    usage_dict,
     usage_row,
     write_transaction,
 )
@@ -72,7 +72,7 @@ def list_cmd(as_json: bool, config_path: str | None, db_path: str | None) -> Non
         except UnknownCurrency as exc:
             raise click.ClickException(str(exc)) from None
     if as_json:
-        click.echo(orjson.dumps([usage_dict(u) for u in usages], option=orjson.OPT_INDENT_2).decode())
+        click.echo(orjson.dumps([usage_json(u) for u in usages], option=orjson.OPT_INDENT_2).decode())
     elif usages:
         click.echo(table(USAGE_HEADERS, [usage_row(u) for u in usages]))
     else:

@@ -1,4 +1,4 @@
-"""`nmproxy keys ...` and `nmproxy budgets ...`: write directly to the ledger file (WAL lets the proxy keep running)."""
+"""`nmproxy keys ...` plus helpers `budgets`/`spend` share; writes go straight to the ledger file (WAL)."""
 
 from __future__ import annotations
 
@@ -30,12 +30,13 @@ from nextmodel_proxy.keys import (
     NewKey,
     create_key,
     get_key,
+    key_json,
     list_keys,
     parse_models,
     revoke_key,
     rotate_key,
+    text_or_none,
     utc_now,
-    utc_text,
 )
 
 _SHOWN_ONCE = "This is the only time the key is shown: store it now. Clients send it as Authorization: Bearer <key>."
@@ -44,9 +45,11 @@ _SHOWN_ONCE = "This is the only time the key is shown: store it now. Clients sen
 @contextmanager
 def write_transaction(db_path: str) -> Iterator[sqlite3.Connection]:
     """A migrated connection inside BEGIN IMMEDIATE; commits on success, rolls back on any error."""
-    conn = db.open_db(db_path)
+    with _ledger_errors(db_path):
+        conn = db.open_db(db_path)
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        with _ledger_errors(db_path):
+            conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
             conn.execute("COMMIT")
@@ -59,11 +62,22 @@ def write_transaction(db_path: str) -> Iterator[sqlite3.Connection]:
 
 @contextmanager
 def read_connection(db_path: str) -> Iterator[sqlite3.Connection]:
-    conn = db.open_db(existing_db(db_path))
+    with _ledger_errors(db_path):
+        conn = db.open_db(existing_db(db_path))
     try:
-        yield conn
+        with _ledger_errors(db_path):
+            yield conn
     finally:
         conn.close()
+
+
+@contextmanager
+def _ledger_errors(db_path: str) -> Iterator[None]:
+    """A locked or unreadable ledger is a clean CLI error, not a traceback."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"ledger {db_path}: {exc}") from None
 
 
 def parse_amount(text: str, option: str) -> Decimal:
@@ -103,22 +117,6 @@ def _expiry(text: str | None) -> dt.datetime | None:
         return utc_now() + dt.timedelta(seconds=parse_duration(text, "--expires"))
     except ConfigError as exc:
         raise click.BadParameter(str(exc).removeprefix("--expires: "), param_hint="--expires") from None
-
-
-def key_dict(record: KeyRecord, now: dt.datetime) -> dict[str, Any]:
-    """What `keys list --json` and `keys show` print: never a hash, never the secret."""
-    return {
-        "key_id": record.key_id, "prefix": record.display_prefix, "name": record.name, "project": record.project,
-        "team": record.team, "environment": record.environment, "admin": record.is_admin,
-        "status": record.status(now), "rpm": record.rpm, "tpm": record.tpm,
-        "models": sorted(record.models) if record.models is not None else None,
-        "expires_at": _ts(record.expires_at), "created_at": _ts(record.created_at),
-        "revoked_at": _ts(record.revoked_at), "rotated_from": record.rotated_from,
-    }
-
-
-def _ts(moment: dt.datetime | None) -> str | None:
-    return utc_text(moment) if moment else None
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -199,14 +197,14 @@ def list_cmd(as_json: bool, config_path: str | None, db_path: str | None) -> Non
     with read_connection(resolve_db(db_path, load_cli_config(config_path))) as conn:
         records = list_keys(conn)
     if as_json:
-        click.echo(orjson.dumps([key_dict(r, now) for r in records], option=orjson.OPT_INDENT_2).decode())
+        click.echo(orjson.dumps([key_json(r, now) for r in records], option=orjson.OPT_INDENT_2).decode())
         return
     if not records:
         click.echo("No keys: the proxy runs in open mode (loopback only). Create one with nmproxy keys create.")
         return
     rows = [(r.key_id, r.display_prefix, r.name, r.project, r.team, r.environment, r.status(now),
              "admin" if r.is_admin else None, r.rpm, r.tpm, ",".join(sorted(r.models)) if r.models else None,
-             _ts(r.expires_at)) for r in records]
+             text_or_none(r.expires_at)) for r in records]
     click.echo(table(("ID", "PREFIX", "NAME", "PROJECT", "TEAM", "ENV", "STATUS", "ROLE", "RPM", "TPM",
                       "MODELS", "EXPIRES"), rows))
 
@@ -216,7 +214,7 @@ def show_cmd(key_ref: str, config_path: str | None, db_path: str | None) -> None
     """One key (ID = key id or display prefix)."""
     with read_connection(resolve_db(db_path, load_cli_config(config_path))) as conn:
         record = lookup_key(conn, key_ref)
-    for field, value in key_dict(record, utc_now()).items():
+    for field, value in key_json(record, utc_now()).items():
         shown = ",".join(value) if isinstance(value, list) else value
         click.echo(f"{field + ':':<14}{'-' if shown is None else shown}")
 
@@ -256,19 +254,7 @@ def usage_row(usage: BudgetUsage) -> tuple[Any, ...]:
     b, cur = usage.budget, usage.budget.currency
     return (b.budget_id, b.scope, b.scope_id, b.period, format_amount(b.amount, cur), format_amount(usage.spent, cur),
             format_amount(max(usage.remaining, Decimal(0)), cur), f"{usage.share_spent * 100:.1f}%",
-            _ts(usage.reset_at) or "never")
-
-
-def usage_dict(usage: BudgetUsage) -> dict[str, Any]:
-    """A budget's current period as JSON: exact decimal strings, amounts in the budget's currency."""
-    b = usage.budget
-    return {
-        "budget_id": b.budget_id, "scope": b.scope, "scope_id": b.scope_id, "period": b.period,
-        "currency": b.currency, "amount": f"{b.amount:f}", "spent": f"{usage.spent:f}",
-        "spent_usd": f"{usage.spent_usd:f}", "remaining": f"{usage.remaining:f}",
-        "share_spent": f"{usage.share_spent:.6f}", "period_start": _ts(usage.period_start),
-        "reset_at": _ts(usage.reset_at), "source": b.source,
-    }
+            text_or_none(usage.reset_at) or "never")
 
 
 USAGE_HEADERS = ("BUDGET", "SCOPE", "ID", "PERIOD", "LIMIT", "SPENT", "REMAINING", "USED", "RESETS")

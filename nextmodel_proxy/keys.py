@@ -8,6 +8,7 @@ import secrets
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -34,6 +35,10 @@ def parse_utc(text: str | None) -> dt.datetime | None:
     if text is None:
         return None
     return dt.datetime.strptime(text, _TS_FORMAT).replace(tzinfo=dt.UTC)
+
+
+def text_or_none(moment: dt.datetime | None) -> str | None:
+    return utc_text(moment) if moment else None
 
 
 def hash_key(plaintext: str) -> str:
@@ -95,6 +100,18 @@ class KeySettings:
     tpm: int | None = None
     models: frozenset[str] | None = None
     expires_at: dt.datetime | None = None
+
+
+def key_json(record: KeyRecord, now: dt.datetime) -> dict[str, Any]:
+    """A key for `keys list --json`, `keys show` and the admin API: never a hash, never the secret."""
+    return {
+        "key_id": record.key_id, "prefix": record.display_prefix, "name": record.name, "project": record.project,
+        "team": record.team, "environment": record.environment, "admin": record.is_admin,
+        "status": record.status(now), "rpm": record.rpm, "tpm": record.tpm,
+        "models": sorted(record.models) if record.models is not None else None,
+        "expires_at": text_or_none(record.expires_at), "created_at": text_or_none(record.created_at),
+        "revoked_at": text_or_none(record.revoked_at), "rotated_from": record.rotated_from,
+    }
 
 
 def generate_key() -> NewKey:
