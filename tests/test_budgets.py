@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from test_keys_support import add_receipt, in_transaction, ledger
 
-from nextmodel_proxy.auth import Attribution
+from nextmodel_proxy import db
+from nextmodel_proxy.auth import Attribution, run_refresher
 from nextmodel_proxy.budget_store import Budget, period_bounds, set_budget, spend_against_budgets
 from nextmodel_proxy.budgets import BudgetBook, budget_headers
 from nextmodel_proxy.config import parse_config
@@ -236,3 +237,21 @@ def test_a_rotated_key_keeps_the_spend_of_its_period(tmp_path: Path) -> None:
     assert book.status(who, NOW).spent == Decimal("0.8")
     with pytest.raises(ProxyError, match=f"key '{new.key_id}'"):
         book.reserve(who, Decimal("0.3"), NOW)
+
+
+async def test_a_running_book_enforces_a_budget_set_by_another_process_within_a_second(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    cli_conn = ledger(path)  # stands for `nmproxy budgets set` in another process
+    now = dt.datetime.now(dt.UTC)  # the refresher uses the real clock
+    add_receipt(cli_conn, now, 9 * 10**11, project="web")
+    book = BudgetBook.load(db.connect(path, readonly=True), None, now=now)
+    task = asyncio.create_task(run_refresher(path, [book], interval_s=0.1))
+    try:
+        book.release(book.reserve(WEB, Decimal("0.5"), now))
+        in_transaction(cli_conn, lambda c: set_budget(c, "project", "web", Decimal("1"), "USD", "month"))
+        deadline = asyncio.get_running_loop().time() + 1.0
+        while not book.applicable(WEB) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        _refusal(book, "0.5", now)  # 0.9 already spent this month, loaded from the receipts
+    finally:
+        task.cancel()
