@@ -186,7 +186,8 @@ class BudgetBook:
         message = (f"Budget exceeded: the {budget.describe()} is {format_amount(budget.amount, cur)}; spent "
                    f"{format_amount(spent, cur)}, {format_amount(held, cur)} reserved by requests in flight, and "
                    f"this request could cost up to {format_amount(pusd_in(rate, amount), cur)}. {when}")
-        return ProxyError(429, message, "budget_exceeded", type="budget_exceeded")
+        # Retrying cannot help before the reset; the OpenAI SDKs obey x-should-retry instead of backing off.
+        return ProxyError(429, message, "budget_exceeded", type="budget_exceeded", headers={"x-should-retry": "false"})
 
 
 def budget_headers(usage: BudgetUsage | None) -> dict[str, str]:

@@ -107,4 +107,7 @@ def _limited(key_id: str, what: str, limit: int, used: int, requested: int, wait
     hint = (" This request alone is larger than the limit." if requested > limit else "")
     message = (f"Rate limit reached for key {key_id} on {what}: Limit {limit}, Used {used}, "
                f"Requested {requested}. Please try again in {retry}s.{hint}")
-    return ProxyError(429, message, "rate_limit_exceeded", headers={"Retry-After": str(retry)})
+    headers = {"Retry-After": str(retry)}
+    if requested > limit:
+        headers["x-should-retry"] = "false"  # waiting cannot make it fit
+    return ProxyError(429, message, "rate_limit_exceeded", headers=headers)

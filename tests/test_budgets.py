@@ -39,6 +39,7 @@ def _refusal(book: BudgetBook, usd: str, now: dt.datetime = NOW) -> ProxyError:
     with pytest.raises(ProxyError) as info:
         book.reserve(WEB, Decimal(usd), now)
     assert (info.value.status, info.value.code, info.value.type) == (429, "budget_exceeded", "budget_exceeded")
+    assert info.value.headers == {"x-should-retry": "false"}  # the SDKs would otherwise retry a 429
     return info.value
 
 
