@@ -59,6 +59,29 @@ MIGRATIONS: list[Migration] = [
                 UPDATE cache_stats SET bytes = bytes - OLD.size_bytes + NEW.size_bytes WHERE id = 1; END"""
         ),
     ),
+    # Proxy keys: only a SHA-256 of the secret is stored; `prefix` is a display fragment, not a secret.
+    (
+        "m020_keys",
+        _sql(
+            """CREATE TABLE api_keys (
+                key_id TEXT PRIMARY KEY, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+                name TEXT, project TEXT, team TEXT, environment TEXT,
+                is_admin INTEGER NOT NULL DEFAULT 0, rpm INTEGER, tpm INTEGER, models TEXT,
+                expires_at TEXT, created_at TEXT NOT NULL, revoked_at TEXT, rotated_from TEXT);
+            CREATE INDEX api_keys_prefix ON api_keys (prefix)"""
+        ),
+    ),
+    # Budget amounts are exact decimal text in their own currency; one budget per scope, id and period.
+    (
+        "m021_budgets",
+        _sql(
+            """CREATE TABLE budgets (
+                budget_id TEXT PRIMARY KEY, scope TEXT NOT NULL CHECK (scope IN ('key', 'project', 'team')),
+                scope_id TEXT NOT NULL, amount TEXT NOT NULL, currency TEXT NOT NULL,
+                period TEXT NOT NULL CHECK (period IN ('day', 'week', 'month', 'total')),
+                created_at TEXT NOT NULL, UNIQUE (scope, scope_id, period))"""
+        ),
+    ),
 ]
 
 
