@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import aiohttp
 import orjson
 import pytest
 from aiohttp import web
 from fake_anthropic import ANTHROPIC_REQUESTS, add_routes
-from translate_helpers import accumulate, completion_of, drive, make_target, parse_events
+from translate_helpers import accumulate, completion_of, drive, make_target, open_and_collect, parse_events
 
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.upstream.anthropic_stream import AnthropicStream
@@ -287,17 +286,8 @@ async def anthropic_server(aiohttp_server, monkeypatch):
 
 
 async def _open(server, upstream_id: str, body: dict):
-    target = make_target("anthropic", str(server.make_url("")).rstrip("/"), upstream_id, key_env=KEY_ENV)
-    async with aiohttp.ClientSession() as session:
-        call = await adapter_for("anthropic").open(session, target, body, endpoint="chat",
-                                                   client_headers={"Authorization": "Bearer nm-proxy-key",
-                                                                   "anthropic-beta": "prompt-caching"})
-        try:
-            if call.is_stream:
-                return call, [e async for e in call.events()]
-            return call, await call.read()
-        finally:
-            call.release()
+    return await open_and_collect("anthropic", str(server.make_url("")).rstrip("/"), upstream_id, body, KEY_ENV,
+                                  {"Authorization": "Bearer nm-proxy-key", "anthropic-beta": "prompt-caching"})
 
 
 HELLO = {"model": "claude", "messages": [{"role": "system", "content": "Be kind."},
@@ -363,3 +353,9 @@ def test_registry_maps_each_kind_to_its_adapter():
 
 def test_usage_without_cache_fields_counts_zero_cache_tokens():
     assert map_usage({"input_tokens": 7, "output_tokens": 2})["prompt_tokens_details"] == {"cached_tokens": 0}
+
+
+def test_midstream_rate_limit_error_keeps_its_openai_type():
+    raw = b'event: error\ndata: {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}\n\n'
+    _, done, error = parse_events(drive(AnthropicStream("claude"), raw))
+    assert not done and error["type"] == "rate_limit_error" and error["code"] == "rate_limit_error"

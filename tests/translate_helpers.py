@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import orjson
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
@@ -11,6 +12,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from nextmodel_proxy.config import ModelConfig, ProviderConfig
 from nextmodel_proxy.sse import DONE, SSESplitter
 from nextmodel_proxy.upstream.base import Target
+from nextmodel_proxy.upstream.registry import adapter_for
 
 
 def make_target(kind: str, base_url: str, upstream_id: str, key_env: str = "NM_TEST_PROVIDER_KEY",
@@ -59,3 +61,17 @@ def accumulate(chunks: list[dict[str, Any]]) -> ChatCompletion:
 
 def completion_of(body: bytes) -> ChatCompletion:
     return ChatCompletion.model_validate(orjson.loads(body))
+
+
+async def open_and_collect(kind: str, base_url: str, upstream_id: str, body: dict[str, Any], key_env: str,
+                           client_headers: dict[str, str]) -> tuple[Any, Any]:
+    """Open one call through the registry's adapter with a real ClientSession; (call, body bytes or events)."""
+    target = make_target(kind, base_url, upstream_id, key_env=key_env)
+    async with aiohttp.ClientSession() as session:
+        call = await adapter_for(kind).open(session, target, body, endpoint="chat", client_headers=client_headers)
+        try:
+            if call.is_stream:
+                return call, [e async for e in call.events()]
+            return call, await call.read()
+        finally:
+            call.release()

@@ -31,6 +31,10 @@ FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "le
                   "refusal": "content_filter", "pause_turn": "stop", "model_context_window_exceeded": "length"}
 # Anthropic says 529 overloaded; OpenAI clients and our retry logic know 503 as "try again later".
 STATUS_REMAP = {529: 503}
+# The status each documented error type comes with, to type errors that arrive inside a 200 stream.
+TYPE_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
+               "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
+               "overloaded_error": 503}
 JSON_OBJECT_INSTRUCTION = "Respond with one valid JSON object and nothing else: no prose, no code fences."
 JSON_SCHEMA_INSTRUCTION = ("Respond with one valid JSON value that conforms to this JSON Schema, and nothing else "
                            "(no prose, no code fences):\n")
@@ -222,7 +226,8 @@ def error_details(status: int, obj: Any) -> tuple[int, dict[str, Any]]:
     kind = err.get("type") if isinstance(err.get("type"), str) else "api_error"
     status = STATUS_REMAP.get(status, status)
     message = err.get("message") if isinstance(err.get("message"), str) else kind
-    return status, cs.error_object(status, message, kind)
+    kind_status = TYPE_STATUS.get(kind, status) if status == 200 else status
+    return status, cs.error_object(kind_status, message, kind)
 
 
 

@@ -281,7 +281,9 @@ def error_details(status: int, obj: Any) -> tuple[int, dict[str, Any]]:
     if not isinstance(err, dict):
         return status, cs.error_object(status, f"Gemini returned HTTP {status}", "upstream_error")
     message = err.get("message") if isinstance(err.get("message"), str) else f"Gemini returned HTTP {status}"
-    return status, cs.error_object(status, message, err.get("status") or "upstream_error")
+    # In a stream the HTTP status is already 200; the error's own code says what kind of failure it is.
+    kind_status = err["code"] if status == 200 and isinstance(err.get("code"), int) else status
+    return status, cs.error_object(kind_status, message, err.get("status") or "upstream_error")
 
 
 
