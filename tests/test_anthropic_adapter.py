@@ -124,7 +124,7 @@ def test_json_schema_response_format_becomes_a_system_instruction_with_the_schem
 
 @pytest.mark.parametrize(("param", "value"), [
     ("n", 2), ("logprobs", True), ("top_logprobs", 3), ("logit_bias", {"50256": -100}),
-    ("presence_penalty", 0.5), ("frequency_penalty", 1), ("seed", 7), ("reasoning_effort", "high"),
+    ("presence_penalty", 0.5), ("frequency_penalty", 1), ("seed", 7),
 ])
 def test_parameters_anthropic_cannot_honour_are_400_naming_them(param, value):
     body = {"messages": [{"role": "user", "content": "hi"}], param: value}
@@ -359,3 +359,42 @@ def test_midstream_rate_limit_error_keeps_its_openai_type():
     raw = b'event: error\ndata: {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}\n\n'
     _, done, error = parse_events(drive(AnthropicStream("claude"), raw))
     assert not done and error["type"] == "rate_limit_error" and error["code"] == "rate_limit_error"
+
+
+def test_reasoning_effort_enables_thinking_with_a_budget_below_max_tokens():
+    body = {"messages": [{"role": "user", "content": "27*453?"}], "reasoning_effort": "medium", "max_tokens": 20000}
+    assert to_messages_request(body, model())["thinking"] == {"type": "enabled", "budget_tokens": 8192}
+    body["max_tokens"] = 5000
+    assert to_messages_request(body, model())["thinking"]["budget_tokens"] == 4999
+    assert "thinking" not in to_messages_request({**body, "reasoning_effort": "none"}, model())
+    with pytest.raises(ProxyError) as info:
+        to_messages_request({**body, "max_tokens": 1000}, model())
+    assert info.value.param == "max_tokens"
+
+
+def test_streamed_thinking_becomes_reasoning_content_and_signed_blocks_that_go_back_next_turn():
+    chunks, done, _ = parse_events(drive(AnthropicStream("claude"), (FIX / "stream_thinking.sse").read_bytes()))
+    assert done and all(c["choices"] for c in chunks)  # no usage reported, so no usage chunk
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    reasoning = "".join(d.get("reasoning_content", "") for d in deltas)
+    assert reasoning == "Let me solve this step by step:\n\n1. First break down 27 * 453\n2. 453 = 400 + 50 + 3"
+    extra = next(d["extra_content"] for d in deltas if "extra_content" in d)
+    block = extra["anthropic"]["thinking_blocks"][0]
+    assert block == {"type": "thinking", "thinking": reasoning,
+                     "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds..."}
+    final = accumulate(chunks)
+    assert final.choices[0].message.content == "27 * 453 = 12,231"
+    history = {"role": "assistant", "content": final.choices[0].message.content, "extra_content": extra}
+    out = to_messages_request({"messages": [{"role": "user", "content": "27*453?"}, history,
+                                            {"role": "user", "content": "Thanks"}]}, model())
+    assert out["messages"][1]["content"] == [block, {"type": "text", "text": "27 * 453 = 12,231"}]
+
+
+def test_non_stream_thinking_blocks_are_kept_for_the_next_turn():
+    msg = {"id": "msg_t", "type": "message", "role": "assistant", "model": "c", "stop_reason": "end_turn",
+           "content": [{"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                       {"type": "redacted_thinking", "data": "EmwKAhgB"},
+                       {"type": "text", "text": "42"}], "usage": {"input_tokens": 1, "output_tokens": 2}}
+    out = orjson.loads(from_message(orjson.dumps(msg), "c"))["choices"][0]["message"]
+    assert out["reasoning_content"] == "hmm" and out["content"] == "42"
+    assert out["extra_content"]["anthropic"]["thinking_blocks"] == msg["content"][:2]

@@ -268,3 +268,18 @@ def test_midstream_quota_error_keeps_its_openai_type():
     raw = b'data: {"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}}\r\n\r\n'
     _, done, error = parse_events(drive(GeminiStream("m"), raw))
     assert not done and error["type"] == "rate_limit_error" and error["code"] == "RESOURCE_EXHAUSTED"
+
+
+def test_blocked_prompt_without_candidates_is_a_content_filter_finish():
+    raw = orjson.dumps({"promptFeedback": {"blockReason": "SAFETY"},
+                        "usageMetadata": {"promptTokenCount": 7, "totalTokenCount": 7}, "modelVersion": "g"})
+    out = completion_of(from_response(raw, "g"))
+    assert out.choices[0].finish_reason == "content_filter" and out.usage.prompt_tokens == 7
+
+
+def test_max_completion_tokens_wins_over_max_tokens_and_null_falls_back():
+    base = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}
+    assert to_generate_request({**base, "max_completion_tokens": 9}, model())["generationConfig"] == {
+        "maxOutputTokens": 9}
+    assert to_generate_request({**base, "max_completion_tokens": None}, model())["generationConfig"] == {
+        "maxOutputTokens": 50}

@@ -9,13 +9,18 @@ import orjson
 
 from nextmodel_proxy.sse import DONE, data_event, parse_event
 from nextmodel_proxy.upstream import chat_shapes as cs
-from nextmodel_proxy.upstream.anthropic_translate import error_details, finish_reason, map_usage
+from nextmodel_proxy.upstream.anthropic_translate import (
+    THINKING_BLOCK_TYPES,
+    error_details,
+    finish_reason,
+    map_usage,
+)
 
 
 class AnthropicStream:
     """Feed raw Anthropic SSE events; get OpenAI SSE events back, ending in [DONE] or an error event."""
 
-    __slots__ = ("done", "_chunks", "_usage", "_tools", "_args_sent", "_tool_count", "_model")
+    __slots__ = ("done", "_chunks", "_usage", "_tools", "_args_sent", "_tool_count", "_model", "_thinking")
 
     def __init__(self, model: str) -> None:
         self.done = False
@@ -25,6 +30,7 @@ class AnthropicStream:
         self._tools: dict[int, tuple[int, dict[str, Any]]] = {}  # block index -> (tool index, start input)
         self._args_sent: set[int] = set()  # block indexes whose arguments got at least one byte
         self._tool_count = 0
+        self._thinking: dict[int, dict[str, Any]] = {}  # block index -> thinking block being rebuilt
 
     def feed(self, raw: bytes) -> list[bytes]:
         if self.done:
@@ -60,6 +66,9 @@ class AnthropicStream:
         kind, index = block.get("type"), obj.get("index", 0)
         if kind == "text" and block.get("text"):
             return [self._delta({"content": block["text"]})]
+        if kind in THINKING_BLOCK_TYPES:
+            self._thinking[index] = dict(block)
+            return []
         if kind != "tool_use":
             return []
         tool_index = self._tool_count
@@ -74,8 +83,13 @@ class AnthropicStream:
         kind = delta.get("type")
         if kind == "text_delta":
             return [self._delta({"content": delta.get("text", "")})]
-        if kind == "thinking_delta":
+        block = self._thinking.get(index)
+        if kind == "thinking_delta" and block is not None:
+            block["thinking"] = block.get("thinking", "") + delta.get("thinking", "")
             return [self._delta({"reasoning_content": delta.get("thinking", "")})]
+        if kind == "signature_delta" and block is not None:
+            block["signature"] = block.get("signature", "") + delta.get("signature", "")
+            return []
         if kind == "input_json_delta" and index in self._tools and delta.get("partial_json"):
             self._args_sent.add(index)
             return [self._arguments(index, delta["partial_json"])]
@@ -95,10 +109,20 @@ class AnthropicStream:
     def _message_delta(self, obj: dict[str, Any]) -> list[bytes]:
         self._merge_usage(obj.get("usage"))
         reason = finish_reason((obj.get("delta") or {}).get("stop_reason"))
-        return [self._delta({}, reason)] if reason else []
+        out = []
+        if self._thinking:
+            # Whole signed blocks, once: the client must send them back with the next turn's tool results.
+            blocks = [self._thinking[i] for i in sorted(self._thinking)]
+            out.append(self._delta({"extra_content": {"anthropic": {"thinking_blocks": blocks}}}))
+            self._thinking = {}
+        if reason:
+            out.append(self._delta({}, reason))
+        return out
 
     def _message_stop(self, obj: dict[str, Any]) -> list[bytes]:
         self.done = True
+        if not self._usage:  # no usage reported: say nothing rather than a priced-looking zero
+            return [DONE]
         return [data_event(self._chunks.usage_chunk(map_usage(self._usage))), DONE]
 
     def _error(self, obj: dict[str, Any]) -> list[bytes]:

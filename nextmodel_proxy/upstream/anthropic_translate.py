@@ -23,10 +23,13 @@ UNSUPPORTED: cs.Unsupported = {
     "seed": cs.is_set,
     "audio": cs.is_set,
     "prediction": cs.is_set,
-    "reasoning_effort": cs.is_set,
     "web_search_options": cs.is_set,
     "modalities": lambda v: v is not None and list(v) != ["text"],
 }
+# reasoning_effort -> extended-thinking budget (Anthropic's minimum budget is 1024 tokens).
+THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}
+MIN_THINKING_BUDGET = 1024
+THINKING_BLOCK_TYPES = ("thinking", "redacted_thinking")
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
                   "refusal": "content_filter", "pause_turn": "stop", "model_context_window_exceeded": "length"}
 # Anthropic says 529 overloaded; OpenAI clients and our retry logic know 503 as "try again later".
@@ -49,6 +52,9 @@ def to_messages_request(body: Mapping[str, Any], model: ModelConfig) -> dict[str
     out: dict[str, Any] = {"model": model.upstream_id, "max_tokens": max_tokens, "messages": messages}
     if system:
         out["system"] = system
+    thinking = _thinking(body.get("reasoning_effort"), max_tokens)
+    if thinking:
+        out["thinking"] = thinking
     temperature = body.get("temperature")
     if temperature is not None:
         if not isinstance(temperature, int | float) or not 0 <= temperature <= 1:
@@ -123,9 +129,35 @@ def _image_block(url: str) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "url", "url": url}}
 
 
+def _thinking(effort: Any, max_tokens: int) -> dict[str, Any] | None:
+    """Extended thinking for reasoning_effort; the budget must stay below max_tokens, which includes it."""
+    if effort is None or effort == "none":
+        return None
+    if effort not in THINKING_BUDGETS:
+        raise bad_request(f"reasoning_effort {effort!r} is not one of none, {', '.join(THINKING_BUDGETS)}",
+                          "invalid_value", "reasoning_effort")
+    budget = min(THINKING_BUDGETS[effort], max_tokens - 1)
+    if budget < MIN_THINKING_BUDGET:
+        raise bad_request(f"reasoning_effort needs max_tokens above {MIN_THINKING_BUDGET} on Anthropic models",
+                          "invalid_value", "max_tokens")
+    return {"type": "enabled", "budget_tokens": budget}
+
+
+def thinking_blocks_of(msg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Signed thinking blocks an earlier answer carried in extra_content.anthropic; Anthropic wants them back."""
+    extra = msg.get("extra_content")
+    anthropic = extra.get("anthropic") if isinstance(extra, dict) else None
+    blocks = anthropic.get("thinking_blocks") if isinstance(anthropic, dict) else None
+    if not isinstance(blocks, list):
+        return []
+    return [b for b in blocks if isinstance(b, dict) and b.get("type") in THINKING_BLOCK_TYPES]
+
+
 def _assistant_blocks(msg: Mapping[str, Any], param: str) -> list[dict[str, Any]]:
     text = cs.text_of(msg.get("content"), f"{param}.content")
-    blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    blocks = thinking_blocks_of(msg)
+    if text:
+        blocks.append({"type": "text", "text": text})
     for k, call in enumerate(msg.get("tool_calls") or []):
         cparam = f"{param}.tool_calls[{k}]"
         args = cs.tool_arguments(call, cparam)
@@ -203,16 +235,19 @@ def from_message(raw: bytes, fallback_model: str) -> bytes:
         raise ProxyError(502, "Anthropic returned a body that is not JSON", "upstream_error") from None
     if not isinstance(msg, dict) or not isinstance(msg.get("content"), list):
         raise ProxyError(502, "Anthropic returned an unexpected body", "upstream_error")
-    texts, reasoning, calls = [], [], []
+    texts, reasoning, calls, thinking = [], [], [], []
     for block in msg["content"]:
         kind = block.get("type")
         if kind == "text":
             texts.append(block.get("text") or "")
-        elif kind == "thinking":
+        elif kind in THINKING_BLOCK_TYPES:
             reasoning.append(block.get("thinking") or "")
+            thinking.append(block)
         elif kind == "tool_use":
             calls.append(cs.tool_call(block["id"], block["name"], orjson.dumps(block.get("input", {})).decode()))
     message = cs.assistant_message("".join(texts), calls, "".join(reasoning))
+    if thinking:
+        message["extra_content"] = {"anthropic": {"thinking_blocks": thinking}}
     out = cs.completion(msg.get("id") or "msg_unknown", int(time.time()), msg.get("model") or fallback_model,
                         message, finish_reason(msg.get("stop_reason")), map_usage(msg.get("usage")))
     return orjson.dumps(out)

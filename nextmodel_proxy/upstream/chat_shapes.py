@@ -158,7 +158,9 @@ def stop_list(body: Mapping[str, Any]) -> list[str] | None:
 
 
 def max_tokens_of(body: Mapping[str, Any]) -> int | None:
-    value = body.get("max_completion_tokens", body.get("max_tokens"))
+    value = body.get("max_completion_tokens")
+    if value is None:
+        value = body.get("max_tokens")
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -58,6 +58,8 @@ class GeminiStream:
         if self.done or not self._finished or self._chunks is None:
             return []
         self.done = True
+        if self._usage is None:  # no usage reported: say nothing rather than a priced-looking zero
+            return [DONE]
         return [data_event(self._chunks.usage_chunk(map_usage(self._usage))), DONE]
 
     def _start(self, obj: dict[str, Any]) -> list[bytes]:

@@ -266,7 +266,8 @@ def from_response(raw: bytes, fallback_model: str) -> bytes:
     message = cs.assistant_message(parts.text, parts.calls, parts.reasoning)
     if parts.signature:
         message["extra_content"] = {"google": {"thought_signature": parts.signature}}
-    reason = candidate.get("finishReason") or ("SAFETY" if obj.get("promptFeedback", {}).get("blockReason") else None)
+    feedback = obj.get("promptFeedback") if isinstance(obj.get("promptFeedback"), dict) else {}
+    reason = candidate.get("finishReason") or ("SAFETY" if feedback.get("blockReason") else None)
     out = cs.completion(obj.get("responseId") or "gemini-" + cs.new_call_id()[5:], int(time.time()),
                         obj.get("modelVersion") or fallback_model, message,
                         finish_reason(reason, bool(parts.calls)), map_usage(obj.get("usageMetadata")))
