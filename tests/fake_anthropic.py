@@ -1,4 +1,10 @@
-"""A fake Anthropic Messages API serving the recorded fixtures; the scenario comes from the model name."""
+"""A fake Anthropic Messages API serving the recorded fixtures; the scenario comes from the model name.
+
+Model name endings: -tools (text + two tool_use blocks, cache usage), -error (400 invalid_request_error),
+-overloaded (529 overloaded_error), -midstream-error (stream cut by an `error` event), -echo (the received
+Messages request as the answer text); anything else answers "Hi! My name is Claude." / streams "Hello!".
+Requests without x-api-key get 401, without anthropic-version 2023-06-01 get 400.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""A fake Gemini API (v1beta generateContent / streamGenerateContent) serving the recorded fixtures."""
+"""A fake Gemini API (v1beta generateContent / streamGenerateContent) serving the recorded fixtures.
+
+Model name endings: -tools (two functionCall parts, the first with a thoughtSignature), -malformed
+(finishReason MALFORMED_FUNCTION_CALL), -error (400 INVALID_ARGUMENT), -midstream-error (one text event,
+then an error event), -echo (the received request as the answer text); anything else answers text with
+cached and thought tokens in usageMetadata. Requests without x-goog-api-key get 400.
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import aiohttp
 import openai
 import pytest
@@ -103,3 +105,27 @@ async def test_sdk_sees_an_unsupported_parameter_as_bad_request_naming_it(client
     with pytest.raises(openai.BadRequestError) as info:
         await client.chat.completions.create(model="claude-sonnet-4-5", messages=MESSAGES, n=2)
     assert info.value.param == "n" and info.value.code == "unsupported_parameter"
+
+
+async def _tool_loop(client, model: str) -> tuple[list, dict]:
+    """Turn 1 asks for tools; turn 2 sends the SDK's own assistant message and results to the echo model."""
+    first = await client.chat.completions.create(model=model + "-tools", messages=MESSAGES)
+    calls = first.choices[0].message.tool_calls
+    assistant = first.choices[0].message.model_dump(exclude_none=True)
+    results = [{"role": "tool", "tool_call_id": c.id, "content": '{"ok": true}'} for c in calls]
+    echo = await client.chat.completions.create(model=model + "-echo", messages=[*MESSAGES, assistant, *results])
+    return calls, json.loads(echo.choices[0].message.content)
+
+
+async def test_sdk_gemini_tool_loop_sends_the_thought_signature_back(client):
+    calls, sent = await _tool_loop(client, "gemini-2.5-flash")
+    model_turn, results_turn = sent["contents"][1], sent["contents"][2]
+    assert model_turn["parts"][0]["thoughtSignature"] == "CtwFAVSoXO5Bzl3GKiBqexdUdCg7y3gHtQmd0Kfq1Yj6V8WP"
+    assert [p["functionResponse"]["response"] for p in results_turn["parts"]] == [{"ok": True}] * len(calls)
+
+
+async def test_sdk_claude_tool_loop_pairs_tool_results_with_tool_use_ids(client):
+    calls, sent = await _tool_loop(client, "claude-sonnet-4-5")
+    uses = [b["id"] for b in sent["messages"][1]["content"] if b["type"] == "tool_use"]
+    results = [b["tool_use_id"] for b in sent["messages"][2]["content"]]
+    assert uses == results == [c.id for c in calls]
