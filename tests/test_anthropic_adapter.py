@@ -398,3 +398,15 @@ def test_non_stream_thinking_blocks_are_kept_for_the_next_turn():
     out = orjson.loads(from_message(orjson.dumps(msg), "c"))["choices"][0]["message"]
     assert out["reasoning_content"] == "hmm" and out["content"] == "42"
     assert out["extra_content"]["anthropic"]["thinking_blocks"] == msg["content"][:2]
+
+
+def test_cache_control_marks_on_system_and_user_text_parts_reach_anthropic():
+    mark = {"type": "ephemeral"}
+    body = {"messages": [
+        {"role": "system", "content": [{"type": "text", "text": "Long manual", "cache_control": mark}]},
+        {"role": "user", "content": [{"type": "text", "text": "Long doc", "cache_control": mark},
+                                     {"type": "text", "text": "Question"}]}]}
+    out = to_messages_request(body, model())
+    assert out["system"] == [{"type": "text", "text": "Long manual", "cache_control": mark}]
+    assert out["messages"][0]["content"] == [{"type": "text", "text": "Long doc", "cache_control": mark},
+                                             {"type": "text", "text": "Question"}]
