@@ -1,0 +1,68 @@
+"""A fake Anthropic Messages API serving the recorded fixtures; the scenario comes from the model name.
+
+Model name endings: -tools (text + two tool_use blocks, cache usage), -error (400 invalid_request_error),
+-overloaded (529 overloaded_error), -midstream-error (stream cut by an `error` event), -echo (the received
+Messages request as the answer text); anything else answers "Hi! My name is Claude." / streams "Hello!".
+Requests without x-api-key get 401, without anthropic-version 2023-06-01 get 400.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
+ANTHROPIC_REQUESTS = web.AppKey("anthropic_requests", list)
+CHUNK = 37  # odd-sized writes so events straddle network reads
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount POST /v1/messages; requests land in app[ANTHROPIC_REQUESTS] as (headers, body)."""
+    app[ANTHROPIC_REQUESTS] = []
+    app.router.add_post("/v1/messages", _messages)
+
+
+def _error(status: int, name: str) -> web.Response:
+    return web.Response(status=status, body=(FIXTURES / name).read_bytes(), content_type="application/json",
+                        headers={"request-id": "req_fake_error"})
+
+
+async def _messages(request: web.Request) -> web.StreamResponse:
+    body = orjson.loads(await request.read())
+    request.app[ANTHROPIC_REQUESTS].append((dict(request.headers), body))
+    if not request.headers.get("x-api-key"):
+        return web.json_response({"type": "error", "error": {"type": "authentication_error",
+                                                             "message": "x-api-key header is required"}}, status=401)
+    if request.headers.get("anthropic-version") != "2023-06-01":
+        return _error(400, "error_invalid_request.json")
+    model = body.get("model", "")
+    stream = bool(body.get("stream"))
+    if model.endswith("-midstream-error"):
+        return await _sse(request, "stream_midstream_error.sse") if stream else _error(529, "error_overloaded.json")
+    if model.endswith("-overloaded"):
+        return _error(529, "error_overloaded.json")
+    if model.endswith("-error"):
+        return _error(400, "error_invalid_request.json")
+    if model.endswith("-echo"):
+        text = orjson.dumps(body).decode()
+        return web.json_response({"id": "msg_echo", "type": "message", "role": "assistant", "model": model,
+                                  "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+                                  "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1}})
+    tools = model.endswith("-tools")
+    if stream:
+        return await _sse(request, "stream_tools.sse" if tools else "stream_text.sse")
+    name = "message_tools_cache.json" if tools else "message_text.json"
+    return web.Response(body=(FIXTURES / name).read_bytes(), content_type="application/json",
+                        headers={"request-id": "req_fake_ok"})
+
+
+async def _sse(request: web.Request, name: str) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "request-id": "req_fake_stream"})
+    await resp.prepare(request)
+    data = (FIXTURES / name).read_bytes()
+    for start in range(0, len(data), CHUNK):
+        await resp.write(data[start : start + CHUNK])
+    await resp.write_eof()
+    return resp
