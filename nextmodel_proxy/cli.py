@@ -14,7 +14,10 @@ def main() -> None:
 
 
 # Command modules register themselves here (one line each).
+from nextmodel_proxy.cli_budgets import budgets_group  # noqa: E402
+from nextmodel_proxy.cli_cache import cache_group  # noqa: E402
 from nextmodel_proxy.cli_compare import compare_command  # noqa: E402
+from nextmodel_proxy.cli_keys import keys_group  # noqa: E402
 from nextmodel_proxy.cli_models import models_command  # noqa: E402
 from nextmodel_proxy.cli_serve import check_config, serve  # noqa: E402
 
@@ -22,3 +25,6 @@ main.add_command(serve)
 main.add_command(check_config)
 main.add_command(models_command)
 main.add_command(compare_command)
+main.add_command(cache_group)
+main.add_command(keys_group)
+main.add_command(budgets_group)

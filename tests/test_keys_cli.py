@@ -37,8 +37,11 @@ root.add_command(budgets_group)
 
 
 @pytest.fixture
-def nm(tmp_path: Path):  # noqa: ANN201
+def nm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
     """Run `nmproxy ...` against tmp_path's ledger and config; asserts the exit code."""
+    # Without --config the CLI reads ./providers.yaml, so run from a folder that has none.
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     (tmp_path / "providers.yaml").write_text(CONFIG)
     ledger(tmp_path / "l.db").close()
 
