@@ -19,7 +19,7 @@ _LOOKBACK = 16  # how far back an inserted run of receipts is recognised
 
 def content_bytes(values: Sequence[Any]) -> bytes:
     """Canonical bytes of a row's stored content columns (JSON array; SQLite types map 1:1 onto JSON)."""
-    return orjson.dumps(list(values))
+    return orjson.dumps(values if isinstance(values, tuple | list) else list(values))
 
 
 def link(prev_hash: str, values: Sequence[Any]) -> str:

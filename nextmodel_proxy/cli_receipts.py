@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import os
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from decimal import Decimal
 from typing import IO, Any, TypeVar
 
@@ -24,8 +25,8 @@ from nextmodel_proxy.receipts import (
     SERVED_MODES,
     Receipt,
     ReceiptFilter,
-    csv_values,
-    export_record,
+    export_csv_cells,
+    export_json,
     get_receipt,
     iter_export_rows,
     query_receipts,
@@ -146,10 +147,11 @@ def _usd(amount: Decimal | None) -> str:
 
 
 def _display(amount: Decimal | None, currency: CurrencyConfig) -> str:
-    """Rounded to 2 decimals for reading; --json and exports carry the exact figure."""
+    """Rounded for reading (2 decimals, 6 below 1); --json and exports carry the exact figure."""
     if amount is None:
         return "unknown"
-    return f"{to_display(amount, currency)[0]:,.2f}"
+    shown = to_display(amount, currency)[0]
+    return f"{shown:,.2f}" if abs(shown) >= 1 else format_usd(shown.quantize(Decimal("1e-6")))
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
@@ -175,7 +177,7 @@ def show_cmd(config_path: str | None, db_path: str | None, receipt_id: str, as_j
         return
     width = max(len(k) for k in data)
     for key, value in data.items():
-        shown = orjson.dumps(value).decode() if isinstance(value, list | dict) else value
+        shown = orjson.dumps(value).decode() if isinstance(value, list | dict | bool) else value
         click.echo(f"{key.ljust(width)}  {'-' if shown is None else shown}")
 
 
@@ -188,24 +190,28 @@ def show_cmd(config_path: str | None, db_path: str | None, receipt_id: str, as_j
 def export_cmd(config_path: str | None, db_path: str | None, fmt: str, output: str | None, **kw: Any) -> None:
     """Stream receipts oldest first as CSV (RFC 4180, header row) or JSON lines; columns: EXPORT_COLUMNS."""
     with read_ledger(db_path, config_path) as (conn, currency):
-        records = (export_record(r, currency) for r in iter_export_rows(conn, _filters(kw)))
-        if output:
-            with open(output, "w", newline="", encoding="utf-8") as out:
-                _write_export(out, fmt, records)
-        else:
-            _write_export(click.get_text_stream("stdout"), fmt, records)
+        rows = iter_export_rows(conn, _filters(kw))
+        with closing(rows):
+            if output:
+                with open(output, "w", newline="", encoding="utf-8") as out:
+                    _write_export(out, fmt, rows, currency)
+                return
+            try:
+                _write_export(click.get_text_stream("stdout"), fmt, rows, currency)
+            except BrokenPipeError:  # `| head`: the reader has gone, stop quietly
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _write_export(out: IO[str], fmt: str, records: Iterator[dict[str, Any]]) -> None:
+def _write_export(out: IO[str], fmt: str, rows: Iterator[tuple[Any, ...]], currency: CurrencyConfig) -> None:
     if fmt == "jsonl":
-        for record in records:
-            out.write(orjson.dumps(record).decode())
+        for row in rows:
+            out.write(orjson.dumps(export_json(row, currency)).decode())
             out.write("\n")
         return
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180: CRLF, quotes doubled, quoted when needed
     writer.writerow(EXPORT_COLUMNS)
-    for record in records:
-        writer.writerow(csv_values(record))
+    for row in rows:
+        writer.writerow(export_csv_cells(row, currency))
 
 
 @receipts.command("verify")
@@ -233,6 +239,8 @@ def spend_cmd(config_path: str | None, db_path: str | None, by: str, as_json: bo
     """Spend totals with cache savings, in USD and the display currency."""
     with read_ledger(db_path, config_path) as (conn, currency):
         rows = spend(conn, by, _filters(kw))
+    if by == "day":
+        rows.sort(key=lambda r: r.group or "")
     total = spend_total(rows)
     if as_json:
         _echo_json({"by": by, "display_currency": currency.display,

@@ -122,11 +122,13 @@ CREATE TABLE receipts (
     hash TEXT
 );
 CREATE INDEX receipts_created ON receipts (created_utc);
-CREATE INDEX receipts_project ON receipts (project, created_utc);
-CREATE INDEX receipts_model ON receipts (model, created_utc);
-CREATE INDEX receipts_mode ON receipts (served_mode, created_utc);
-CREATE INDEX receipts_key ON receipts (key_id, created_utc)
+CREATE INDEX receipts_project ON receipts (project);
+CREATE INDEX receipts_model ON receipts (model);
+CREATE INDEX receipts_key ON receipts (key_id)
 """
+# Single-column indexes on purpose: each entry ends in the rowid (seq), so `WHERE project = ? ORDER BY seq DESC`
+# pages straight off the index, and every index costs the writer on each INSERT. served_mode has no index:
+# with four values it narrows little, and mode filters ride on the seq order or on the other indexes.
 
 # Per-day spend, kept up to date by the ledger writer in the receipts' own transaction. NULL attribution is
 # stored as '' because NULLs never collide in a primary key (each NULL row would be its own group).
@@ -151,8 +153,10 @@ CREATE TABLE spend_daily (
     savings_pusd INTEGER NOT NULL,
     unknown_cost INTEGER NOT NULL,
     PRIMARY KEY (day, project, team, key_id, model, provider, served_mode)
-) WITHOUT ROWID;
-INSERT INTO spend_daily
+) WITHOUT ROWID
+"""
+# The rollup of receipts with seq > ?: m002 backfills with it (seq > 0), the writer runs it after each INSERT.
+ROLLUP_SELECT = """
 SELECT substr(created_utc, 1, 10), COALESCE(project, ''), COALESCE(team, ''), COALESCE(key_id, ''),
        COALESCE(model, ''), COALESCE(provider, ''), COALESCE(served_mode, ''), COUNT(*),
        COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cached_tokens), 0),
@@ -160,10 +164,16 @@ SELECT substr(created_utc, 1, 10), COALESCE(project, ''), COALESCE(team, ''), CO
        COALESCE(SUM(upstream_cost_pusd), 0), COALESCE(SUM(billed_cost_pusd), 0),
        COALESCE(SUM(fresh_cost_pusd), 0), COALESCE(SUM(savings_pusd), 0),
        SUM(billed_cost_pusd IS NULL)
-FROM receipts GROUP BY 1, 2, 3, 4, 5, 6, 7
+FROM receipts WHERE seq > ? GROUP BY 1, 2, 3, 4, 5, 6, 7
 """
+
+
+def _m002_spend_rollups(conn: sqlite3.Connection) -> None:
+    conn.execute(_M002_SPEND_DAILY)
+    conn.execute("INSERT INTO spend_daily " + ROLLUP_SELECT, (0,))
+
 
 MIGRATIONS += [
     ("m001_receipts", _sql(_M001_RECEIPTS)),
-    ("m002_spend_rollups", _sql(_M002_SPEND_DAILY)),
+    ("m002_spend_rollups", _m002_spend_rollups),
 ]

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 from nextmodel_proxy import db
 from nextmodel_proxy.chain import VerifyResult, verify
-from nextmodel_proxy.ledger_write import chained_rows, insert_rows, ledger_head
-from nextmodel_proxy.receipts import Receipt
+from nextmodel_proxy.ledger_write import Row, chain, insert_rows, ledger_head
+from nextmodel_proxy.receipts import Receipt, content_values
 
 __all__ = ["Ledger", "LedgerUnavailable", "VerifyResult", "verify"]
 
@@ -47,7 +47,7 @@ class LedgerUnavailable(Exception):
 
 @dataclass(slots=True)
 class _Item:
-    receipt: Receipt | None
+    values: Row | None  # a receipt's content values (receipts.content_values)
     op: Callable[[sqlite3.Connection], Any] | None
     future: asyncio.Future[Any] | None  # None once already failed (a receipt kept for retry)
 
@@ -74,7 +74,7 @@ class Ledger:
         self.commits = 0  # committed transactions (group commit: fewer than receipts under load)
         self.written = 0  # receipts committed
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
-        self._pending: deque[Receipt] = deque()  # writer thread only
+        self._pending: deque[Row] = deque()  # receipts kept from failed commits; writer thread only
         self._healthy = True
         self._open = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -98,15 +98,18 @@ class Ledger:
         self._open = True
 
     def submit(self, receipt: Receipt) -> asyncio.Future[None]:
-        """Queue a receipt (never blocks); the future resolves once its transaction has committed."""
+        """Queue a receipt (never blocks); the future resolves once its transaction has committed.
+        The receipt is converted to its stored values here, so a malformed one raises in the caller
+        (TypeError/ValueError) instead of failing a whole batch in the writer."""
+        values = content_values(receipt)
         future = self._new_future()
         if not self._open:
             future.set_exception(LedgerUnavailable("the ledger is closed"))
         elif not self._healthy:
             future.set_exception(LedgerUnavailable("the ledger cannot be written (kept for retry)"))
-            self._queue.put(_Item(receipt, None, None))
+            self._queue.put(_Item(values, None, None))
         else:
-            self._queue.put(_Item(receipt, None, future))
+            self._queue.put(_Item(values, None, future))
         return future
 
     def submit_op(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
@@ -176,19 +179,19 @@ class Ledger:
                 break
             if item is _STOP:
                 return batch, True
-            if item.receipt is not None:
-                self._keep(item.receipt)
+            if item.values is not None:
+                self._keep(item.values)
                 if item.future is not None:
                     self._call_loop(_settle, [(item.future, None, LedgerUnavailable("the ledger cannot be written"))])
             else:
                 batch.append(item)
         return batch, False
 
-    def _keep(self, receipt: Receipt) -> None:
+    def _keep(self, values: Row) -> None:
         if len(self._pending) >= self.max_pending:
             dropped = self._pending.popleft()
-            log.error("ledger retry buffer full: dropped receipt %s", dropped.receipt_id)
-        self._pending.append(receipt)
+            log.error("ledger retry buffer full: dropped receipt %s", dropped[0])
+        self._pending.append(values)
 
     def _commit(self, batch: list[_Item]) -> None:
         """One transaction for the whole batch plus the receipts kept from failed commits."""
@@ -201,24 +204,28 @@ class Ledger:
         except sqlite3.Error as exc:
             self._failed(batch, exc)
             return
+        except Exception as exc:  # noqa: BLE001 - a bug must not kill the only writer; fail closed and say so
+            log.exception("ledger writer error")
+            self._failed(batch, exc)
+            return
         self._pending.clear()
         self._head = head
         self._healthy = True
         self._failures = 0
         self.commits += 1
-        self.written += sum(1 for item in batch if item.receipt is not None) + len(retried)
+        self.written += sum(1 for item in batch if item.values is not None) + len(retried)
         self._call_loop(_settle, outcomes)
 
-    def _apply(self, batch: list[_Item], retried: list[Receipt]) -> tuple[list[Outcome], str]:
+    def _apply(self, batch: list[_Item], retried: list[Row]) -> tuple[list[Outcome], str]:
         """Write the batch in order (consecutive receipts in one executemany), then the retried receipts.
         Retries only exist while unhealthy, when the batch holds only ops: those run first because their
         callers are still waiting, while the retried receipts' callers were already answered."""
         outcomes: list[Outcome] = []
         head = self._head
-        run: list[tuple[Receipt, asyncio.Future[Any] | None]] = []
+        run: list[tuple[Row, asyncio.Future[Any] | None]] = []
         for item in batch:
-            if item.receipt is not None:
-                run.append((item.receipt, item.future))
+            if item.values is not None:
+                run.append((item.values, item.future))
                 continue
             head = self._write_run(run, head, outcomes)
             run = []
@@ -226,13 +233,13 @@ class Ledger:
         run.extend((r, None) for r in retried)
         return outcomes, self._write_run(run, head, outcomes)
 
-    def _write_run(self, run: list[tuple[Receipt, asyncio.Future[Any] | None]], head: str,
+    def _write_run(self, run: list[tuple[Row, asyncio.Future[Any] | None]], head: str,
                    outcomes: list[Outcome]) -> str:
         """INSERT a run of receipts; a constraint error (a duplicate receipt id) rejects only its receipt."""
         assert self._conn is not None
         if not run:
             return head
-        rows, new_head = chained_rows([r for r, _ in run], head)
+        rows, new_head = chain([values for values, _ in run], head)
         self._conn.execute("SAVEPOINT receipts")
         try:
             insert_rows(self._conn, rows)
@@ -244,18 +251,18 @@ class Ledger:
         self._conn.execute("RELEASE receipts")
         return new_head
 
-    def _write_one_by_one(self, run: list[tuple[Receipt, asyncio.Future[Any] | None]], head: str,
+    def _write_one_by_one(self, run: list[tuple[Row, asyncio.Future[Any] | None]], head: str,
                           outcomes: list[Outcome]) -> str:
         assert self._conn is not None
-        for receipt, future in run:
-            rows, row_head = chained_rows([receipt], head)
+        for values, future in run:
+            rows, row_head = chain([values], head)
             self._conn.execute("SAVEPOINT one")
             try:
                 insert_rows(self._conn, rows)
             except sqlite3.IntegrityError as exc:
                 self._conn.execute("ROLLBACK TO one")
-                log.error("ledger rejected receipt %s: %s", receipt.receipt_id, exc)
-                error: BaseException | None = ValueError(f"receipt {receipt.receipt_id} rejected: {exc}")
+                log.error("ledger rejected receipt %s: %s", values[0], exc)
+                error: BaseException | None = ValueError(f"receipt {values[0]} rejected: {exc}")
             else:
                 head, error = row_head, None
             self._conn.execute("RELEASE one")
@@ -278,7 +285,7 @@ class Ledger:
         self._conn.execute("RELEASE op")
         return item.future, result, None
 
-    def _failed(self, batch: list[_Item], exc: sqlite3.Error) -> None:
+    def _failed(self, batch: list[_Item], exc: Exception) -> None:
         assert self._conn is not None
         if self._conn.in_transaction:
             try:
@@ -292,8 +299,8 @@ class Ledger:
         error = LedgerUnavailable(f"the ledger cannot be written: {exc}")
         outcomes: list[Outcome] = []
         for item in batch:
-            if item.receipt is not None:
-                self._keep(item.receipt)
+            if item.values is not None:
+                self._keep(item.values)
             if item.future is not None:
                 outcomes.append((item.future, None, error))
         self._call_loop(_settle, outcomes)

@@ -173,14 +173,24 @@ def replay_billed(fresh: Decimal, ratio: Decimal) -> Decimal:
 
 def to_pusd(amount: Decimal) -> int:
     """USD -> integer picodollars (half-even at the 12th decimal)."""
-    with localcontext(_EXACT):
-        return int(amount.quantize(PICO, rounding=ROUND_HALF_EVEN).scaleb(12))
+    # Explicit context instead of localcontext(), and rounding only when needed: runs for every receipt stored.
+    scaled = amount.scaleb(12, _EXACT)
+    whole = int(scaled)
+    if scaled == whole:
+        return whole
+    return int(scaled.to_integral_value(rounding=ROUND_HALF_EVEN, context=_EXACT))
 
 
 def from_pusd(pusd: int) -> Decimal:
     """Integer picodollars -> exact USD with 12 decimal places."""
-    with localcontext(_EXACT):
-        return Decimal(pusd).scaleb(-12).quantize(PICO)
+    return Decimal(pusd).scaleb(-12, context=_EXACT)
+
+
+def format_pusd(pusd: int) -> str:
+    """format_usd(from_pusd(pusd)) with integer arithmetic only (the export's hot path)."""
+    whole, frac = divmod(abs(pusd), _PICO_PER_USD)
+    digits = f"{frac:012d}".rstrip("0").ljust(2, "0")
+    return f"{'-' if pusd < 0 and (whole or frac) else ''}{whole}.{digits}"
 
 
 def format_usd(amount: Decimal) -> str:
@@ -214,8 +224,12 @@ def to_display(amount_usd: Decimal, currency: CurrencyConfig, code: str | None =
         rate = currency.rates[code]
     except KeyError:
         raise ValueError(f"no exchange rate for {code!r} in currency.rates") from None
-    with localcontext(_EXACT):
-        return amount_usd * rate, code, rate
+    return convert(amount_usd, rate), code, rate
+
+
+def convert(amount_usd: Decimal, rate: Decimal) -> Decimal:
+    """USD times a rate (units per USD), exact."""
+    return _EXACT.multiply(amount_usd, rate)
 
 
 # --- estimation --------------------------------------------------------------------------------

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
+import functools
+import operator
 import secrets
 import sqlite3
 import time
@@ -16,7 +19,7 @@ from typing import Any
 import orjson
 
 from nextmodel_proxy.config import CurrencyConfig
-from nextmodel_proxy.pricing import format_usd, from_pusd, to_display, to_pusd
+from nextmodel_proxy.pricing import convert, format_pusd, format_usd, from_pusd, to_pusd
 from nextmodel_proxy.timespec import format_utc
 
 SERVED_MODES = ("fresh", "exact-cache", "error", "refused")
@@ -87,11 +90,11 @@ def _text(v: Any) -> str | None:
 
 
 def _int(v: Any) -> int | None:
-    return None if v is None else int(v)
+    return v if v is None or v.__class__ is int else int(v)
 
 
 def _real(v: Any) -> float | None:
-    return None if v is None else float(v)
+    return v if v is None or v.__class__ is float else float(v)
 
 
 def _flag(v: Any) -> int | None:
@@ -103,11 +106,17 @@ def _money(v: Decimal | None) -> int | None:
 
 
 def _decimal_text(v: Decimal | None) -> str | None:
-    return None if v is None else format(Decimal(v), "f")
+    return None if v is None else _plain(Decimal(v))
+
+
+@functools.lru_cache(maxsize=256)
+def _plain(v: Decimal) -> str:
+    """A rate as plain digits; cached because every receipt carries one of a handful of rates."""
+    return format(v, "f")
 
 
 def _json_list(v: Sequence[Any]) -> str:
-    return orjson.dumps(list(v or ()), option=orjson.OPT_SORT_KEYS).decode()
+    return orjson.dumps(list(v), option=orjson.OPT_SORT_KEYS).decode() if v else "[]"
 
 
 _TO_DB: dict[str, Callable[[Any], Any]] = {
@@ -137,13 +146,22 @@ CONTENT: tuple[tuple[str, str, str], ...] = tuple(
 )
 CONTENT_COLUMNS: tuple[str, ...] = tuple(col for _, col, _ in CONTENT)
 SELECT_COLUMNS = ", ".join(("seq", *CONTENT_COLUMNS, "prev_hash", "hash"))
-_CONVERT_OUT = tuple((name, _TO_DB[kind]) for name, _, kind in CONTENT)
 _CONVERT_IN = tuple((name, _FROM_DB[kind]) for name, _, kind in CONTENT)
+_GET_CONTENT = operator.attrgetter(*(name for name, _, _ in CONTENT))
+_TEXT_AT = tuple(i for i, (_, _, kind) in enumerate(CONTENT) if kind == "text")
+_CONVERT_AT = tuple((i, _TO_DB[kind]) for i, (_, _, kind) in enumerate(CONTENT) if kind != "text")
 
 
 def content_values(receipt: Receipt) -> tuple[Any, ...]:
     """The receipt's stored values in CONTENT_COLUMNS order (what the hash chain covers)."""
-    return tuple(conv(getattr(receipt, name)) for name, conv in _CONVERT_OUT)
+    values = list(_GET_CONTENT(receipt))  # one C call for all fields: this runs for every receipt written
+    for i, to_db in _CONVERT_AT:
+        values[i] = to_db(values[i])
+    for i in _TEXT_AT:
+        value = values[i]
+        if value is not None and value.__class__ is not str:
+            values[i] = str(value)
+    return tuple(values)
 
 
 def receipt_from_row(row: Sequence[Any]) -> Receipt:
@@ -169,6 +187,8 @@ def receipt_to_json(receipt: Receipt) -> dict[str, Any]:
 
 
 # The export contract: reconciliation scripts rely on these names and their order; add at the end only.
+# Money columns are exact USD decimal strings (format_usd); display_currency/display_rate are what the receipt
+# recorded (else the configured display currency), billed_cost_display = billed_cost_usd x display_rate, exact.
 EXPORT_COLUMNS: tuple[str, ...] = (
     "receipt_id", "created_utc", "request_id", "key_id", "project", "team", "environment", "tags",
     "endpoint", "model_requested", "model", "provider", "upstream_model", "route", "served_mode", "stream",
@@ -178,38 +198,64 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "reused_receipt_id", "upstream_request_id", "price_version", "cache_key", "cache_status", "attempts",
     "seq", "prev_hash", "hash",
 )
+_AT = {name: i for i, name in enumerate(("seq", *CONTENT_COLUMNS, "prev_hash", "hash"))}
+_KIND_OF = {col: kind for _, col, kind in CONTENT} | {"seq": "int", "prev_hash": "text", "hash": "text"}
+_DISPLAY = ("display_currency", "display_rate", "billed_cost_display")
 
 
-def export_record(receipt: Receipt, currency: CurrencyConfig) -> dict[str, Any]:
-    """One export row as JSON values. display_* are the rate the receipt recorded (else the configured
-    display currency), and billed_cost_display = billed_cost_usd x display_rate, exact."""
-    record = receipt_to_json(receipt)
-    code = receipt.display_currency or currency.display
-    rate = receipt.display_rate
-    if rate is None:
-        rate = currency.rates.get(code)
-    billed = None
-    if receipt.billed_cost_usd is not None and rate is not None:
-        billed = format_usd(to_display(receipt.billed_cost_usd, CurrencyConfig(code, {code: rate}))[0])
-    record.update(display_currency=code, display_rate=None if rate is None else format(rate, "f"),
-                  billed_cost_display=billed)
-    return {name: record[name] for name in EXPORT_COLUMNS}
+def _export_source(column: str) -> tuple[int, str]:
+    db_column = column.removesuffix("_usd") + "_pusd" if column.endswith("_usd") else column
+    return _AT[db_column], _KIND_OF[db_column]
 
 
-def csv_values(record: Mapping[str, Any]) -> list[str]:
-    """An export record as CSV cells: NULL is empty, booleans true/false, lists as JSON arrays."""
-    cells = []
-    for name in EXPORT_COLUMNS:
-        value = record[name]
-        if value is None:
-            cells.append("")
-        elif isinstance(value, bool):
-            cells.append("true" if value else "false")
-        elif isinstance(value, list):
-            cells.append(_json_list(value))
-        else:
-            cells.append(str(value))
+_CSV_CELL: dict[str, Callable[[Any], str]] = {
+    "text": lambda v: v, "dec": lambda v: v, "json": lambda v: v, "int": str, "real": repr,
+    "bool": lambda v: "true" if v else "false", "money": format_pusd,
+}
+_JSON_VALUE: dict[str, Callable[[Any], Any]] = {
+    "text": lambda v: v, "dec": lambda v: v, "int": lambda v: v, "real": lambda v: v, "bool": bool,
+    "money": format_pusd, "json": orjson.loads,
+}
+_PLAIN = tuple((i, name, *_export_source(name)) for i, name in enumerate(EXPORT_COLUMNS) if name not in _DISPLAY)
+_DISPLAY_AT = tuple(EXPORT_COLUMNS.index(name) for name in _DISPLAY)
+
+
+@functools.lru_cache(maxsize=64)
+def _rate(text: str) -> Decimal:
+    return Decimal(text)
+
+
+def _display_values(row: Sequence[Any], currency: CurrencyConfig) -> tuple[str, str | None, str | None]:
+    code = row[_AT["display_currency"]] or currency.display
+    rate = row[_AT["display_rate"]]
+    if rate is None and code in currency.rates:
+        rate = format(currency.rates[code], "f")
+    billed = row[_AT["billed_cost_pusd"]]
+    shown = None if billed is None or rate is None else format_usd(convert(from_pusd(billed), _rate(rate)))
+    return code, rate, shown
+
+
+def export_csv_cells(row: Sequence[Any], currency: CurrencyConfig) -> list[str]:
+    """A row from iter_export_rows as CSV cells in EXPORT_COLUMNS order: NULL is empty, booleans
+    true/false, tags and attempts JSON arrays, money exact decimal strings."""
+    cells = [""] * len(EXPORT_COLUMNS)
+    for out, _name, at, kind in _PLAIN:
+        value = row[at]
+        if value is not None:
+            cells[out] = _CSV_CELL[kind](value)
+    for out, value in zip(_DISPLAY_AT, _display_values(row, currency), strict=True):
+        cells[out] = "" if value is None else value
     return cells
+
+
+def export_json(row: Sequence[Any], currency: CurrencyConfig) -> dict[str, Any]:
+    """A row from iter_export_rows as one JSONL object with the EXPORT_COLUMNS keys, in order."""
+    record: dict[str, Any] = {}
+    for _out, name, at, kind in _PLAIN:
+        value = row[at]
+        record[name] = None if value is None else _JSON_VALUE[kind](value)
+    record.update(zip(_DISPLAY, _display_values(row, currency), strict=True))
+    return {name: record[name] for name in EXPORT_COLUMNS}
 
 
 # --- queries -----------------------------------------------------------------------------------
@@ -290,13 +336,14 @@ def query_receipts(
     return page, encode_cursor(page[-1].seq) if len(rows) > limit and page[-1].seq is not None else None
 
 
-def iter_export_rows(conn: sqlite3.Connection, filters: ReceiptFilter, *, chunk: int = 2000) -> Iterator[Receipt]:
-    """Every matching receipt, oldest first, fetched `chunk` rows at a time (constant memory)."""
+def iter_export_rows(conn: sqlite3.Connection, filters: ReceiptFilter, *, chunk: int = 2000) -> Iterator[tuple[Any, ...]]:
+    """Every matching row (SELECT_COLUMNS order), oldest first, fetched `chunk` at a time: constant memory.
+    Turn rows into export_csv_cells / export_json, or receipt_from_row."""
     where, params = filters.where()
     cur = conn.execute(f"SELECT {SELECT_COLUMNS} FROM receipts WHERE {where} ORDER BY seq", params)
     try:
         while rows := cur.fetchmany(chunk):
-            for row in rows:
-                yield receipt_from_row(row)
+            yield from rows
     finally:
-        cur.close()
+        with contextlib.suppress(sqlite3.ProgrammingError):  # the connection may already be closed
+            cur.close()
