@@ -129,3 +129,108 @@ def open_db(path: str | Path) -> sqlite3.Connection:
     conn = connect(path)
     migrate(conn)
     return conn
+
+
+# --- m001-m009: receipts ledger ----------------------------------------------------------------
+
+_M001_RECEIPTS = """
+CREATE TABLE receipts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    receipt_id TEXT UNIQUE NOT NULL,
+    created_utc TEXT NOT NULL,
+    request_id TEXT,
+    key_id TEXT,
+    project TEXT,
+    team TEXT,
+    environment TEXT,
+    tags TEXT,
+    endpoint TEXT,
+    model_requested TEXT,
+    model TEXT,
+    provider TEXT,
+    upstream_model TEXT,
+    route TEXT,
+    served_mode TEXT,
+    stream INTEGER,
+    status INTEGER,
+    error_code TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    cached_tokens INTEGER,
+    cache_write_tokens INTEGER,
+    reasoning_tokens INTEGER,
+    usage_source TEXT,
+    upstream_cost_pusd INTEGER,
+    billed_cost_pusd INTEGER,
+    fresh_cost_pusd INTEGER,
+    savings_pusd INTEGER,
+    cost_unknown_reason TEXT,
+    display_currency TEXT,
+    display_rate TEXT,
+    latency_ms REAL,
+    ttft_ms REAL,
+    reused_receipt_id TEXT,
+    upstream_request_id TEXT,
+    price_version TEXT,
+    cache_key TEXT,
+    cache_status TEXT,
+    attempts TEXT,
+    prev_hash TEXT,
+    hash TEXT
+);
+CREATE INDEX receipts_created ON receipts (created_utc);
+CREATE INDEX receipts_project ON receipts (project);
+CREATE INDEX receipts_model ON receipts (model);
+CREATE INDEX receipts_key ON receipts (key_id)
+"""
+# Single-column indexes on purpose: each entry ends in the rowid (seq), so `WHERE project = ? ORDER BY seq DESC`
+# pages straight off the index, and every index costs the writer on each INSERT. served_mode has no index:
+# with four values it narrows little, and mode filters ride on the seq order or on the other indexes.
+
+# Per-day spend, kept up to date by the ledger writer in the receipts' own transaction. NULL attribution is
+# stored as '' because NULLs never collide in a primary key (each NULL row would be its own group).
+_M002_SPEND_DAILY = """
+CREATE TABLE spend_daily (
+    day TEXT NOT NULL,
+    project TEXT NOT NULL,
+    team TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    served_mode TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    upstream_pusd INTEGER NOT NULL,
+    billed_pusd INTEGER NOT NULL,
+    fresh_pusd INTEGER NOT NULL,
+    savings_pusd INTEGER NOT NULL,
+    unknown_cost INTEGER NOT NULL,
+    PRIMARY KEY (day, project, team, key_id, model, provider, served_mode)
+) WITHOUT ROWID
+"""
+# The rollup of receipts with seq > ?: m002 backfills with it (seq > 0), the writer runs it after each INSERT.
+ROLLUP_SELECT = """
+SELECT substr(created_utc, 1, 10), COALESCE(project, ''), COALESCE(team, ''), COALESCE(key_id, ''),
+       COALESCE(model, ''), COALESCE(provider, ''), COALESCE(served_mode, ''), COUNT(*),
+       COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cached_tokens), 0),
+       COALESCE(SUM(cache_write_tokens), 0), COALESCE(SUM(reasoning_tokens), 0),
+       COALESCE(SUM(upstream_cost_pusd), 0), COALESCE(SUM(billed_cost_pusd), 0),
+       COALESCE(SUM(fresh_cost_pusd), 0), COALESCE(SUM(savings_pusd), 0),
+       SUM(billed_cost_pusd IS NULL)
+FROM receipts WHERE seq > ? GROUP BY 1, 2, 3, 4, 5, 6, 7
+"""
+
+
+def _m002_spend_rollups(conn: sqlite3.Connection) -> None:
+    conn.execute(_M002_SPEND_DAILY)
+    conn.execute("INSERT INTO spend_daily " + ROLLUP_SELECT, (0,))
+
+
+MIGRATIONS += [
+    ("m001_receipts", _sql(_M001_RECEIPTS)),
+    ("m002_spend_rollups", _m002_spend_rollups),
+]

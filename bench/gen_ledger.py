@@ -1,0 +1,147 @@
+"""Generate a ledger of N receipts fast (valid hash chain and rollups), then time spend and export.
+
+    python bench/gen_ledger.py [--n 1000000] [--db bench-ledger.db]
+
+Prints one JSON line at the end: generation rate, spend timings (rollup path and edge-of-day path), export rows/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import os
+import random
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nextmodel_proxy import db  # noqa: E402
+from nextmodel_proxy.chain import GENESIS  # noqa: E402
+from nextmodel_proxy.config import CurrencyConfig  # noqa: E402
+from nextmodel_proxy.ledger_write import chained_rows, insert_rows  # noqa: E402
+from nextmodel_proxy.receipts import (  # noqa: E402
+    EXPORT_COLUMNS,
+    Receipt,
+    ReceiptFilter,
+    export_csv_cells,
+    iter_export_rows,
+)
+from nextmodel_proxy.spend import spend, spend_total  # noqa: E402
+from nextmodel_proxy.timespec import format_utc  # noqa: E402
+
+MODELS = [("gpt-4o-mini", "openai"), ("gpt-4o", "openai"), ("claude-sonnet", "anthropic"), ("gemini-flash", "gemini"),
+          ("deepseek-chat", "deepseek"), ("o3-mini", "openai"), ("claude-haiku", "anthropic"), ("embed-3", "openai")]
+BILLED_AT = EXPORT_COLUMNS.index("billed_cost_usd")
+MODES = ["fresh"] * 6 + ["exact-cache"] * 3 + ["error"]
+
+
+def receipts(n: int, days: int, seed: int = 7):
+    rng = random.Random(seed)
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+    step = dt.timedelta(days=days) / max(n, 1)
+    for i in range(n):
+        model, provider = MODELS[i % len(MODELS)]
+        mode = MODES[i % len(MODES)]
+        fresh = Decimal(rng.randrange(1, 5_000_000)) / Decimal(10**9)
+        billed = fresh / 10 if mode == "exact-cache" else fresh
+        yield Receipt(
+            receipt_id=f"rcpt_{i:012x}{rng.getrandbits(56):014x}", created_utc=format_utc(start + step * i),
+            request_id=f"req-{i}", key_id=f"key_{i % 50}", project=f"project-{i % 20}", team=f"team-{i % 5}",
+            tags=("bench",), model_requested=model, model=model, provider=provider, upstream_model=model,
+            served_mode=mode, stream=bool(i & 1), status=500 if mode == "error" else 200,
+            prompt_tokens=rng.randrange(10, 4000), completion_tokens=rng.randrange(1, 800), cached_tokens=0,
+            cache_write_tokens=0, reasoning_tokens=0, usage_source="cache" if mode == "exact-cache" else "upstream",
+            upstream_cost_usd=Decimal(0) if mode == "exact-cache" else fresh, billed_cost_usd=billed,
+            fresh_cost_usd=fresh, savings_usd=fresh - billed, display_currency="GBP", display_rate=Decimal("0.79"),
+            latency_ms=rng.uniform(50, 4000), ttft_ms=rng.uniform(10, 800), price_version="0123456789ab",
+        )
+
+
+def generate(path: Path, n: int, days: int, chunk: int = 50_000) -> float:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    conn = db.open_db(path)
+    t0 = time.perf_counter()
+    head, batch = GENESIS, []
+    for receipt in receipts(n, days):
+        batch.append(receipt)
+        if len(batch) >= chunk:
+            head = _write(conn, batch, head)
+            batch = []
+    _write(conn, batch, head)
+    elapsed = time.perf_counter() - t0
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return elapsed
+
+
+def _write(conn, batch, head: str) -> str:
+    if not batch:
+        return head
+    rows, head = chained_rows(batch, head)
+    conn.execute("BEGIN IMMEDIATE")
+    insert_rows(conn, rows)
+    conn.execute("COMMIT")
+    return head
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--db", default="bench-ledger.db")
+    parser.add_argument("--keep", action="store_true", help="keep the generated file")
+    args = parser.parse_args()
+    path = Path(args.db)
+    gen_s = generate(path, args.n, args.days)
+    conn = db.connect(path, readonly=True)
+    now = dt.datetime.now(dt.UTC)
+    by_project, spend_project_s = timed(lambda: spend(conn, "project"))
+    _, spend_day_s = timed(lambda: spend(conn, "day"))
+    window = ReceiptFilter(since=now - dt.timedelta(days=30, hours=5), until=now - dt.timedelta(hours=7))
+    _, spend_window_s = timed(lambda: spend(conn, "model", window))
+    exported, export_s = timed(lambda: _export(conn))
+    total = spend_total(by_project)
+    assert exported[0] == total.count and exported[1] == total.billed_usd, "export and spend disagree"
+    size = path.stat().st_size
+    conn.close()
+    if not args.keep:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    print(orjson.dumps({
+        "bench": "gen_ledger", "receipts": args.n, "db_bytes": size,
+        "generate_receipts_per_s": round(args.n / gen_s), "spend_by_project_s": round(spend_project_s, 4),
+        "spend_by_day_s": round(spend_day_s, 4), "spend_30d_window_by_model_s": round(spend_window_s, 4),
+        "export_csv_rows_per_s": round(exported[0] / export_s), "export_s": round(export_s, 2),
+        "billed_total_usd": str(total.billed_usd),
+    }).decode())
+
+
+def _export(conn) -> tuple[int, Decimal]:
+    """The CSV export path into /dev/null; returns (rows, billed sum) to check against spend."""
+    currency = CurrencyConfig()
+    count, billed = 0, Decimal(0)
+    with open(os.devnull, "w", newline="") as sink:
+        writer = csv.writer(sink, lineterminator="\r\n")
+        for row in iter_export_rows(conn, ReceiptFilter()):
+            cells = export_csv_cells(row, currency)
+            writer.writerow(cells)
+            count += 1
+            billed += Decimal(cells[BILLED_AT] or 0)
+    return count, billed
+
+
+if __name__ == "__main__":
+    main()

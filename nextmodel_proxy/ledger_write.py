@@ -1,0 +1,54 @@
+"""Synchronous ledger writes inside an open transaction: chained receipt INSERTs and the per-day rollups."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from nextmodel_proxy.chain import GENESIS, link
+from nextmodel_proxy.db import ROLLUP_SELECT
+from nextmodel_proxy.receipts import CONTENT_COLUMNS, Receipt, content_values
+
+Row = tuple[Any, ...]
+_INSERT = (
+    f"INSERT INTO receipts ({', '.join(CONTENT_COLUMNS)}, prev_hash, hash) "
+    f"VALUES ({', '.join('?' * (len(CONTENT_COLUMNS) + 2))})"
+)
+_ROLLUP_COLUMNS = ("n", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
+                   "reasoning_tokens", "upstream_pusd", "billed_pusd", "fresh_pusd", "savings_pusd", "unknown_cost")
+# ROLLUP_SELECT ends in WHERE ... GROUP BY, so SQLite cannot read ON CONFLICT as a join's ON clause.
+_ROLLUP_UPSERT = (
+    "INSERT INTO spend_daily " + ROLLUP_SELECT
+    + " ON CONFLICT (day, project, team, key_id, model, provider, served_mode) DO UPDATE SET "
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in _ROLLUP_COLUMNS)
+)
+
+
+def ledger_head(conn: sqlite3.Connection) -> str:
+    """The hash the next receipt chains onto."""
+    row = conn.execute("SELECT hash FROM receipts ORDER BY seq DESC LIMIT 1").fetchone()
+    return row[0] if row and row[0] else GENESIS
+
+
+def chain(contents: Sequence[Row], prev_hash: str) -> tuple[list[Row], str]:
+    """INSERT parameter rows (content values + prev_hash + hash, in order) and the new head hash."""
+    rows = []
+    for values in contents:
+        row_hash = link(prev_hash, values)
+        rows.append((*values, prev_hash, row_hash))
+        prev_hash = row_hash
+    return rows, prev_hash
+
+
+def chained_rows(receipts: Sequence[Receipt], prev_hash: str) -> tuple[list[Row], str]:
+    return chain([content_values(r) for r in receipts], prev_hash)
+
+
+def insert_rows(conn: sqlite3.Connection, rows: Sequence[Row], *, rollups: bool = True) -> None:
+    """INSERT chained rows and fold them into spend_daily (in SQL, one upsert per key), in the caller's
+    transaction."""
+    before = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM receipts").fetchone()[0]
+    conn.executemany(_INSERT, rows)
+    if rollups:
+        conn.execute(_ROLLUP_UPSERT, (before,))

@@ -1,0 +1,264 @@
+"""Usage + price -> cost in exact Decimal USD; per-provider usage normalisation; display currency (pure)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from typing import Any
+
+from nextmodel_proxy.config import CurrencyConfig, Price
+
+PICO = Decimal("1e-12")  # the ledger stores money as integer picodollars
+_PICO_PER_USD = 10**12
+_PER_TOKENS = Decimal(1_000_000)  # prices are USD per 1M tokens
+# Wide enough that no intermediate product is ever rounded; the only rounding is the final quantize.
+_EXACT = Context(prec=60, rounding=ROUND_HALF_EVEN)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts in OpenAI's semantics: cached and cache-write tokens are parts of prompt_tokens,
+    reasoning tokens are part of completion_tokens."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.cached_tokens + self.cache_write_tokens > self.prompt_tokens:
+            raise ValueError("cached_tokens + cache_write_tokens cannot exceed prompt_tokens")
+        if self.reasoning_tokens > self.completion_tokens:
+            raise ValueError("reasoning_tokens cannot exceed completion_tokens")
+
+    @property
+    def uncached_prompt_tokens(self) -> int:
+        return self.prompt_tokens - self.cached_tokens - self.cache_write_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """`amount` is exact USD quantized to picodollars, or None with a `reason` (never a silent 0)."""
+
+    amount: Decimal | None
+    reason: str | None = None
+
+
+# --- usage normalisation: the one table of provider dialects ------------------------------------
+
+
+def _count(value: Any) -> int:
+    """A token count from untrusted JSON: non-negative ints only, anything else counts as 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _field(raw: Mapping[str, Any], *path: str) -> int:
+    node: Any = raw
+    for key in path:
+        if not isinstance(node, Mapping):
+            return 0
+        node = node.get(key)
+    return _count(node)
+
+
+def _has(raw: Mapping[str, Any], *path: str) -> bool:
+    node: Any = raw
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return False
+        node = node[key]
+    return isinstance(node, int) and not isinstance(node, bool)
+
+
+def _clamped(prompt: int, completion: int, cached: int, cache_write: int, reasoning: int) -> Usage:
+    """Parts never exceed their totals, so no token is billed twice and none goes negative."""
+    cached = min(cached, prompt)
+    cache_write = min(cache_write, prompt - cached)
+    return Usage(prompt, completion, cached, cache_write, min(reasoning, completion))
+
+
+def _openai(raw: Mapping[str, Any]) -> Usage:
+    # prompt_tokens already includes prompt_tokens_details.cached_tokens. DeepSeek sends the same object
+    # plus prompt_cache_hit_tokens/prompt_cache_miss_tokens (hit + miss = prompt_tokens): the hit count is
+    # the cached part, used only when the OpenAI detail is absent so the same tokens are never counted twice.
+    hit, miss = _field(raw, "prompt_cache_hit_tokens"), _field(raw, "prompt_cache_miss_tokens")
+    prompt = _field(raw, "prompt_tokens") if _has(raw, "prompt_tokens") else hit + miss
+    if _has(raw, "prompt_tokens_details", "cached_tokens"):
+        cached = _field(raw, "prompt_tokens_details", "cached_tokens")
+    else:
+        cached = hit
+    # OpenAI-compatible gateways (OpenRouter) report cache writes as a part of prompt_tokens here.
+    cache_write = _field(raw, "prompt_tokens_details", "cache_write_tokens")
+    reasoning = _field(raw, "completion_tokens_details", "reasoning_tokens")
+    return _clamped(prompt, _field(raw, "completion_tokens"), cached, cache_write, reasoning)
+
+
+def _anthropic(raw: Mapping[str, Any]) -> Usage:
+    # input_tokens excludes both cache reads and cache writes; output_tokens includes thinking.
+    cached = _field(raw, "cache_read_input_tokens")
+    cache_write = _field(raw, "cache_creation_input_tokens")
+    prompt = _field(raw, "input_tokens") + cached + cache_write
+    return _clamped(prompt, _field(raw, "output_tokens"), cached, cache_write, 0)
+
+
+def _gemini(raw: Mapping[str, Any]) -> Usage:
+    # promptTokenCount includes cachedContentTokenCount; tool-use prompt tokens are billed as input;
+    # thoughtsTokenCount is billed as output but not included in candidatesTokenCount.
+    prompt = _field(raw, "promptTokenCount") + _field(raw, "toolUsePromptTokenCount")
+    thoughts = _field(raw, "thoughtsTokenCount")
+    completion = _field(raw, "candidatesTokenCount") + thoughts
+    return _clamped(prompt, completion, _field(raw, "cachedContentTokenCount"), 0, thoughts)
+
+
+# dialect -> (key under which a whole response carries its usage, reader of the usage object)
+DIALECTS: Mapping[str, tuple[str, Callable[[Mapping[str, Any]], Usage]]] = {
+    "openai": ("usage", _openai),
+    "deepseek": ("usage", _openai),
+    "anthropic": ("usage", _anthropic),
+    "gemini": ("usageMetadata", _gemini),
+}
+
+
+def normalise_usage(raw: Mapping[str, Any], dialect: str) -> Usage:
+    """A provider's usage object (or a whole response carrying one) in OpenAI semantics."""
+    try:
+        envelope, reader = DIALECTS[dialect]
+    except KeyError:
+        raise ValueError(f"unknown usage dialect {dialect!r} (known: {', '.join(DIALECTS)})") from None
+    if not isinstance(raw, Mapping):
+        return Usage(0, 0)
+    inner = raw.get(envelope)
+    return reader(inner if isinstance(inner, Mapping) else raw)
+
+
+# --- money -------------------------------------------------------------------------------------
+
+
+def cost(usage: Usage | None, price: Price | None, *, model: str | None = None) -> Cost:
+    """Exact USD: uncached prompt at input, cache reads at cached_input, cache writes at cache_write
+    (each falling back to input), completion at output; per 1M tokens, rounded once to picodollars."""
+    if price is None:
+        return Cost(None, f"no price for model {model}" if model else "no price for this model")
+    if usage is None:
+        return Cost(None, "no usage")
+    cached_rate = price.cached_input if price.cached_input is not None else price.input
+    write_rate = price.cache_write if price.cache_write is not None else price.input
+    with localcontext(_EXACT):
+        total = (
+            usage.uncached_prompt_tokens * price.input
+            + usage.cached_tokens * cached_rate
+            + usage.cache_write_tokens * write_rate
+            + usage.completion_tokens * price.output
+        ) / _PER_TOKENS
+        return Cost(total.quantize(PICO, rounding=ROUND_HALF_EVEN))
+
+
+def replay_billed(fresh: Decimal, ratio: Decimal) -> Decimal:
+    """What a cache replay bills: the fresh cost times the configured ratio, at picodollar precision."""
+    with localcontext(_EXACT):
+        return (fresh * ratio).quantize(PICO, rounding=ROUND_HALF_EVEN)
+
+
+def to_pusd(amount: Decimal) -> int:
+    """USD -> integer picodollars (half-even at the 12th decimal)."""
+    # Explicit context instead of localcontext(), and rounding only when needed: runs for every receipt stored.
+    scaled = amount.scaleb(12, _EXACT)
+    whole = int(scaled)
+    if scaled == whole:
+        return whole
+    return int(scaled.to_integral_value(rounding=ROUND_HALF_EVEN, context=_EXACT))
+
+
+def from_pusd(pusd: int) -> Decimal:
+    """Integer picodollars -> exact USD with 12 decimal places."""
+    return Decimal(pusd).scaleb(-12, context=_EXACT)
+
+
+def format_pusd(pusd: int) -> str:
+    """format_usd(from_pusd(pusd)) with integer arithmetic only (the export's hot path)."""
+    whole, frac = divmod(abs(pusd), _PICO_PER_USD)
+    digits = f"{frac:012d}".rstrip("0").ljust(2, "0")
+    return f"{'-' if pusd < 0 and (whole or frac) else ''}{whole}.{digits}"
+
+
+def format_usd(amount: Decimal) -> str:
+    """The canonical text of an amount: plain digits (never an exponent), trailing zeros dropped but at
+    least 2 decimals: 0.00015, 1.50, 0.00, -0.000000000001. `Decimal(text) == amount` always holds."""
+    text = format(amount, "f")
+    if "." not in text:
+        return f"{text}.00"
+    whole, frac = text.split(".")
+    frac = frac.rstrip("0").ljust(2, "0")
+    if whole in ("-0", "-") and set(frac) == {"0"}:
+        whole = "0"
+    return f"{whole}.{frac}"
+
+
+def price_version(price: Price | None) -> str | None:
+    """12 hex of sha256 over a canonical text of the price entry, so any repricing is visible in receipts."""
+    if price is None:
+        return None
+    parts = []
+    for name in ("input", "output", "cached_input", "cache_write"):
+        value = getattr(price, name)
+        parts.append(f"{name}={'' if value is None else format_usd(value)}")
+    return hashlib.sha256(";".join(parts).encode()).hexdigest()[:12]
+
+
+def to_display(amount_usd: Decimal, currency: CurrencyConfig, code: str | None = None) -> tuple[Decimal, str, Decimal]:
+    """(amount in the display currency, its code, the rate used = units per USD); exact, unrounded."""
+    code = code or currency.display
+    try:
+        rate = currency.rates[code]
+    except KeyError:
+        raise ValueError(f"no exchange rate for {code!r} in currency.rates") from None
+    return convert(amount_usd, rate), code, rate
+
+
+def convert(amount_usd: Decimal, rate: Decimal) -> Decimal:
+    """USD times a rate (units per USD), exact."""
+    return _EXACT.multiply(amount_usd, rate)
+
+
+# --- estimation --------------------------------------------------------------------------------
+
+_CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text
+_PER_MESSAGE = 4  # role and separators, as in OpenAI's cookbook count for chat messages
+_REPLY_PRIMING = 3
+
+
+def estimate_tokens(value: Any) -> int:
+    """A cheap token estimate when a provider reports no usage: ceil(chars / 4) of the text, plus 4 per chat
+    message and 3 for the reply priming; lists of strings (embedding input) are summed without overhead."""
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        return math.ceil(len(value) / _CHARS_PER_TOKEN)
+    if isinstance(value, Mapping):
+        return _PER_MESSAGE + estimate_tokens(value.get("content")) + estimate_tokens(value.get("name"))
+    if isinstance(value, list | tuple):
+        if any(isinstance(item, Mapping) and "role" in item for item in value):
+            return sum(estimate_tokens(item) for item in value) + _REPLY_PRIMING
+        return sum(_part_tokens(item) for item in value)
+    return 0
+
+
+def _part_tokens(item: Any) -> int:
+    """A content part ({"type": "text", "text": ...}), a string, or a token id; images and the like count 0."""
+    if isinstance(item, Mapping):
+        return estimate_tokens(item.get("text"))
+    if isinstance(item, int) and not isinstance(item, bool):
+        return 1
+    return estimate_tokens(item) if isinstance(item, str) else 0

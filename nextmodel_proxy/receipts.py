@@ -1,0 +1,349 @@
+"""Receipt: one row per request; its columns, its JSON and export forms, and the read queries."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import datetime as dt
+import functools
+import operator
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from nextmodel_proxy.config import CurrencyConfig
+from nextmodel_proxy.pricing import convert, format_pusd, format_usd, from_pusd, to_pusd
+from nextmodel_proxy.timespec import format_utc
+
+SERVED_MODES = ("fresh", "exact-cache", "error", "refused")
+USAGE_SOURCES = ("upstream", "cache", "estimated", "none")
+
+
+def new_receipt_id() -> str:
+    """`rcpt_` + 12 hex of ms since the epoch + 14 random hex: unique, and text order is time order."""
+    return f"rcpt_{int(time.time() * 1000):012x}{secrets.token_hex(7)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The receipts table row. Money is exact USD (`*_usd` here, integer `*_pusd` in SQLite); all four
+    amounts are None when the cost is unknown. seq, prev_hash and hash are set by the ledger writer."""
+
+    receipt_id: str
+    created_utc: str  # 'YYYY-MM-DDTHH:MM:SS.ffffffZ' (timespec.format_utc)
+    request_id: str | None = None
+    key_id: str | None = None
+    project: str | None = None
+    team: str | None = None
+    environment: str | None = None
+    tags: tuple[str, ...] = ()
+    endpoint: str = "chat"
+    model_requested: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    upstream_model: str | None = None
+    route: str | None = None
+    served_mode: str = "fresh"
+    stream: bool = False
+    status: int | None = None
+    error_code: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    usage_source: str = "none"
+    upstream_cost_usd: Decimal | None = None
+    billed_cost_usd: Decimal | None = None
+    fresh_cost_usd: Decimal | None = None
+    savings_usd: Decimal | None = None
+    cost_unknown_reason: str | None = None
+    display_currency: str | None = None
+    display_rate: Decimal | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    reused_receipt_id: str | None = None
+    upstream_request_id: str | None = None
+    price_version: str | None = None
+    cache_key: str | None = None
+    cache_status: str | None = None
+    attempts: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
+    seq: int | None = None
+    prev_hash: str | None = None
+    hash: str | None = None
+
+
+# --- field <-> SQLite value ----------------------------------------------------------------------
+# Writes coerce every value to the exact type SQLite hands back, so the hash of a row computed before the
+# INSERT equals the hash recomputed from the stored row (an int latency would come back as a float).
+
+
+def _text(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+def _int(v: Any) -> int | None:
+    return v if v is None or v.__class__ is int else int(v)
+
+
+def _real(v: Any) -> float | None:
+    return v if v is None or v.__class__ is float else float(v)
+
+
+def _flag(v: Any) -> int | None:
+    return None if v is None else int(bool(v))
+
+
+def _money(v: Decimal | None) -> int | None:
+    return None if v is None else to_pusd(v)
+
+
+def _decimal_text(v: Decimal | None) -> str | None:
+    return None if v is None else _plain(Decimal(v))
+
+
+@functools.lru_cache(maxsize=256)
+def _plain(v: Decimal) -> str:
+    """A rate as plain digits; cached because every receipt carries one of a handful of rates."""
+    return format(v, "f")
+
+
+def _json_list(v: Sequence[Any]) -> str:
+    return orjson.dumps(list(v), option=orjson.OPT_SORT_KEYS).decode() if v else "[]"
+
+
+_TO_DB: dict[str, Callable[[Any], Any]] = {
+    "text": _text, "int": _int, "real": _real, "bool": _flag, "money": _money, "dec": _decimal_text,
+    "json": _json_list,
+}
+_FROM_DB: dict[str, Callable[[Any], Any]] = {
+    "text": lambda v: v, "int": lambda v: v, "real": lambda v: v,
+    "bool": lambda v: None if v is None else bool(v),
+    "money": lambda v: None if v is None else from_pusd(v),
+    "dec": lambda v: None if v is None else Decimal(v),
+    "json": lambda v: tuple(orjson.loads(v)) if v else (),
+}
+_MONEY = ("upstream_cost", "billed_cost", "fresh_cost", "savings")
+_KINDS = {
+    "tags": "json", "attempts": "json", "stream": "bool", "display_rate": "dec",
+    "latency_ms": "real", "ttft_ms": "real", "status": "int",
+    **{f"{n}_tokens": "int" for n in ("prompt", "completion", "cached", "cache_write", "reasoning")},
+    **{f"{m}_usd": "money" for m in _MONEY},
+}
+_CHAIN_FIELDS = ("seq", "prev_hash", "hash")
+# (dataclass field, SQLite column, kind) for the hashed content columns, in table order.
+CONTENT: tuple[tuple[str, str, str], ...] = tuple(
+    (f.name, f.name.removesuffix("_usd") + "_pusd" if _KINDS.get(f.name) == "money" else f.name,
+     _KINDS.get(f.name, "text"))
+    for f in fields(Receipt) if f.name not in _CHAIN_FIELDS
+)
+CONTENT_COLUMNS: tuple[str, ...] = tuple(col for _, col, _ in CONTENT)
+SELECT_COLUMNS = ", ".join(("seq", *CONTENT_COLUMNS, "prev_hash", "hash"))
+_CONVERT_IN = tuple((name, _FROM_DB[kind]) for name, _, kind in CONTENT)
+_GET_CONTENT = operator.attrgetter(*(name for name, _, _ in CONTENT))
+_TEXT_AT = tuple(i for i, (_, _, kind) in enumerate(CONTENT) if kind == "text")
+_CONVERT_AT = tuple((i, _TO_DB[kind]) for i, (_, _, kind) in enumerate(CONTENT) if kind != "text")
+
+
+def content_values(receipt: Receipt) -> tuple[Any, ...]:
+    """The receipt's stored values in CONTENT_COLUMNS order (what the hash chain covers)."""
+    values = list(_GET_CONTENT(receipt))  # one C call for all fields: this runs for every receipt written
+    for i, to_db in _CONVERT_AT:
+        values[i] = to_db(values[i])
+    for i in _TEXT_AT:
+        value = values[i]
+        if value is not None and value.__class__ is not str:
+            values[i] = str(value)
+    return tuple(values)
+
+
+def receipt_from_row(row: Sequence[Any]) -> Receipt:
+    """A Receipt from a row selected with SELECT_COLUMNS."""
+    values = {name: conv(row[i + 1]) for i, (name, conv) in enumerate(_CONVERT_IN)}
+    return Receipt(seq=row[0], prev_hash=row[-2], hash=row[-1], **values)
+
+
+# --- JSON and export forms -----------------------------------------------------------------------
+
+
+def receipt_to_json(receipt: Receipt) -> dict[str, Any]:
+    """The API / --json form: money as exact decimal strings, tags and attempts as lists."""
+    out: dict[str, Any] = {"object": "receipt", "id": receipt.receipt_id}
+    for f in fields(Receipt):
+        value = getattr(receipt, f.name)
+        if isinstance(value, Decimal):
+            value = format_usd(value) if f.name.endswith("_usd") else format(value, "f")
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+# The export contract: reconciliation scripts rely on these names and their order; add at the end only.
+# Money columns are exact USD decimal strings (format_usd); display_currency/display_rate are what the receipt
+# recorded (else the configured display currency), billed_cost_display = billed_cost_usd x display_rate, exact.
+EXPORT_COLUMNS: tuple[str, ...] = (
+    "receipt_id", "created_utc", "request_id", "key_id", "project", "team", "environment", "tags",
+    "endpoint", "model_requested", "model", "provider", "upstream_model", "route", "served_mode", "stream",
+    "status", "error_code", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
+    "reasoning_tokens", "usage_source", "upstream_cost_usd", "billed_cost_usd", "fresh_cost_usd", "savings_usd",
+    "cost_unknown_reason", "display_currency", "display_rate", "billed_cost_display", "latency_ms", "ttft_ms",
+    "reused_receipt_id", "upstream_request_id", "price_version", "cache_key", "cache_status", "attempts",
+    "seq", "prev_hash", "hash",
+)
+_AT = {name: i for i, name in enumerate(("seq", *CONTENT_COLUMNS, "prev_hash", "hash"))}
+_KIND_OF = {col: kind for _, col, kind in CONTENT} | {"seq": "int", "prev_hash": "text", "hash": "text"}
+_DISPLAY = ("display_currency", "display_rate", "billed_cost_display")
+
+
+def _export_source(column: str) -> tuple[int, str]:
+    db_column = column.removesuffix("_usd") + "_pusd" if column.endswith("_usd") else column
+    return _AT[db_column], _KIND_OF[db_column]
+
+
+_CSV_CELL: dict[str, Callable[[Any], str]] = {
+    "text": lambda v: v, "dec": lambda v: v, "json": lambda v: v, "int": str, "real": repr,
+    "bool": lambda v: "true" if v else "false", "money": format_pusd,
+}
+_JSON_VALUE: dict[str, Callable[[Any], Any]] = {
+    "text": lambda v: v, "dec": lambda v: v, "int": lambda v: v, "real": lambda v: v, "bool": bool,
+    "money": format_pusd, "json": orjson.loads,
+}
+_PLAIN = tuple((i, name, *_export_source(name)) for i, name in enumerate(EXPORT_COLUMNS) if name not in _DISPLAY)
+_DISPLAY_AT = tuple(EXPORT_COLUMNS.index(name) for name in _DISPLAY)
+
+
+@functools.lru_cache(maxsize=64)
+def _rate(text: str) -> Decimal:
+    return Decimal(text)
+
+
+def _display_values(row: Sequence[Any], currency: CurrencyConfig) -> tuple[str, str | None, str | None]:
+    code = row[_AT["display_currency"]] or currency.display
+    rate = row[_AT["display_rate"]]
+    if rate is None and code in currency.rates:
+        rate = format(currency.rates[code], "f")
+    billed = row[_AT["billed_cost_pusd"]]
+    shown = None if billed is None or rate is None else format_usd(convert(from_pusd(billed), _rate(rate)))
+    return code, rate, shown
+
+
+def export_csv_cells(row: Sequence[Any], currency: CurrencyConfig) -> list[str]:
+    """A row from iter_export_rows as CSV cells in EXPORT_COLUMNS order: NULL is empty, booleans
+    true/false, tags and attempts JSON arrays, money exact decimal strings."""
+    cells = [""] * len(EXPORT_COLUMNS)
+    for out, _name, at, kind in _PLAIN:
+        value = row[at]
+        if value is not None:
+            cells[out] = _CSV_CELL[kind](value)
+    for out, value in zip(_DISPLAY_AT, _display_values(row, currency), strict=True):
+        cells[out] = "" if value is None else value
+    return cells
+
+
+def export_json(row: Sequence[Any], currency: CurrencyConfig) -> dict[str, Any]:
+    """A row from iter_export_rows as one JSONL object with the EXPORT_COLUMNS keys, in order."""
+    record: dict[str, Any] = {}
+    for _out, name, at, kind in _PLAIN:
+        value = row[at]
+        record[name] = None if value is None else _JSON_VALUE[kind](value)
+    record.update(zip(_DISPLAY, _display_values(row, currency), strict=True))
+    return {name: record[name] for name in EXPORT_COLUMNS}
+
+
+# --- queries -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptFilter:
+    """since is inclusive, until exclusive; model matches the served model id."""
+
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    project: str | None = None
+    model: str | None = None
+    mode: str | None = None
+    key_id: str | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        """An SQL condition (never empty: `1` when nothing filters) and its parameters."""
+        clauses, params = ["1"], []
+        if self.since is not None:
+            clauses.append("created_utc >= ?")
+            params.append(format_utc(self.since))
+        if self.until is not None:
+            clauses.append("created_utc < ?")
+            params.append(format_utc(self.until))
+        for column, value in (("project", self.project), ("model", self.model), ("served_mode", self.mode),
+                              ("key_id", self.key_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        return " AND ".join(clauses), params
+
+
+def get_receipt(conn: sqlite3.Connection, receipt_id: str) -> Receipt | None:
+    row = conn.execute(f"SELECT {SELECT_COLUMNS} FROM receipts WHERE receipt_id = ?", (receipt_id,)).fetchone()
+    return receipt_from_row(row) if row else None
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The seq a cursor continues below; ValueError for anything this module did not produce."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, seq = text.partition(":")
+        if kind == "seq" and seq.isdigit():
+            return int(seq)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise ValueError(f"invalid cursor {cursor!r}")
+
+
+def query_receipts(
+    conn: sqlite3.Connection,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    project: str | None = None,
+    model: str | None = None,
+    mode: str | None = None,
+    key_id: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Receipt], str | None]:
+    """Newest first; `next_cursor` continues after the last row returned (None on the last page)."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    where, params = ReceiptFilter(since, until, project, model, mode, key_id).where()
+    if cursor is not None:
+        where += " AND seq < ?"
+        params.append(decode_cursor(cursor))
+    rows = conn.execute(
+        f"SELECT {SELECT_COLUMNS} FROM receipts WHERE {where} ORDER BY seq DESC LIMIT ?", (*params, limit + 1)
+    ).fetchall()
+    page = [receipt_from_row(row) for row in rows[:limit]]
+    return page, encode_cursor(page[-1].seq) if len(rows) > limit and page[-1].seq is not None else None
+
+
+def iter_export_rows(conn: sqlite3.Connection, filters: ReceiptFilter, *, chunk: int = 2000) -> Iterator[tuple[Any, ...]]:
+    """Every matching row (SELECT_COLUMNS order), oldest first, fetched `chunk` at a time: constant memory.
+    Turn rows into export_csv_cells / export_json, or receipt_from_row."""
+    where, params = filters.where()
+    cur = conn.execute(f"SELECT {SELECT_COLUMNS} FROM receipts WHERE {where} ORDER BY seq", params)
+    try:
+        while rows := cur.fetchmany(chunk):
+            yield from rows
+    finally:
+        with contextlib.suppress(sqlite3.ProgrammingError):  # the connection may already be closed
+            cur.close()

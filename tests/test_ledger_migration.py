@@ -1,0 +1,51 @@
+"""A ledger written by an older version (receipts, no rollups yet) opens and upgrades itself."""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+
+from nextmodel_proxy import db
+from nextmodel_proxy.chain import GENESIS
+from nextmodel_proxy.ledger import Ledger, verify
+from nextmodel_proxy.ledger_write import chained_rows, insert_rows
+from nextmodel_proxy.spend import spend, spend_total
+from tests.test_ledger import make_receipt
+
+OLD_VERSION = [m for m in db.MIGRATIONS if m[0] < "m002"]
+
+
+def _old_ledger(path: Path, n: int) -> None:
+    conn = db.connect(path)
+    assert db.migrate(conn, OLD_VERSION) == ["m000_meta", "m001_receipts"]
+    rows, _head = chained_rows([make_receipt(i, billed_cost_usd=Decimal(i) / 1000) for i in range(n)], GENESIS)
+    conn.execute("BEGIN")
+    insert_rows(conn, rows, rollups=False)  # the old version kept no rollups
+    conn.execute("COMMIT")
+    conn.close()
+
+
+async def test_an_older_ledger_upgrades_on_open_and_keeps_its_chain(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _old_ledger(path, 30)
+    ledger = Ledger(str(path))
+    await ledger.start()
+    await ledger.submit(make_receipt(99, billed_cost_usd=Decimal("0.5")))
+    await ledger.close()
+
+    conn = sqlite3.connect(path)
+    applied = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
+    assert {"m001_receipts", "m002_spend_rollups"} <= applied
+    result = verify(conn)
+    assert result.ok and result.checked == 31  # the new receipt chains onto the old ones
+    total = spend_total(spend(conn, "project"))
+    assert total.count == 31
+    assert total.billed_usd == sum(Decimal(i) / 1000 for i in range(30)) + Decimal("0.5")  # backfilled rollups
+
+
+def test_migrations_apply_once(tmp_path: Path) -> None:
+    conn = db.open_db(tmp_path / "l.db")
+    assert db.migrate(conn) == []
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"receipts", "spend_daily"} <= tables
