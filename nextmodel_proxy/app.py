@@ -9,10 +9,11 @@ import aiohttp
 from aiohttp import web
 
 from nextmodel_proxy import handlers
-from nextmodel_proxy.appkeys import CONFIG, PIPELINE, SESSION
+from nextmodel_proxy.appkeys import CONFIG, PIPELINE, SERVICES, SESSION
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError, error_body
 from nextmodel_proxy.pipeline import Pipeline
+from nextmodel_proxy.services import running
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,8 @@ ROUTES = [
     ("POST", "/v1/embeddings", handlers.embeddings),
     ("GET", "/v1/models", handlers.list_models),
     ("GET", "/healthz", handlers.healthz),
+    ("GET", "/v1/receipts", handlers.list_receipts),
+    ("GET", "/v1/receipts/{receipt_id}", handlers.get_receipt),
 ]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -61,6 +64,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=config.server.max_body_bytes + 1)
     app[CONFIG] = config
     app.cleanup_ctx.append(_client_session)
+    app.cleanup_ctx.append(_services)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     return app
@@ -70,6 +74,13 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
     session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
     app[SESSION] = session
-    app[PIPELINE] = Pipeline(app[CONFIG], session)
     yield
     await session.close()
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    """Ledger, keys, budgets: opened after the HTTP client, closed (ledger flushed) before it."""
+    async with running(app[CONFIG]) as services:
+        app[SERVICES] = services
+        app[PIPELINE] = Pipeline(app[CONFIG], app[SESSION], services)
+        yield

@@ -7,7 +7,9 @@ from aiohttp import web
 
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.pipeline import Pipeline
+from nextmodel_proxy.services import Services
 
 CONFIG = web.AppKey("config", Config)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 PIPELINE = web.AppKey("pipeline", Pipeline)
+SERVICES = web.AppKey("services", Services)

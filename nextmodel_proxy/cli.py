@@ -19,6 +19,7 @@ from nextmodel_proxy.cli_cache import cache_group  # noqa: E402
 from nextmodel_proxy.cli_compare import compare_command  # noqa: E402
 from nextmodel_proxy.cli_keys import keys_group  # noqa: E402
 from nextmodel_proxy.cli_models import models_command  # noqa: E402
+from nextmodel_proxy.cli_receipts import receipts, spend_cmd  # noqa: E402
 from nextmodel_proxy.cli_serve import check_config, serve  # noqa: E402
 
 main.add_command(serve)
@@ -28,3 +29,5 @@ main.add_command(compare_command)
 main.add_command(cache_group)
 main.add_command(keys_group)
 main.add_command(budgets_group)
+main.add_command(receipts)
+main.add_command(spend_cmd)

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nextmodel_proxy.pricing import format_usd
+from nextmodel_proxy.receipts import new_receipt_id
 from nextmodel_proxy.upstream.base import Target
 
 if TYPE_CHECKING:
     from nextmodel_proxy.tee import StreamTee
 
 
-def new_receipt_id() -> str:
-    """`rcpt_` + 12 hex of milliseconds since the epoch + 12 random hex: unique and time-sortable."""
-    return f"rcpt_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+def completion_chars(obj: Mapping[str, Any]) -> int:
+    """Characters of generated content in a chat.completion (text and tool-call arguments)."""
+    total = 0
+    for choice in obj.get("choices") or []:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            continue
+        total += len(message.get("content") or "") if isinstance(message.get("content"), str) else 0
+        for call in message.get("tool_calls") or []:
+            total += len(str((call.get("function") or {}).get("arguments") or ""))
+    return total
 
 
 @dataclass(slots=True)
@@ -52,8 +61,16 @@ class Exchange:
     cache_reason: str | None = None
     reused_receipt_id: str | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
-    recorded: bool = False
     extra_headers: dict[str, str] = field(default_factory=dict)
+    completion_chars: int | None = None  # for estimating usage when the provider reported none
+    # set by the pipeline as the request goes through
+    admission: Any = None
+    reservation: Any = None
+    cache_plan: Any = None
+    cache_target: Target | None = None
+    cache_hit: Any = None
+    cache_payload: tuple[str, bytes] | None = None
+    receipt: Any = None
 
     @property
     def model_requested(self) -> str:
@@ -88,11 +105,23 @@ class Exchange:
         if usage is not None:
             self.usage = usage
             self.usage_source = "upstream"
+        elif isinstance(estimated_from, dict):
+            self.completion_chars = completion_chars(estimated_from)
+
+    def served_from(self, usage: dict[str, Any] | None, reused_receipt_id: str | None, cache_status: str) -> None:
+        """This answer is a replay: usage from the stored answer, billed as a cache hit."""
+        self.served_mode = "exact-cache"
+        self.usage = usage
+        self.usage_source = "cache"
+        self.reused_receipt_id = reused_receipt_id
+        self.cache_status = cache_status
 
     def finish_stream(self, tee: StreamTee) -> None:
         self.response_id = tee.response_id
         if tee.usage is not None:
             self.set_usage(tee.usage)
+        else:
+            self.completion_chars = tee.content_chars()
         if self.status == 200 and not tee.complete and self.error_code is None:
             self.error_code = "stream_incomplete"
         self.finish()
@@ -107,6 +136,14 @@ class Exchange:
 
     def headers(self, *, final: bool = False) -> dict[str, str]:
         """x-nextmodel-* response headers; `final` adds the ones known only once the answer is complete."""
+        out = self._headers()
+        if final and self.receipt is not None:
+            out["x-nextmodel-usage-source"] = self.receipt.usage_source
+            billed = self.receipt.billed_cost_usd
+            out["x-nextmodel-cost-usd"] = format_usd(billed) if billed is not None else "unknown"
+        return out
+
+    def _headers(self) -> dict[str, str]:
         out = {
             "x-nextmodel-receipt-id": self.receipt_id,
             "x-nextmodel-receipt-url": f"{self.receipt_url_base}/v1/receipts/{self.receipt_id}",

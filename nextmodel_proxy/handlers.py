@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from collections.abc import Mapping
 
 import orjson
 from aiohttp import web
 
-from nextmodel_proxy import validate
-from nextmodel_proxy.appkeys import CONFIG, PIPELINE
+from nextmodel_proxy import receipts, validate
+from nextmodel_proxy.appkeys import CONFIG, PIPELINE, SERVICES
+from nextmodel_proxy.auth import can_read_project
 from nextmodel_proxy.catalog import models_list
+from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.exchange import Exchange
-from nextmodel_proxy.pipeline import ClientGone
+from nextmodel_proxy.relay import ClientGone
+from nextmodel_proxy.timespec import parse_time
 
 _JSON = "application/json"
 
@@ -50,18 +54,17 @@ async def read_body(request: web.Request) -> bytes:
     return b"".join(chunks)
 
 
-def attribution(ex: Exchange, headers: Mapping[str, str]) -> None:
-    """Open-mode attribution headers (keys, once configured, take precedence)."""
-    ex.project = headers.get("x-nextmodel-project") or None
-    ex.team = headers.get("x-nextmodel-team") or None
-    ex.environment = headers.get("x-nextmodel-environment") or None
+def tags_and_request_id(ex: Exchange, headers: Mapping[str, str]) -> None:
+    """Free-form tags and the client's request id (project/team come from the key or open-mode headers)."""
     tags = headers.get("x-nextmodel-tags")
     if tags:
         ex.tags = tuple(t.strip() for t in tags.split(",") if t.strip())
-    ex.request_id = headers.get("x-request-id") or None
+    ex.request_id = headers.get("x-request-id") or headers.get("x-client-request-id") or None
 
 
 async def _proxy(request: web.Request, endpoint: str) -> web.StreamResponse:
+    pipeline = request.app[PIPELINE]
+    principal = pipeline.authenticate(request.headers)
     body = validate.parse_body(await read_body(request))
     validate.require_model(body)
     if endpoint == "chat":
@@ -70,10 +73,10 @@ async def _proxy(request: web.Request, endpoint: str) -> web.StreamResponse:
         validate.check_embeddings(body)
     ex = Exchange(endpoint=endpoint, body=body, client_headers=request.headers,
                   receipt_url_base=f"{request.scheme}://{request.host}")
-    attribution(ex, request.headers)
+    tags_and_request_id(ex, request.headers)
     sink = ResponseSink(request)
     try:
-        reply = await request.app[PIPELINE].handle(ex, sink)
+        reply = await pipeline.handle(ex, principal, sink)
     except ClientGone:
         reply = None
     if reply is None:
@@ -96,3 +99,43 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     return web.Response(body=b'{"status":"ok"}', content_type=_JSON)
+
+
+def _reader(request: web.Request) -> sqlite3.Connection:
+    reader = request.app[SERVICES].reader
+    if reader is None:
+        raise ProxyError(404, "Receipts are not kept: the ledger is disabled in this proxy's config.", "not_found")
+    return reader
+
+
+async def get_receipt(request: web.Request) -> web.Response:
+    """GET /v1/receipts/{id}: one receipt, to its key's project (or an admin, or anyone in open mode)."""
+    principal = request.app[PIPELINE].authenticate(request.headers)
+    receipt = receipts.get_receipt(_reader(request), request.match_info["receipt_id"])
+    if receipt is None or not can_read_project(principal, receipt.project):
+        raise ProxyError(404, f"No receipt {request.match_info['receipt_id']!r} on this proxy.", "not_found")
+    return web.Response(body=orjson.dumps(receipts.receipt_to_json(receipt)), content_type=_JSON)
+
+
+async def list_receipts(request: web.Request) -> web.Response:
+    """GET /v1/receipts?since=&until=&project=&model=&mode=&limit=&cursor= (newest first)."""
+    principal = request.app[PIPELINE].authenticate(request.headers)
+    q = request.query
+    project = q.get("project")
+    if principal is not None and not principal.is_admin:
+        if project is not None and project != principal.project:
+            raise ProxyError(403, "This key can read only its own project's receipts.", "permission_denied")
+        project = principal.project
+    try:
+        since = parse_time(q["since"]) if q.get("since") else None
+        until = parse_time(q["until"]) if q.get("until") else None
+        limit = int(q.get("limit", "100"))
+        if not 1 <= limit <= 1000:
+            raise ValueError("limit must be between 1 and 1000")
+        rows, cursor = receipts.query_receipts(_reader(request), since=since, until=until, project=project,
+                                               model=q.get("model"), mode=q.get("mode"), limit=limit,
+                                               cursor=q.get("cursor"))
+    except ValueError as exc:
+        raise ProxyError(400, f"Bad query parameter: {exc}", "invalid_value") from None
+    body = {"object": "list", "data": [receipts.receipt_to_json(r) for r in rows], "next_cursor": cursor}
+    return web.Response(body=orjson.dumps(body), content_type=_JSON)

@@ -1,4 +1,4 @@
-"""The request flow: resolve -> (cache) -> upstream -> relay + tee -> record. No aiohttp.web here."""
+"""The request flow: admit -> route -> cache -> budget -> upstream -> relay + tee -> receipt. No aiohttp.web."""
 
 from __future__ import annotations
 
@@ -7,33 +7,29 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 
-from nextmodel_proxy import routing
+from nextmodel_proxy import cache, caching, replay, routing
+from nextmodel_proxy.accounting import build_receipt
+from nextmodel_proxy.auth import Principal, attribute, check_model
+from nextmodel_proxy.budgets import budget_headers
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.exchange import Exchange
+from nextmodel_proxy.flight import Flight, FlightFailed
+from nextmodel_proxy.ledger import LedgerUnavailable
+from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd
+from nextmodel_proxy.relay import ClientGone, StreamSink, error_event, relay_batches, single_batches, write
 from nextmodel_proxy.retry import RetryPolicy, should_fall_back, should_retry
-from nextmodel_proxy.sse import KEEPALIVE
+from nextmodel_proxy.services import Services
 from nextmodel_proxy.tee import StreamTee, completion_facts
 from nextmodel_proxy.upstream.base import Target, UpstreamCall, event_batches
 from nextmodel_proxy.upstream.registry import adapter_for
 
 log = logging.getLogger(__name__)
-
-
-class StreamSink(Protocol):
-    """Where a stream goes: the handler's HTTP response."""
-
-    async def start(self, status: int, headers: Mapping[str, str]) -> None: ...
-
-    async def write(self, data: bytes) -> None: ...
-
-
-class ClientGone(Exception):
-    """The client closed its connection while we were writing to it."""
+_NOT_SERVED = object()
 
 
 @dataclass(slots=True)
@@ -43,58 +39,167 @@ class Reply:
     body: bytes
 
 
-class Recorder(Protocol):
-    """Turns a finished exchange into a receipt (the ledger); `commit` waits until it is durable."""
-
-    def check_writable(self) -> None: ...
-
-    def record(self, ex: Exchange) -> asyncio.Future[None] | None: ...
+def ledger_unavailable(detail: str) -> ProxyError:
+    return ProxyError(503, f"The proxy cannot record receipts right now ({detail}); the request was refused "
+                      "so that nothing is served unrecorded. It recovers by itself.", "ledger_unavailable")
 
 
 class Pipeline:
-    """One per app: holds the config, the shared ClientSession and the recorder."""
+    """One per app: the config, the shared ClientSession, and the long-lived services."""
 
-    def __init__(self, config: Config, session: aiohttp.ClientSession, recorder: Recorder | None = None) -> None:
+    def __init__(self, config: Config, session: aiohttp.ClientSession, services: Services) -> None:
         self.config = config
         self.session = session
-        self.recorder = recorder
-        self.latency_stats: dict[str, float] = {}
+        self.services = services
+        self._leaders: dict[str, str] = {}  # cache key -> receipt id of the request fetching it
 
-    # --- resolution -------------------------------------------------------------------------
+    # --- admission ----------------------------------------------------------------------------
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal | None:
+        """The caller's key (401 when keys exist and this one is missing or bad); None in open mode."""
+        try:
+            return self.services.keys.authenticate(headers.get("Authorization"))
+        except ProxyError as exc:
+            self.services.rejected[exc.code] = self.services.rejected.get(exc.code, 0) + 1
+            log.info("refused unauthenticated request: %s", exc.code)
+            raise
+
+    def admit(self, ex: Exchange, principal: Principal | None) -> None:
+        """Attribute the exchange, then check model permission, ledger health and rate limits."""
+        who = attribute(principal, ex.client_headers, self.config)
+        ex.key_id, ex.project, ex.team = who.key_id, who.project, who.team
+        ex.environment = who.environment or ex.environment
+        check_model(principal, ex.model_requested)
+        if self.services.ledger is not None and not self.services.ledger.healthy:
+            raise ledger_unavailable("the ledger file cannot be written")
+        estimate = routing.estimate_prompt_tokens(ex.body) + _max_tokens(ex.body)
+        ex.admission = self.services.limiter.check(principal, estimate)
 
     def resolve(self, ex: Exchange) -> list[Target]:
         """The ordered candidates for the requested model or route, with the decision on the exchange."""
         plan = routing.plan(self.config, ex.model_requested, ex.body, today=ex.created.date(),
-                            endpoint=ex.endpoint, latency_stats=self.latency_stats, project=ex.project)
+                            endpoint=ex.endpoint, latency_stats=self.services.latency_ms, project=ex.project,
+                            budget_share=self._budget_share(ex))
         ex.route = plan.route
         ex.route_decision = plan.decision
         return list(plan.candidates)
 
-    # --- entry points -----------------------------------------------------------------------
+    def _budget_share(self, ex: Exchange) -> Any:
+        project = self.config.projects.get(ex.project or "")
+        if project is None or project.budget is None or project.budget.switch_route is None:
+            return None
+        shares = [u.share_spent for u in self.services.budgets.usages(ex) if u.budget.scope == "project"]
+        return max(shares, default=None)
 
-    async def handle(self, ex: Exchange, sink: StreamSink) -> Reply | None:
+    # --- entry point --------------------------------------------------------------------------
+
+    async def handle(self, ex: Exchange, principal: Principal | None, sink: StreamSink) -> Reply | None:
         """Serve one exchange; returns the reply for non-streams, None when it streamed into `sink`."""
         try:
-            if self.recorder is not None:
-                self.recorder.check_writable()
-            targets = self.resolve(ex)
-            call = await self._open(ex, targets)
-            if call.is_stream and ex.stream:
-                await self._relay_stream(ex, call, sink)
-                return None
-            return await self._finish_body(ex, call)
+            self.admit(ex, principal)
+            return await self._serve(ex, sink)
         except ProxyError as exc:
             ex.fail(exc.status, exc.code)
+            await self._finish(ex, wait=True, raise_on_ledger=False)
             exc.headers.update(ex.headers())
-            await self._record(ex, wait=True, raise_on_fail=False)
             raise
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ClientGone):
             ex.fail(499, "client_closed")
-            await self._record(ex, wait=False)
+            await self._finish(ex, wait=False)
             raise
-        except ClientGone:
-            await self._record(ex, wait=False)
+
+    async def _serve(self, ex: Exchange, sink: StreamSink) -> Reply | None:
+        targets = self.resolve(ex)
+        ex.target = ex.cache_target = targets[0]
+        plan = caching.plan_cache(ex, targets[0], self.config) if self.services.cache_reader else None
+        ex.cache_plan = plan
+        ex.cache_key = plan.key if plan is not None else None
+        if plan is not None and plan.decision.read:
+            hit = self._lookup(plan)
+            if hit is not None:
+                return await self._serve_hit(ex, hit, sink)
+            if not plan.decision.upstream_allowed:
+                raise caching.cache_miss("x-nextmodel-cache: only, and no cached answer exists for this request")
+        if plan is not None:
+            ex.extra_headers.update(caching.status_headers(plan, caching.miss_status(plan)))
+            ex.cache_status = caching.miss_status(plan)
+        ex.reservation = self.services.budgets.reserve(ex, self._worst_case(ex, targets))
+        flight = None
+        if plan is not None and plan.active and plan.decision.write:
+            flight = self.services.flights.lead_or_follow(plan.key, plan.canonical)
+            if not flight.is_leader:
+                served = await self._follow(ex, flight, sink)
+                if served is not _NOT_SERVED:
+                    return served
+                flight = None
+        if flight is None:
+            return await self._serve_upstream(ex, targets, sink, None)
+        self._leaders[flight.key] = ex.receipt_id
+        try:
+            with flight:
+                return await self._serve_upstream(ex, targets, sink, flight)
+        finally:
+            if self._leaders.get(flight.key) == ex.receipt_id:
+                del self._leaders[flight.key]
+
+    def _worst_case(self, ex: Exchange, targets: list[Target]) -> Any:
+        costs = [routing.estimate_request_cost(t.model, ex.body) for t in targets]
+        return max((c for c in costs if c is not None), default=0)
+
+    # --- cache hits and followers -------------------------------------------------------------
+
+    def _lookup(self, plan: caching.CachePlan) -> cache.CacheHit | None:
+        writer = self.services.cache_writer
+        assert self.services.cache_reader is not None and plan.key and plan.canonical
+        return cache.lookup(
+            self.services.cache_reader, plan.key, plan.canonical, now=time.time(), ttl_s=self.config.cache.ttl_s,
+            on_bad=lambda bad: writer.submit_op(lambda c: cache.drop_bad(c, bad)) if writer else None,
+        )
+
+    async def _serve_hit(self, ex: Exchange, hit: cache.CacheHit, sink: StreamSink) -> Reply | None:
+        fresh = hit.fresh_cost_pusd
+        billed = replay_billed(from_pusd(fresh), self.config.cache.replay_price_ratio) if fresh is not None else 0
+        ex.reservation = self.services.budgets.reserve(ex, billed)
+        ex.served_from(hit.usage, hit.fresh_receipt_id, "hit")
+        ex.cache_hit = hit
+        ex.extra_headers.update(caching.status_headers(ex.cache_plan, "hit"))
+        return await self._write_replay(ex, caching.hit_body(hit, ex), sink)
+
+    async def _write_replay(self, ex: Exchange, out: bytes | list[bytes], sink: StreamSink) -> Reply | None:
+        ex.status = 200
+        if isinstance(out, list):
+            await sink.start(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                   **ex.headers(), **self._budget_headers(ex)})
+            ex.mark_first_byte()
+            await write(sink, b"".join(out))
+            await self._finish(ex, wait=False)
             return None
+        ex.mark_first_byte()
+        await self._finish(ex, wait=True)
+        return Reply(200, {"Content-Type": "application/json", **ex.headers(final=True)}, out)
+
+    async def _follow(self, ex: Exchange, flight: Flight, sink: StreamSink) -> Any:
+        """Answer from an identical request already in flight; _NOT_SERVED if it failed before we sent a byte."""
+        leader_receipt = self._leaders.get(flight.key)
+        try:
+            events = await flight.wait()
+        except FlightFailed:
+            return _NOT_SERVED
+        kind, body = caching.flight_result(events, flight.final)
+        ex.served_from(caching.usage_from(kind, body), leader_receipt, "hit")
+        ex.extra_headers.update(caching.status_headers(ex.cache_plan, "hit"))
+        return await self._write_replay(ex, replay.replay(kind, body, stream=ex.stream,
+                                                          include_usage=ex.client_wants_usage), sink)
+
+    # --- upstream ----------------------------------------------------------------------------
+
+    async def _serve_upstream(self, ex: Exchange, targets: list[Target], sink: StreamSink,
+                              flight: Flight | None) -> Reply | None:
+        call = await self._open(ex, targets)
+        if call.is_stream and ex.stream:
+            await self._relay_stream(ex, call, sink, flight)
+            return None
+        return await self._finish_body(ex, call, flight)
 
     async def _open(self, ex: Exchange, targets: list[Target]) -> UpstreamCall:
         """Open the first candidate that answers, retrying transient failures with backoff, then falling back.
@@ -140,7 +245,7 @@ class Pipeline:
         ex.attempts.append({"provider": target.provider.name, "model": target.model.id, "outcome": str(call.status)})
         return _Attempt(call, None, call.status, None, call.headers.get("Retry-After"))
 
-    async def _finish_body(self, ex: Exchange, call: UpstreamCall) -> Reply:
+    async def _finish_body(self, ex: Exchange, call: UpstreamCall, flight: Flight | None) -> Reply:
         try:
             raw = await call.read()
         finally:
@@ -150,49 +255,93 @@ class Pipeline:
         obj, usage = completion_facts(raw)
         if call.status == 200:
             ex.set_usage(usage, estimated_from=obj)
+            if ex.cache_plan is not None and ex.cache_plan.decision.write and ex.target is ex.cache_target:
+                if caching.storable_body(ex.endpoint, obj, call.status):
+                    ex.cache_payload = ("json", raw)
         else:
             ex.fail(call.status, _error_code(obj) or "upstream_error")
-        await self._record(ex, wait=True)
+        if flight is not None:
+            flight.finish(ex.cache_payload is not None, raw if ex.cache_payload is not None else None)
+        await self._finish(ex, wait=True)
         headers = dict(call.headers)
         headers.setdefault("Content-Type", "application/json")
         headers.update(ex.headers(final=True))
         return Reply(call.status, headers, raw)
 
-    async def _relay_stream(self, ex: Exchange, call: UpstreamCall, sink: StreamSink) -> None:
-        tee = StreamTee(collect=False)
+    async def _relay_stream(self, ex: Exchange, call: UpstreamCall, sink: StreamSink, flight: Flight | None) -> None:
+        storing = ex.cache_plan is not None and ex.cache_plan.decision.write and ex.target is ex.cache_target
+        tee = StreamTee(collect=True)
         ex.status = 200
-        headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **ex.headers()}
-        await sink.start(200, headers)
-        keepalive = _KeepAlive(sink, self.config.server.keepalive_s)
+        await sink.start(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                               **ex.headers(), **self._budget_headers(ex)})
         try:
-            async for batch in event_batches(call):
-                keepalive.touch()
-                if ex.ttft_ms is None:
-                    ex.mark_first_byte()
-                out = [raw for raw in batch if not (tee.observe(raw) and not ex.client_wants_usage)]
-                if out:
-                    await _write(sink, out[0] if len(out) == 1 else b"".join(out))
+            batches = event_batches(call) if hasattr(call, "batches") else single_batches(call.events())
+            await relay_batches(batches, sink, tee, keepalive_s=self.config.server.keepalive_s,
+                                wants_usage=ex.client_wants_usage, on_first=ex.mark_first_byte,
+                                publish=flight.publish if flight is not None else None)
         except ProxyError as exc:
             ex.fail(exc.status, exc.code)
-            await _write(sink, _stream_error_event(exc))
+            await write(sink, error_event(exc))
         finally:
-            keepalive.stop()
             call.release()
             ex.finish_stream(tee)
-            await self._record(ex, wait=False)
+            complete = ex.error_code is None and caching.storable_stream(tee.events)
+            if storing and complete:
+                ex.cache_payload = ("sse", b"".join(tee.events))
+            if flight is not None:
+                flight.finish(complete)
+            await self._finish(ex, wait=False)
 
-    async def _record(self, ex: Exchange, *, wait: bool, raise_on_fail: bool = True) -> None:
-        if self.recorder is None or ex.recorded:
+    # --- the receipt -------------------------------------------------------------------------
+
+    def _budget_headers(self, ex: Exchange) -> dict[str, str]:
+        return budget_headers(self.services.budgets.status(ex)) if self.services.budgets.applicable(ex) else {}
+
+    async def _finish(self, ex: Exchange, *, wait: bool, raise_on_ledger: bool = True) -> None:
+        """Build the receipt, settle budget and rate limit, queue cache writes, and record it (once)."""
+        if ex.receipt is not None:
             return
-        ex.recorded = True
-        fut = self.recorder.record(ex)
-        if fut is None or not wait:
+        receipt = ex.receipt = build_receipt(ex, self.config)
+        s = self.services
+        billed = to_pusd(receipt.billed_cost_usd) if receipt.billed_cost_usd is not None else None
+        if ex.reservation is not None:
+            s.budgets.settle(ex.reservation, billed)
+        if ex.admission is not None:
+            s.limiter.correct(ex.admission, (receipt.prompt_tokens or 0) + (receipt.completion_tokens or 0))
+        self._queue_cache_writes(ex, receipt)
+        if s.ledger is None:
             return
         try:
-            await asyncio.shield(fut)
-        except ProxyError:
-            if raise_on_fail:
-                raise
+            future = s.ledger.submit(receipt)
+        except LedgerUnavailable as exc:
+            if raise_on_ledger:
+                raise ledger_unavailable(str(exc)) from None
+            return
+        if not wait:
+            future.add_done_callback(_log_ledger_failure)
+            return
+        try:
+            await asyncio.shield(future)
+        except LedgerUnavailable as exc:
+            if raise_on_ledger:
+                raise ledger_unavailable(str(exc)) from None
+
+    def _queue_cache_writes(self, ex: Exchange, receipt: Any) -> None:
+        writer = self.services.cache_writer
+        if writer is None or ex.cache_plan is None or not ex.cache_plan.active:
+            return
+        cfg = self.config.cache
+        if ex.cache_hit is not None:
+            hit = ex.cache_hit
+            saved = to_pusd(receipt.savings_usd) if receipt.savings_usd is not None else 0
+            writer.submit_op(lambda c: cache.record_hit(c, hit.key, time.time(), len(hit.body), saved))
+            return
+        if ex.cache_plan.decision.read and ex.served_mode == "fresh":
+            writer.submit_op(cache.record_miss)
+        if ex.cache_payload is not None and ex.target is not None:
+            entry = caching.entry_for(ex.cache_plan, ex.target, ex, receipt, *ex.cache_payload)
+            writer.submit_op(lambda c: cache.store_and_evict(c, entry, max_entries=cfg.max_entries,
+                                                             max_bytes=cfg.max_bytes, ttl_s=cfg.ttl_s))
 
 
 @dataclass(slots=True)
@@ -210,45 +359,14 @@ class _Attempt:
             self.call.release()
 
 
-class _KeepAlive:
-    """Writes `: keep-alive` while upstream is silent, so idle-timeout proxies keep slow streams open."""
-
-    __slots__ = ("_sink", "_interval", "_last", "_task")
-
-    def __init__(self, sink: StreamSink, interval: float) -> None:
-        self._sink = sink
-        self._interval = interval
-        self._last = time.monotonic()
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    def touch(self) -> None:
-        self._last = time.monotonic()
-
-    async def _run(self) -> None:
-        try:
-            while True:
-                wait = self._last + self._interval - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                    continue
-                await self._sink.write(KEEPALIVE)
-                self._last = time.monotonic()
-        except (ConnectionError, RuntimeError):
-            return
-
-    def stop(self) -> None:
-        self._task.cancel()
+def _log_ledger_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("a receipt could not be committed yet (kept for retry): %s", future.exception())
 
 
-async def _write(sink: StreamSink, data: bytes) -> None:
-    try:
-        await sink.write(data)
-    except (ConnectionError, RuntimeError) as exc:
-        raise ClientGone() from exc
-
-
-def _stream_error_event(exc: ProxyError) -> bytes:
-    return b"data: " + exc.body() + b"\n\n"
+def _max_tokens(body: Mapping[str, Any]) -> int:
+    value = body.get("max_completion_tokens") or body.get("max_tokens")
+    return value if isinstance(value, int) else 0
 
 
 def _error_code(obj: dict[str, Any] | None) -> str | None:

@@ -63,6 +63,19 @@ class StreamTee:
             self.response_id = obj.get("id") if isinstance(obj.get("id"), str) else None
             self.model = obj.get("model") if isinstance(obj.get("model"), str) else None
 
+    def content_chars(self) -> int:
+        """Characters of generated text and tool-call arguments in the collected events (for estimates)."""
+        total = 0
+        for raw in self.events:
+            obj = event_json(raw)
+            for choice in (obj or {}).get("choices") or []:
+                delta = choice.get("delta") if isinstance(choice, dict) else None
+                if isinstance(delta, dict):
+                    total += len(delta.get("content") or "") if isinstance(delta.get("content"), str) else 0
+                    for call in delta.get("tool_calls") or []:
+                        total += len(str((call.get("function") or {}).get("arguments") or ""))
+        return total
+
     @property
     def complete(self) -> bool:
         """Ended with [DONE], no error event, and every choice seen has a finish reason."""

@@ -1,0 +1,109 @@
+"""The exact cache as the request path uses it: plan, headers, what may be stored, the entry to store."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from nextmodel_proxy import replay
+from nextmodel_proxy.cache import CacheEntry, CacheHit
+from nextmodel_proxy.cache_key import CacheDecision, cache_key, canonical_request, decide, scope_for
+from nextmodel_proxy.config import Config
+from nextmodel_proxy.errors import ProxyError
+from nextmodel_proxy.exchange import Exchange
+from nextmodel_proxy.pricing import to_pusd
+from nextmodel_proxy.receipts import Receipt
+from nextmodel_proxy.upstream.base import Target
+
+CACHE_HEADER = "x-nextmodel-cache"
+
+
+@dataclass(frozen=True, slots=True)
+class CachePlan:
+    decision: CacheDecision
+    key: str | None = None
+    canonical: bytes | None = None
+    scope: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.key is not None
+
+
+def plan_cache(ex: Exchange, target: Target, config: Config) -> CachePlan:
+    """Whether and under which key this request reads or writes the cache (key over the first candidate)."""
+    decision = decide(ex.body, ex.client_headers.get(CACHE_HEADER), config.cache, target.model.cache_policy,
+                      endpoint=ex.endpoint)
+    if decision.mode == "only" and not decision.read:
+        raise cache_miss(f"x-nextmodel-cache: only, but this request is not cacheable ({decision.reason})")
+    if not (decision.read or decision.write):
+        return CachePlan(decision)
+    scope = scope_for(config.cache.scope, project=ex.project, key_id=ex.key_id)
+    canonical = canonical_request(ex.body, scope=scope, provider=target.provider.name,
+                                  upstream_model=target.model.upstream_id, endpoint=ex.endpoint)
+    return CachePlan(decision, cache_key(canonical), canonical, scope)
+
+
+def cache_miss(message: str) -> ProxyError:
+    return ProxyError(504, message, "cache_miss")
+
+
+def status_headers(plan: CachePlan, status: str) -> dict[str, str]:
+    """x-nextmodel-cache (hit|miss|refresh|bypass), its reason when bypassed, and the key."""
+    out = {CACHE_HEADER: status}
+    if status == "bypass" and plan.decision.reason:
+        out["x-nextmodel-cache-reason"] = plan.decision.reason
+    if plan.key:
+        out["x-nextmodel-cache-key"] = plan.key
+    return out
+
+
+def miss_status(plan: CachePlan) -> str:
+    if not plan.active:
+        return "bypass"
+    return "refresh" if plan.decision.mode == "refresh" else "miss"
+
+
+def storable_stream(events: list[bytes]) -> bool:
+    return replay.is_complete_stream(events)
+
+
+def storable_body(endpoint: str, obj: Any, status: int) -> bool:
+    if endpoint == "embeddings":
+        return replay.is_complete_embeddings(obj, status=status)
+    return replay.is_complete_completion(obj, status=status)
+
+
+def entry_for(plan: CachePlan, target: Target, ex: Exchange, receipt: Receipt, kind: str, body: bytes) -> CacheEntry:
+    """The complete answer to store, pointing at the fresh receipt that paid for it."""
+    now = time.time()
+    assert plan.key is not None and plan.canonical is not None and plan.scope is not None
+    fresh = receipt.fresh_cost_usd
+    return CacheEntry(
+        key=plan.key, response_kind=kind, body=body, usage=ex.usage, fresh_receipt_id=receipt.receipt_id,
+        fresh_cost_pusd=to_pusd(fresh) if fresh is not None else None, created_at=now,
+        scope=plan.scope, provider=target.provider.name, model=target.model.upstream_id, endpoint=ex.endpoint,
+        canonical=plan.canonical,
+    )
+
+
+def hit_body(hit: CacheHit, ex: Exchange) -> bytes | list[bytes]:
+    """The stored answer in the shape this request wants."""
+    return replay.replay(hit.response_kind, hit.body, stream=ex.stream, include_usage=ex.client_wants_usage)
+
+
+def flight_result(events: list[bytes], final: bytes | None) -> tuple[str, bytes]:
+    """A finished flight as (kind, body), the same shape a cache entry has."""
+    if final is not None:
+        return "json", final
+    return "sse", replay.encode_events(events)
+
+
+def usage_from(kind: str, body: bytes) -> dict[str, Any] | None:
+    obj = orjson.loads(body) if kind == "json" else replay.sse_to_completion(replay.decode_events(body))
+    usage = obj.get("usage") if isinstance(obj, dict) else None
+    return usage if isinstance(usage, dict) else None
+

@@ -1,0 +1,103 @@
+"""Writing a stream to the client: the sink protocol, keep-alive comments, usage-chunk stripping."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Protocol
+
+from nextmodel_proxy.errors import ProxyError
+from nextmodel_proxy.sse import KEEPALIVE
+from nextmodel_proxy.tee import StreamTee
+
+
+class StreamSink(Protocol):
+    """Where a stream goes: the handler's HTTP response."""
+
+    async def start(self, status: int, headers: Mapping[str, str]) -> None: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+
+class ClientGone(Exception):
+    """The client closed its connection while we were writing to it."""
+
+
+async def write(sink: StreamSink, data: bytes) -> None:
+    try:
+        await sink.write(data)
+    except (ConnectionError, RuntimeError) as exc:
+        raise ClientGone() from exc
+
+
+def error_event(exc: ProxyError) -> bytes:
+    """An error after the stream started: one last SSE event carrying the OpenAI error object."""
+    return b"data: " + exc.body() + b"\n\n"
+
+
+class KeepAlive:
+    """Writes `: keep-alive` while upstream is silent, so idle-timeout proxies keep slow streams open."""
+
+    __slots__ = ("_sink", "_interval", "_last", "_task")
+
+    def __init__(self, sink: StreamSink, interval: float) -> None:
+        self._sink = sink
+        self._interval = interval
+        self._last = time.monotonic()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def touch(self) -> None:
+        self._last = time.monotonic()
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                wait = self._last + self._interval - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    continue
+                await self._sink.write(KEEPALIVE)
+                self._last = time.monotonic()
+        except (ConnectionError, RuntimeError):
+            return
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
+async def relay_batches(
+    batches: AsyncIterator[list[bytes]],
+    sink: StreamSink,
+    tee: StreamTee,
+    *,
+    keepalive_s: float,
+    wants_usage: bool,
+    on_first: Callable[[], None],
+    publish: Callable[[bytes], None] | None = None,
+) -> None:
+    """Write each upstream read's events in one write, then let the tee and followers see them.
+
+    A usage-only chunk the client did not ask for is seen by the tee (and followers) but not written.
+    """
+    keepalive = KeepAlive(sink, keepalive_s)
+    first = True
+    try:
+        async for batch in batches:
+            keepalive.touch()
+            if first:
+                on_first()
+                first = False
+            out = [raw for raw in batch if not (tee.observe(raw) and not wants_usage)]
+            if out:
+                await write(sink, out[0] if len(out) == 1 else b"".join(out))
+            if publish is not None:
+                for raw in batch:
+                    publish(raw)
+    finally:
+        keepalive.stop()
+
+
+async def single_batches(events: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    async for event in events:
+        yield [event]

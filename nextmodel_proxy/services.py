@@ -1,0 +1,95 @@
+"""The long-lived parts one proxy process owns: ledger writer, read connection, keys, budgets, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import statistics
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from nextmodel_proxy import db
+from nextmodel_proxy.auth import KeyStore, run_refresher
+from nextmodel_proxy.budgets import BudgetBook
+from nextmodel_proxy.config import Config
+from nextmodel_proxy.flight import SingleFlight
+from nextmodel_proxy.ledger import Ledger
+from nextmodel_proxy.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+LATENCY_REFRESH_S = 30.0
+LATENCY_SAMPLE = 200  # recent fresh answers per model whose time to first token feeds `fastest` routing
+
+
+@dataclass(slots=True)
+class Services:
+    ledger: Ledger | None
+    reader: sqlite3.Connection | None  # reads only: receipts API, cache lookups
+    cache_writer: Ledger | None
+    cache_reader: sqlite3.Connection | None
+    keys: KeyStore
+    budgets: BudgetBook
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    flights: SingleFlight = field(default_factory=SingleFlight)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)  # requests answered without a receipt, by code
+
+
+def observed_latency(conn: sqlite3.Connection) -> dict[str, float]:
+    """Median time to first token per model over its most recent fresh, successful answers."""
+    rows = conn.execute(
+        "SELECT model, ttft_ms FROM (SELECT model, ttft_ms, ROW_NUMBER() OVER (PARTITION BY model ORDER BY seq DESC)"
+        " AS n FROM receipts WHERE served_mode = 'fresh' AND status = 200 AND ttft_ms IS NOT NULL) WHERE n <= ?",
+        (LATENCY_SAMPLE,),
+    ).fetchall()
+    samples: dict[str, list[float]] = {}
+    for model, ttft in rows:
+        samples.setdefault(model, []).append(ttft)
+    return {model: statistics.median(values) for model, values in samples.items()}
+
+
+async def _refresh_latency(services: Services, interval_s: float) -> None:
+    while True:
+        if services.reader is not None:
+            try:
+                services.latency_ms.update(observed_latency(services.reader))
+            except sqlite3.Error as exc:
+                log.warning("could not read observed latency: %s", exc)
+        await asyncio.sleep(interval_s)
+
+
+@contextlib.asynccontextmanager
+async def running(config: Config) -> AsyncIterator[Services]:
+    """Open everything in order and close it in reverse; the ledger is flushed last of all."""
+    ledger = reader = cache_writer = cache_reader = None
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        if config.ledger.enabled:
+            ledger = Ledger(config.ledger.path)
+            await ledger.start()
+            reader = db.connect(config.ledger.path)
+            cache_writer, cache_reader = ledger, reader
+            if config.cache.path and config.cache.path != config.ledger.path:
+                cache_writer = Ledger(config.cache.path)
+                await cache_writer.start()
+                cache_reader = db.connect(config.cache.path)
+        keys = KeyStore.from_db(reader) if reader is not None else KeyStore()
+        budgets = BudgetBook.load(reader, config) if reader is not None else BudgetBook(config.currency.rates)
+        services = Services(ledger, reader, cache_writer, cache_reader, keys, budgets)
+        if reader is not None:
+            tasks.append(asyncio.create_task(run_refresher(config.ledger.path, [keys, budgets])))
+            services.latency_ms.update(observed_latency(reader))
+            tasks.append(asyncio.create_task(_refresh_latency(services, LATENCY_REFRESH_S)))
+        yield services
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if cache_writer is not None and cache_writer is not ledger:
+            await cache_writer.close()
+        if ledger is not None:
+            await ledger.close()
+        for conn in {id(c): c for c in (reader, cache_reader) if c is not None}.values():
+            conn.close()
