@@ -59,6 +59,7 @@ class ServerConfig:
 class LedgerConfig:
     path: str = DEFAULT_DB
     enabled: bool = True
+    busy_timeout_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,10 +352,11 @@ def _server(raw: Any) -> ServerConfig:
 
 def _ledger(raw: Any) -> LedgerConfig:
     m = _mapping(raw, "ledger")
-    _only(m, "ledger", {"path", "enabled"})
+    _only(m, "ledger", {"path", "enabled", "busy_timeout_s"})
     return LedgerConfig(
         path=_str(m.get("path", DEFAULT_DB), "ledger.path"),
         enabled=_bool(m.get("enabled", True), "ledger.enabled"),
+        busy_timeout_s=_float(m.get("busy_timeout_s", 5.0), "ledger.busy_timeout_s", 0.001),
     )
 
 

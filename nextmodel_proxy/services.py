@@ -67,7 +67,7 @@ async def running(config: Config) -> AsyncIterator[Services]:
     tasks: list[asyncio.Task[None]] = []
     try:
         if config.ledger.enabled:
-            ledger = Ledger(config.ledger.path)
+            ledger = Ledger(config.ledger.path, busy_timeout_s=config.ledger.busy_timeout_s)
             await ledger.start()
             reader = db.connect(config.ledger.path)
             cache_writer, cache_reader = ledger, reader
