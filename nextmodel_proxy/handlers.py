@@ -65,12 +65,7 @@ def tags_and_request_id(ex: Exchange, headers: Mapping[str, str]) -> None:
 async def _proxy(request: web.Request, endpoint: str) -> web.StreamResponse:
     pipeline = request.app[PIPELINE]
     principal = pipeline.authenticate(request.headers)
-    body = validate.parse_body(await read_body(request))
-    validate.require_model(body)
-    if endpoint == "chat":
-        validate.check_chat(body)
-    else:
-        validate.check_embeddings(body)
+    body = await _valid_body(request, endpoint)
     ex = Exchange(endpoint=endpoint, body=body, client_headers=request.headers,
                   receipt_url_base=f"{request.scheme}://{request.host}")
     tags_and_request_id(ex, request.headers)
@@ -82,6 +77,18 @@ async def _proxy(request: web.Request, endpoint: str) -> web.StreamResponse:
     if reply is None:
         return sink.response or web.Response(status=499)
     return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+
+
+async def _valid_body(request: web.Request, endpoint: str) -> dict:
+    """The parsed, shape-checked body; a malformed request gets no receipt, only a count and a log line."""
+    try:
+        body = validate.parse_body(await read_body(request))
+        validate.require_model(body)
+        (validate.check_chat if endpoint == "chat" else validate.check_embeddings)(body)
+    except ProxyError as exc:
+        request.app[PIPELINE].count_rejected(exc)
+        raise
+    return body
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -98,7 +105,13 @@ async def list_models(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.Response(body=b'{"status":"ok"}', content_type=_JSON)
+    """200 while requests can be served and recorded; 503 while the ledger cannot be written."""
+    services = request.app[SERVICES]
+    ledger_ok = services.ledger is None or services.ledger.healthy
+    body = {"status": "ok" if ledger_ok else "ledger_unavailable",
+            "ledger": "disabled" if services.ledger is None else ("ok" if ledger_ok else "unavailable"),
+            "auth": "open" if services.keys.open_mode else "keys", "rejected": services.rejected}
+    return web.Response(status=200 if ledger_ok else 503, body=orjson.dumps(body), content_type=_JSON)
 
 
 def _reader(request: web.Request) -> sqlite3.Connection:

@@ -60,9 +60,13 @@ class Pipeline:
         try:
             return self.services.keys.authenticate(headers.get("Authorization"))
         except ProxyError as exc:
-            self.services.rejected[exc.code] = self.services.rejected.get(exc.code, 0) + 1
-            log.info("refused unauthenticated request: %s", exc.code)
+            self.count_rejected(exc)
             raise
+
+    def count_rejected(self, exc: ProxyError) -> None:
+        """Requests refused before they have a receipt (unauthenticated, malformed): counted and logged."""
+        self.services.rejected[exc.code] = self.services.rejected.get(exc.code, 0) + 1
+        log.info("refused request without a receipt: %s %s", exc.status, exc.code)
 
     def admit(self, ex: Exchange, principal: Principal | None) -> None:
         """Attribute the exchange, then check model permission, ledger health and rate limits."""
