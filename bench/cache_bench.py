@@ -8,6 +8,7 @@ Measures (1) `cache.lookup` alone (primary-key read + canonical compare + body c
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import tempfile
@@ -43,7 +44,7 @@ def fill(path: Path, entries: int, body_bytes: int) -> None:
     conn.close()
 
 
-def measure(label: str, fn, seconds: float) -> None:
+def measure(label: str, fn, seconds: float) -> dict:
     """Run fn() repeatedly for about `seconds`; print rate and per-call percentiles."""
     samples: list[float] = []
     deadline = time.perf_counter() + seconds
@@ -54,6 +55,7 @@ def measure(label: str, fn, seconds: float) -> None:
     rate = len(samples) / sum(samples)
     q = statistics.quantiles(samples, n=100)
     print(f"{label:<44} {rate:>10,.0f}/s   p50 {q[49] * 1e6:6.1f} us   p99 {q[98] * 1e6:6.1f} us")
+    return {"per_s": round(rate), "p50_us": round(q[49] * 1e6, 1), "p99_us": round(q[98] * 1e6, 1)}
 
 
 def main() -> None:
@@ -80,9 +82,11 @@ def main() -> None:
             assert cache.lookup(reader, cache_key(canonical), canonical, now=now, ttl_s=86400) is not None
 
         print(f"{args.entries} entries, {args.body_bytes}-byte answers, file {path.stat().st_size:,} bytes")
-        measure("lookup (point read + verify)", lookup_only, args.seconds)
-        measure("canonical + key + lookup (per-request hit)", full_hit, args.seconds)
+        result = {"bench": "cache", "entries": args.entries,
+                  "lookup": measure("lookup (point read + verify)", lookup_only, args.seconds),
+                  "hit": measure("canonical + key + lookup (per-request hit)", full_hit, args.seconds)}
         reader.close()
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ STREAM_BODY = json.dumps({"model": "bench-model", "temperature": 0.7, "stream": 
                           "messages": [{"role": "user", "content": "Stream the benchmark."}]}).encode()
 HIT_BODY = json.dumps({"model": "bench-model", "temperature": 0,
                        "messages": [{"role": "user", "content": "A cacheable question."}]}).encode()
+TEE_BODY = json.dumps({"model": "bench-model", "temperature": 0, "stream": True,
+                       "messages": [{"role": "user", "content": "A cacheable stream."}]}).encode()
 
 
 def free_port() -> int:
@@ -80,8 +82,9 @@ def write_config(upstream_port: int, db: Path, *, ledger: bool, cache: bool) -> 
     return path
 
 
-def scenario(name: str, port: int, body: bytes, concurrency: int, duration: float, path: str) -> dict:
-    req = loadgen.build_request(HOST, port, path, body)
+def scenario(name: str, port: int, body: bytes, concurrency: int, duration: float, path: str,
+             headers: dict[str, str] | None = None) -> dict:
+    req = loadgen.build_request(HOST, port, path, body, headers)
     res = asyncio.run(loadgen.run(HOST, port, req, concurrency=concurrency, duration=duration))
     out = {"scenario": name, "concurrency": concurrency, **res.summary()}
     print(f"  {name:<28} c={concurrency:<3} {out['rps']:>8.0f} req/s  p50 {out['p50_ms']:.3f} ms  "
@@ -95,8 +98,8 @@ def suite(label: str, port: int, path: str, duration: float, extra: list[tuple[s
         results.append(scenario(f"{label} non-stream", port, BODY, c, duration, path))
     results.append(scenario(f"{label} stream", port, STREAM_BODY, 1, duration, path))
     results.append(scenario(f"{label} stream", port, STREAM_BODY, 64, duration, path))
-    for name, body, c in extra:
-        results.append(scenario(f"{label} {name}", port, body, c, duration, path))
+    for name, body, c, headers in extra:
+        results.append(scenario(f"{label} {name}", port, body, c, duration, path, headers))
     for r in results:
         r["target"] = label
     return results
@@ -134,6 +137,8 @@ def run_proxy(label: str, config: Path, duration: float, extra=()) -> tuple[list
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per scenario")
+    parser.add_argument("--ledger-rows", type=int, default=1_000_000, help="receipts in the generated ledger")
+    parser.add_argument("--skip-micro", action="store_true", help="only the HTTP scenarios")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if (os.cpu_count() or 1) > 1:
@@ -159,7 +164,10 @@ def main() -> None:
             db = OUT / f"{label}.db"
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{db}{suffix}").unlink(missing_ok=True)
-            extra = [("cache-hit", HIT_BODY, 1), ("cache-hit", HIT_BODY, 64)] if cache else []
+            extra = [("cache-hit", HIT_BODY, 1, None), ("cache-hit", HIT_BODY, 64, None),
+                     # the same cacheable stream, teed and stored every time (refresh) vs not teed (skip)
+                     ("stream tee-on", TEE_BODY, 1, {"x-nextmodel-cache": "refresh"}),
+                     ("stream tee-off", TEE_BODY, 1, {"x-nextmodel-cache": "skip"})] if cache else []
             res, info = run_proxy(label, write_config(up_port, db, ledger=ledger, cache=cache), args.duration, extra)
             results += res
             meta[label] = info
@@ -167,16 +175,34 @@ def main() -> None:
     finally:
         stop(upstream)
     report = derive(results)
+    if not args.skip_micro:
+        report["micro"] = micro(args.ledger_rows)
     meta["derived"] = report
     (OUT / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(json.dumps(report, indent=2))
 
 
+def micro(ledger_rows: int) -> dict:
+    """Ledger commits/s, the 1M-receipt spend/export timings, and raw cache lookups/s (each prints a JSON line)."""
+    out = {}
+    runs = {
+        "ledger": [PY, "bench/ledger_bench.py", "--n", "100000"],
+        "ledger_1m": [PY, "bench/gen_ledger.py", "--n", str(ledger_rows), "--db", str(OUT / "gen-ledger.db")],
+        "cache": [PY, "-m", "bench.cache_bench"],
+    }
+    for name, argv in runs.items():
+        print(f"{name}: {' '.join(argv[1:])}", flush=True)
+        done = subprocess.run(pinned(0, argv), cwd=ROOT, capture_output=True, text=True, timeout=900)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        out[name] = json.loads(lines[-1]) if lines else {"error": done.stderr[-500:]}
+        print(f"  {json.dumps(out[name])}", flush=True)
+    return out
+
+
 def derive(results: list[dict]) -> dict:
     """The figures the issues set targets for."""
     def get(target: str, scen: str, c: int) -> dict:
-        return next(r for r in results if r["target"] == target and r["scenario"].endswith(scen)
-                    and r["concurrency"] == c)
+        return next(r for r in results if r["scenario"] == f"{target} {scen}" and r["concurrency"] == c)
 
     out = {}
     for target in ("floor", "nmproxy", "nmproxy-no-ledger"):
@@ -192,6 +218,18 @@ def derive(results: list[dict]) -> dict:
             continue
     if "floor" in out and "nmproxy" in out:
         out["nmproxy_rps_vs_floor"] = out["nmproxy"]["rps_c64"] / out["floor"]["rps_c64"]
+    try:
+        hit = get("nmproxy", "cache-hit", 1)
+        out["cache_hit"] = {"added_p50_ms_c1": hit["p50_ms"] - get("direct", "non-stream", 1)["p50_ms"],
+                            "rps_c64": get("nmproxy", "cache-hit", 64)["rps"]}
+        out["tee_ttfb_added_p50_ms"] = (get("nmproxy", "stream tee-on", 1)["ttfb_p50_ms"]
+                                        - get("nmproxy", "stream tee-off", 1)["ttfb_p50_ms"])
+        out["ledger_added_p50_ms_c1"] = (get("nmproxy", "non-stream", 1)["p50_ms"]
+                                         - get("nmproxy-no-ledger", "non-stream", 1)["p50_ms"])
+        out["ledger_rps_c64_vs_off"] = get("nmproxy", "non-stream", 64)["rps"] / get(
+            "nmproxy-no-ledger", "non-stream", 64)["rps"]
+    except StopIteration:
+        pass
     return out
 
 
