@@ -79,6 +79,15 @@ class Receipt:
     prev_hash: str | None = None
     hash: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.served_mode not in SERVED_MODES:
+            raise ValueError(f"served_mode must be one of {SERVED_MODES}, got {self.served_mode!r}")
+        if self.usage_source not in USAGE_SOURCES:
+            raise ValueError(f"usage_source must be one of {USAGE_SOURCES}, got {self.usage_source!r}")
+        money = (self.upstream_cost_usd, self.billed_cost_usd, self.fresh_cost_usd, self.savings_usd)
+        if any(m is None for m in money) and any(m is not None for m in money):
+            raise ValueError("the four cost fields are all None (cost unknown) or all set")
+
 
 # --- field <-> SQLite value ----------------------------------------------------------------------
 # Writes coerce every value to the exact type SQLite hands back, so the hash of a row computed before the
@@ -102,7 +111,11 @@ def _flag(v: Any) -> int | None:
 
 
 def _money(v: Decimal | None) -> int | None:
-    return None if v is None else to_pusd(v)
+    if v is None:
+        return None
+    if not isinstance(v, Decimal | int) or isinstance(v, bool):
+        raise TypeError(f"money must be a Decimal, got {type(v).__name__}")  # never floats
+    return to_pusd(Decimal(v))
 
 
 def _decimal_text(v: Decimal | None) -> str | None:

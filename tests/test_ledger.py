@@ -292,7 +292,7 @@ def _rows_or_zero(path: Path) -> int:
 
 async def test_a_malformed_receipt_raises_in_the_caller_not_in_the_batch(tmp_path: Path) -> None:
     ledger = await started(tmp_path / "l.db")
-    with pytest.raises((TypeError, ValueError, AttributeError)):
+    with pytest.raises(TypeError, match="money must be a Decimal"):
         ledger.submit(make_receipt(0, billed_cost_usd=0.1))  # a float is not money
     await ledger.submit(make_receipt(1))
     assert ledger.healthy
@@ -304,3 +304,12 @@ async def test_a_ledger_not_started_refuses_receipts(tmp_path: Path) -> None:
     ledger = Ledger(str(tmp_path / "l.db"))
     with pytest.raises(LedgerUnavailable):
         await ledger.submit(make_receipt(0))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"served_mode": "cached"}, {"usage_source": "guess"}, {"billed_cost_usd": None}, {"savings_usd": None}],
+)
+def test_a_receipt_refuses_unknown_modes_and_half_known_costs(changes: dict) -> None:
+    with pytest.raises(ValueError):
+        make_receipt(0, **changes)

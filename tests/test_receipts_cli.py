@@ -46,11 +46,15 @@ cli.add_command(spend_cmd)
 def _receipt(i: int):
     """Receipts spread over five days, with awkward text, unknown costs and replays among them."""
     mode = ("fresh", "exact-cache", "error")[i % 3]
-    billed = None if i % 10 == 9 else Decimal(i * 7919) / Decimal(10**9)
+    unknown = i % 10 == 9
+    billed = None if unknown else Decimal(i * 7919) / Decimal(10**9)
     return make_receipt(
         i, created_utc=format_utc(NOW - dt.timedelta(hours=2 * i)), served_mode=mode,
         project=("web", 'shop, "eu"', None)[i % 3], billed_cost_usd=billed,
-        savings_usd=Decimal("0.000000000001") * i, error_code="line1\nline2" if i == 4 else None,
+        upstream_cost_usd=None if unknown else Decimal("0.005615"),
+        fresh_cost_usd=None if unknown else Decimal("0.005615"),
+        savings_usd=None if unknown else Decimal("0.000000000001") * i,
+        error_code="line1\nline2" if i == 4 else None,
     )
 
 
@@ -172,7 +176,7 @@ def test_spend_shows_totals_savings_and_the_display_currency(ledger_path: Path, 
     assert data["display_currency"] == "GBP"
     assert {r["group"] for r in data["rows"]} == {"web", 'shop, "eu"', None}
     assert data["total"]["unknown_cost"] == N // 10
-    assert Decimal(data["total"]["savings_usd"]) == Decimal("0.000000000001") * sum(range(N))
+    assert Decimal(data["total"]["savings_usd"]) == Decimal("0.000000000001") * sum(i for i in range(N) if i % 10 != 9)
 
 
 def test_verify_exits_zero_on_an_intact_ledger_and_one_after_tampering(ledger_path: Path, tmp_path: Path) -> None:
