@@ -313,3 +313,8 @@ async def test_a_ledger_not_started_refuses_receipts(tmp_path: Path) -> None:
 def test_a_receipt_refuses_unknown_modes_and_half_known_costs(changes: dict) -> None:
     with pytest.raises(ValueError):
         make_receipt(0, **changes)
+
+
+def test_ledger_unavailable_answers_503_ledger_unavailable() -> None:
+    error = LedgerUnavailable("disk full").proxy_error()
+    assert (error.status, error.code, error.headers) == (503, "ledger_unavailable", {"retry-after": "1"})
