@@ -49,15 +49,27 @@ async def run(path: Path, n: int, concurrency: int, *, closed_loop: bool) -> dic
             "receipts_per_transaction": round(n / max(ledger.commits, 1), 1), "verify_ok": ok}
 
 
+def _use_uvloop() -> str:
+    """The proxy serves on uvloop when it is installed; measure the same way."""
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=512)
+    parser.add_argument("--asyncio", action="store_true", help="plain asyncio even when uvloop is installed")
     args = parser.parse_args()
+    loop = "asyncio" if args.asyncio else _use_uvloop()
     with tempfile.TemporaryDirectory() as tmp:
         closed = asyncio.run(run(Path(tmp) / "closed.db", args.n, args.concurrency, closed_loop=True))
         burst = asyncio.run(run(Path(tmp) / "burst.db", args.n, args.concurrency, closed_loop=False))
-    print(orjson.dumps({"bench": "ledger", "receipts": args.n, "concurrency": args.concurrency,
+    print(orjson.dumps({"bench": "ledger", "receipts": args.n, "concurrency": args.concurrency, "loop": loop,
                         "receipts_per_s": closed["receipts_per_s"], "closed_loop": closed, "burst": burst}).decode())
 
 
