@@ -29,6 +29,7 @@ from nextmodel_proxy.receipts import (
     export_json,
     get_receipt,
     iter_export_rows,
+    list_json,
     query_receipts,
     receipt_to_json,
 )
@@ -126,10 +127,10 @@ def list_cmd(config_path: str | None, db_path: str | None, limit: int, cursor: s
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
     if as_json:
-        _echo_json({"object": "list", "data": [receipt_to_json(r) for r in rows], "next_cursor": next_cursor})
+        _echo_json(list_json(rows, next_cursor))
         return
     _print_table(["RECEIPT", "CREATED (UTC)", "PROJECT", "MODEL", "MODE", "STATUS", "TOKENS IN/OUT", "BILLED USD",
-                  f"BILLED {currency.display}"], [_list_cells(r, currency) for r in rows])
+                  f"BILLED {currency.display}"], [_list_cells(r, currency) for r in rows], display_at=8)
     if next_cursor:
         click.echo(f"more: --cursor {next_cursor}")
 
@@ -154,7 +155,11 @@ def _display(amount: Decimal | None, currency: CurrencyConfig) -> str:
     return f"{shown:,.2f}" if abs(shown) >= 1 else format_usd(shown.quantize(Decimal("1e-6")))
 
 
-def _print_table(header: list[str], rows: list[list[str]]) -> None:
+def _print_table(header: list[str], rows: list[list[str]], *, display_at: int | None = None) -> None:
+    """Aligned columns; the display-currency column (at `display_at`) is left out when it is USD anyway."""
+    if display_at is not None and header[display_at] == "BILLED USD":
+        header = header[:display_at] + header[display_at + 1:]
+        rows = [row[:display_at] + row[display_at + 1:] for row in rows]
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
     for row in [header, *rows]:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
@@ -250,7 +255,7 @@ def spend_cmd(config_path: str | None, db_path: str | None, by: str, as_json: bo
     header = [by.upper(), "RECEIPTS", "PROMPT", "COMPLETION", "CACHED", "UPSTREAM USD", "BILLED USD", "SAVINGS USD",
               f"BILLED {currency.display}", "UNKNOWN COST"]
     cells = [_spend_cells(r, currency) for r in rows]
-    _print_table(header, [*cells, _spend_cells(total, currency, "TOTAL")])
+    _print_table(header, [*cells, _spend_cells(total, currency, "TOTAL")], display_at=8)
     if currency.display != "USD":
         click.echo(f"rate: 1 USD = {format(currency.rates[currency.display], 'f')} {currency.display}")
 

@@ -6,7 +6,11 @@ unhealthy. While unhealthy, submit() fails new receipts at once instead of letti
 them (up to max_pending) with the failed batch's receipts and retries them with backoff; when a retry commits,
 they are written in order and the ledger is healthy again. So a receipt whose future failed is still
 recorded once the file is writable: the spend happened even though the client saw a 503. Ops
-(submit_op) are not retried: their futures fail and their callers decide.
+(submit_op) are not retried: their futures fail and their callers decide. On a retry, queued ops run before the
+kept receipts (their callers are still waiting; the receipts' callers were already answered).
+
+submit/submit_op are called on the event loop thread; results come back with one call_soon_threadsafe per
+batch. Ops must not BEGIN/COMMIT themselves: they run inside the writer's transaction, each in a savepoint.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any, TypeVar
 
 from nextmodel_proxy import db
 from nextmodel_proxy.chain import VerifyResult, verify
+from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger_write import Row, chain, insert_rows, ledger_head
 from nextmodel_proxy.receipts import Receipt, content_values
 
@@ -43,6 +48,10 @@ _MAX_BACKOFF_S = 5.0
 
 class LedgerUnavailable(Exception):
     """The ledger could not commit; the request fails closed with 503 ledger_unavailable."""
+
+    def proxy_error(self) -> ProxyError:
+        return ProxyError(503, "The receipts ledger cannot be written right now, so the request was not served; "
+                          "retry shortly.", "ledger_unavailable", headers={"retry-after": "1"})
 
 
 @dataclass(slots=True)

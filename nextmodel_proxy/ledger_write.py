@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -11,10 +12,10 @@ from nextmodel_proxy.db import ROLLUP_SELECT
 from nextmodel_proxy.receipts import CONTENT_COLUMNS, Receipt, content_values
 
 Row = tuple[Any, ...]
-_INSERT = (
-    f"INSERT INTO receipts ({', '.join(CONTENT_COLUMNS)}, prev_hash, hash) "
-    f"VALUES ({', '.join('?' * (len(CONTENT_COLUMNS) + 2))})"
-)
+_WIDTH = len(CONTENT_COLUMNS) + 2
+_ROW_SLOTS = f"({', '.join('?' * _WIDTH)})"
+_INSERT_HEAD = f"INSERT INTO receipts ({', '.join(CONTENT_COLUMNS)}, prev_hash, hash) VALUES "
+_ROWS_PER_INSERT = 128
 _ROLLUP_COLUMNS = ("n", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
                    "reasoning_tokens", "upstream_pusd", "billed_pusd", "fresh_pusd", "savings_pusd", "unknown_cost")
 # ROLLUP_SELECT ends in WHERE ... GROUP BY, so SQLite cannot read ON CONFLICT as a join's ON clause.
@@ -49,6 +50,16 @@ def insert_rows(conn: sqlite3.Connection, rows: Sequence[Row], *, rollups: bool 
     """INSERT chained rows and fold them into spend_daily (in SQL, one upsert per key), in the caller's
     transaction."""
     before = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM receipts").fetchone()[0]
-    conn.executemany(_INSERT, rows)
+    # Multi-row INSERTs rather than executemany: SQLite then does many rows per call with the GIL released,
+    # instead of handing the GIL back and forth with the event loop thread once per row.
+    per = min(_ROWS_PER_INSERT, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _WIDTH)
+    for start in range(0, len(rows), per):
+        part = rows[start:start + per]
+        conn.execute(_insert_sql(len(part)), [value for row in part for value in row])
     if rollups:
         conn.execute(_ROLLUP_UPSERT, (before,))
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_sql(n_rows: int) -> str:
+    return _INSERT_HEAD + ", ".join([_ROW_SLOTS] * n_rows)

@@ -165,6 +165,36 @@ def cost(usage: Usage | None, price: Price | None, *, model: str | None = None) 
         return Cost(total.quantize(PICO, rounding=ROUND_HALF_EVEN))
 
 
+@dataclass(frozen=True, slots=True)
+class ReceiptCosts:
+    """The four money fields of a receipt (exact USD); all None together when the cost is unknown."""
+
+    upstream: Decimal | None
+    billed: Decimal | None
+    fresh: Decimal | None
+    savings: Decimal | None
+    reason: str | None = None
+
+
+_ZERO = Decimal(0).quantize(PICO)
+
+
+def receipt_costs(served_mode: str, usage: Usage | None, price: Price | None, *, replay_ratio: Decimal,
+                  model: str | None = None) -> ReceiptCosts:
+    """What a request cost upstream, what it is billed, what a fresh call would have cost, and the saving.
+    refused: nothing went upstream, all 0. exact-cache: upstream 0, billed = fresh x replay_ratio.
+    fresh/error: billed = upstream = fresh. Unknown price or usage: all None with the reason."""
+    if served_mode == "refused":
+        return ReceiptCosts(_ZERO, _ZERO, _ZERO, _ZERO)
+    fresh = cost(usage, price, model=model)
+    if fresh.amount is None:
+        return ReceiptCosts(None, None, None, None, fresh.reason)
+    if served_mode == "exact-cache":
+        billed = replay_billed(fresh.amount, replay_ratio)
+        return ReceiptCosts(_ZERO, billed, fresh.amount, fresh.amount - billed)
+    return ReceiptCosts(fresh.amount, fresh.amount, fresh.amount, _ZERO)
+
+
 def replay_billed(fresh: Decimal, ratio: Decimal) -> Decimal:
     """What a cache replay bills: the fresh cost times the configured ratio, at picodollar precision."""
     with localcontext(_EXACT):

@@ -20,7 +20,7 @@ import orjson
 
 from nextmodel_proxy.config import CurrencyConfig
 from nextmodel_proxy.pricing import convert, format_pusd, format_usd, from_pusd, to_pusd
-from nextmodel_proxy.timespec import format_utc
+from nextmodel_proxy.timespec import format_utc, parse_time
 
 SERVED_MODES = ("fresh", "exact-cache", "error", "refused")
 USAGE_SOURCES = ("upstream", "cache", "estimated", "none")
@@ -79,6 +79,15 @@ class Receipt:
     prev_hash: str | None = None
     hash: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.served_mode not in SERVED_MODES:
+            raise ValueError(f"served_mode must be one of {SERVED_MODES}, got {self.served_mode!r}")
+        if self.usage_source not in USAGE_SOURCES:
+            raise ValueError(f"usage_source must be one of {USAGE_SOURCES}, got {self.usage_source!r}")
+        money = (self.upstream_cost_usd, self.billed_cost_usd, self.fresh_cost_usd, self.savings_usd)
+        if any(m is None for m in money) and any(m is not None for m in money):
+            raise ValueError("the four cost fields are all None (cost unknown) or all set")
+
 
 # --- field <-> SQLite value ----------------------------------------------------------------------
 # Writes coerce every value to the exact type SQLite hands back, so the hash of a row computed before the
@@ -102,7 +111,11 @@ def _flag(v: Any) -> int | None:
 
 
 def _money(v: Decimal | None) -> int | None:
-    return None if v is None else to_pusd(v)
+    if v is None:
+        return None
+    if not isinstance(v, Decimal | int) or isinstance(v, bool):
+        raise TypeError(f"money must be a Decimal, got {type(v).__name__}")  # never floats
+    return to_pusd(Decimal(v))
 
 
 def _decimal_text(v: Decimal | None) -> str | None:
@@ -287,6 +300,51 @@ class ReceiptFilter:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         return " AND ".join(clauses), params
+
+
+class QueryError(ValueError):
+    """A bad filter in an API query string; `param` names it (answer 400 invalid_value)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+MAX_LIST_LIMIT = 1000
+
+
+def list_query(params: Mapping[str, str]) -> dict[str, Any]:
+    """GET /v1/receipts query parameters -> keyword arguments for query_receipts (QueryError if bad)."""
+    out: dict[str, Any] = {}
+    for name in ("since", "until"):
+        if params.get(name):
+            try:
+                out[name] = parse_time(params[name])
+            except ValueError as exc:
+                raise QueryError(name, str(exc)) from None
+    for name in ("project", "model", "key_id"):
+        if params.get(name):
+            out[name] = params[name]
+    if params.get("mode"):
+        if params["mode"] not in SERVED_MODES:
+            raise QueryError("mode", f"mode must be one of {', '.join(SERVED_MODES)}")
+        out["mode"] = params["mode"]
+    limit = params.get("limit", "50")
+    if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIST_LIMIT:
+        raise QueryError("limit", f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
+    out["limit"] = int(limit)
+    if params.get("cursor"):
+        try:
+            decode_cursor(params["cursor"])
+        except ValueError as exc:
+            raise QueryError("cursor", str(exc)) from None
+        out["cursor"] = params["cursor"]
+    return out
+
+
+def list_json(receipts: Sequence[Receipt], next_cursor: str | None) -> dict[str, Any]:
+    """The GET /v1/receipts body (also `receipts list --json`)."""
+    return {"object": "list", "data": [receipt_to_json(r) for r in receipts], "next_cursor": next_cursor}
 
 
 def get_receipt(conn: sqlite3.Connection, receipt_id: str) -> Receipt | None:

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -61,11 +62,15 @@ async def wait_healthy(ledger: Ledger, timeout_s: float = 5.0) -> None:
 
 
 async def test_concurrent_submits_share_few_transactions(tmp_path: Path) -> None:
-    ledger = await started(tmp_path / "l.db")
-    await asyncio.gather(*(ledger.submit(make_receipt(i)) for i in range(2000)))
+    ledger = await started(tmp_path / "l.db", max_batch=1024)
+    gate = threading.Event()
+    held = ledger.submit_op(lambda _conn: gate.wait(5))  # keep the writer busy while requests pile up
+    futures = [ledger.submit(make_receipt(i)) for i in range(2000)]
+    gate.set()
+    await held
+    await asyncio.gather(*futures)
     assert ledger.written == 2000
-    # one transaction per queued batch, not per receipt (bound loose enough for a loaded 2-core machine)
-    assert ledger.commits <= ledger.written // 4
+    assert ledger.commits <= 1 + 2 + 1  # the held op's batch, then 2000 receipts in batches of up to 1024
     await ledger.close()
     assert count(tmp_path / "l.db") == 2000
     assert verify(db.connect(tmp_path / "l.db", readonly=True)).ok
@@ -283,3 +288,33 @@ def _rows_or_zero(path: Path) -> int:
         return count(path)
     except sqlite3.OperationalError:
         return 0
+
+
+async def test_a_malformed_receipt_raises_in_the_caller_not_in_the_batch(tmp_path: Path) -> None:
+    ledger = await started(tmp_path / "l.db")
+    with pytest.raises(TypeError, match="money must be a Decimal"):
+        ledger.submit(make_receipt(0, billed_cost_usd=0.1))  # a float is not money
+    await ledger.submit(make_receipt(1))
+    assert ledger.healthy
+    await ledger.close()
+    assert count(tmp_path / "l.db") == 1
+
+
+async def test_a_ledger_not_started_refuses_receipts(tmp_path: Path) -> None:
+    ledger = Ledger(str(tmp_path / "l.db"))
+    with pytest.raises(LedgerUnavailable):
+        await ledger.submit(make_receipt(0))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"served_mode": "cached"}, {"usage_source": "guess"}, {"billed_cost_usd": None}, {"savings_usd": None}],
+)
+def test_a_receipt_refuses_unknown_modes_and_half_known_costs(changes: dict) -> None:
+    with pytest.raises(ValueError):
+        make_receipt(0, **changes)
+
+
+def test_ledger_unavailable_answers_503_ledger_unavailable() -> None:
+    error = LedgerUnavailable("disk full").proxy_error()
+    assert (error.status, error.code, error.headers) == (503, "ledger_unavailable", {"retry-after": "1"})

@@ -11,10 +11,12 @@ from nextmodel_proxy.pricing import (
     Usage,
     cost,
     estimate_tokens,
+    format_pusd,
     format_usd,
     from_pusd,
     normalise_usage,
     price_version,
+    receipt_costs,
     replay_billed,
     to_display,
     to_pusd,
@@ -204,3 +206,24 @@ def test_estimate_counts_a_quarter_token_per_char_plus_message_overhead() -> Non
     assert estimate_tokens(["abcd", "abcdefgh"]) == 3
     assert estimate_tokens([101, 102, 103]) == 3
     assert estimate_tokens(None) == 0
+
+
+@pytest.mark.parametrize("pusd", [0, 1, 10, 150_000_000, 5_615_000_000, 10**12, 123 * 10**12 + 5, -1, -10**12 - 10])
+def test_integer_money_formatting_matches_the_decimal_form(pusd: int) -> None:
+    assert format_pusd(pusd) == format_usd(from_pusd(pusd))
+
+
+def test_receipt_costs_per_served_mode() -> None:
+    usage = normalise_usage(OPENAI_USAGE, "openai")
+    fresh = receipt_costs("fresh", usage, GPT_4O, replay_ratio=D("0.1"))
+    assert (fresh.upstream, fresh.billed, fresh.fresh, fresh.savings) == (D("0.005615"),) * 3 + (D(0),)
+    replay = receipt_costs("exact-cache", usage, GPT_4O, replay_ratio=D("0.1"))
+    assert (replay.upstream, replay.billed, replay.fresh, replay.savings) == (
+        D(0), D("0.0005615"), D("0.005615"), D("0.0050535"))
+    refused = receipt_costs("refused", None, GPT_4O, replay_ratio=D("0.1"))
+    assert (refused.upstream, refused.billed, refused.fresh, refused.savings, refused.reason) == (0, 0, 0, 0, None)
+    unknown = receipt_costs("error", None, GPT_4O, replay_ratio=D("0.1"))
+    assert (unknown.upstream, unknown.billed, unknown.fresh, unknown.savings) == (None,) * 4
+    assert unknown.reason == "no usage"
+    unpriced = receipt_costs("fresh", usage, None, replay_ratio=D("0.1"), model="new-model")
+    assert unpriced.billed is None and unpriced.reason == "no price for model new-model"

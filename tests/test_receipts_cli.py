@@ -18,7 +18,15 @@ from click.testing import CliRunner
 
 from nextmodel_proxy.cli_receipts import receipts, spend_cmd
 from nextmodel_proxy.ledger import Ledger
-from nextmodel_proxy.receipts import EXPORT_COLUMNS, receipt_to_json
+from nextmodel_proxy.receipts import (
+    EXPORT_COLUMNS,
+    QueryError,
+    ReceiptFilter,
+    list_query,
+    query_receipts,
+    receipt_to_json,
+)
+from nextmodel_proxy.spend import SPEND_BY, spend
 from nextmodel_proxy.timespec import format_utc, parse_time
 from tests.test_ledger import make_receipt
 
@@ -38,11 +46,15 @@ cli.add_command(spend_cmd)
 def _receipt(i: int):
     """Receipts spread over five days, with awkward text, unknown costs and replays among them."""
     mode = ("fresh", "exact-cache", "error")[i % 3]
-    billed = None if i % 10 == 9 else Decimal(i * 7919) / Decimal(10**9)
+    unknown = i % 10 == 9
+    billed = None if unknown else Decimal(i * 7919) / Decimal(10**9)
     return make_receipt(
         i, created_utc=format_utc(NOW - dt.timedelta(hours=2 * i)), served_mode=mode,
         project=("web", 'shop, "eu"', None)[i % 3], billed_cost_usd=billed,
-        savings_usd=Decimal("0.000000000001") * i, error_code="line1\nline2" if i == 4 else None,
+        upstream_cost_usd=None if unknown else Decimal("0.005615"),
+        fresh_cost_usd=None if unknown else Decimal("0.005615"),
+        savings_usd=None if unknown else Decimal("0.000000000001") * i,
+        error_code="line1\nline2" if i == 4 else None,
     )
 
 
@@ -164,7 +176,7 @@ def test_spend_shows_totals_savings_and_the_display_currency(ledger_path: Path, 
     assert data["display_currency"] == "GBP"
     assert {r["group"] for r in data["rows"]} == {"web", 'shop, "eu"', None}
     assert data["total"]["unknown_cost"] == N // 10
-    assert Decimal(data["total"]["savings_usd"]) == Decimal("0.000000000001") * sum(range(N))
+    assert Decimal(data["total"]["savings_usd"]) == Decimal("0.000000000001") * sum(i for i in range(N) if i % 10 != 9)
 
 
 def test_verify_exits_zero_on_an_intact_ledger_and_one_after_tampering(ledger_path: Path, tmp_path: Path) -> None:
@@ -211,3 +223,46 @@ def test_times_parse_as_iso_8601_or_that_long_ago(text: str, expected: dt.dateti
 def test_receipt_json_money_is_exact_strings() -> None:
     data = receipt_to_json(dataclasses.replace(make_receipt(), billed_cost_usd=Decimal("0.000000000001")))
     assert data["billed_cost_usd"] == "0.000000000001" and data["display_rate"] == "0.79"
+
+
+def _raw_totals(path: Path, column: str, lo: dt.datetime | None, hi: dt.datetime | None) -> dict:
+    """The brute-force answer: sum the receipts table directly."""
+    sql = (f"SELECT {column}, COUNT(*), COALESCE(SUM(billed_cost_pusd), 0), COALESCE(SUM(prompt_tokens), 0) "
+           "FROM receipts WHERE created_utc >= ? AND created_utc < ? GROUP BY 1")
+    bounds = (format_utc(lo) if lo else "", format_utc(hi) if hi else "~")
+    return {g: (n, Decimal(b) / 10**12, p) for g, n, b, p in sqlite3.connect(path).execute(sql, bounds)}
+
+
+@pytest.mark.parametrize("by", ["project", "day", "mode", "key", "model"])
+@pytest.mark.parametrize("window", [(None, None), (50, None), (100, 30), (13, 11), (None, 27)])
+def test_spend_from_rollups_equals_a_raw_scan(ledger_path: Path, by: str, window: tuple) -> None:
+    lo, hi = (None if h is None else NOW - dt.timedelta(hours=h) for h in window)
+    rows = spend(sqlite3.connect(ledger_path), by, ReceiptFilter(since=lo, until=hi))
+    got = {r.group: (r.count, r.billed_usd, r.prompt_tokens) for r in rows}
+    assert got == _raw_totals(ledger_path, SPEND_BY[by][1], lo, hi)
+
+
+def test_export_falls_back_to_the_configured_display_currency(tmp_path: Path, config_path: Path) -> None:
+    path = tmp_path / "l.db"
+
+    async def fill() -> None:
+        ledger = Ledger(str(path))
+        await ledger.start()
+        await ledger.submit(make_receipt(0, display_currency=None, display_rate=None, billed_cost_usd=Decimal("2")))
+        await ledger.close()
+
+    asyncio.run(fill())
+    (row,) = _export_csv(path, config_path)
+    assert (row["display_currency"], row["display_rate"], row["billed_cost_display"]) == ("GBP", "0.79", "1.58")
+
+
+def test_api_list_query_parses_filters_and_names_the_bad_parameter(ledger_path: Path) -> None:
+    kwargs = list_query({"since": "2026-01-02", "mode": "fresh", "limit": "10", "project": "web"})
+    assert kwargs == {"since": dt.datetime(2026, 1, 2, tzinfo=dt.UTC), "mode": "fresh", "limit": 10, "project": "web"}
+    rows, _cursor = query_receipts(sqlite3.connect(ledger_path), **kwargs)
+    assert rows and all(r.project == "web" and r.served_mode == "fresh" for r in rows)
+    for bad, param in (({"since": "soon"}, "since"), ({"mode": "cached"}, "mode"), ({"limit": "0"}, "limit"),
+                       ({"limit": "x"}, "limit"), ({"cursor": "!!"}, "cursor")):
+        with pytest.raises(QueryError) as info:
+            list_query(bad)
+        assert info.value.param == param
