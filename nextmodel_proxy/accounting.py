@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 from nextmodel_proxy import pricing
@@ -12,8 +11,6 @@ from nextmodel_proxy.exchange import Exchange
 from nextmodel_proxy.receipts import Receipt
 from nextmodel_proxy.routing import estimate_prompt_tokens
 from nextmodel_proxy.timespec import format_utc
-
-ZERO = Decimal(0)
 
 
 def usage_of(ex: Exchange) -> pricing.Usage | None:
@@ -35,21 +32,12 @@ def _embedding_tokens(body: Mapping[str, Any]) -> int:
 
 def _costs(ex: Exchange, usage: pricing.Usage | None, config: Config) -> dict[str, Any]:
     model = ex.target.model if ex.target else None
-    price = model.price if model else None
-    if usage is None:
-        # Nothing was consumed that we know of (refusals, upstream errors before any output).
-        return {"upstream_cost_usd": ZERO, "billed_cost_usd": ZERO, "fresh_cost_usd": ZERO, "savings_usd": ZERO,
-                "cost_unknown_reason": None}
-    fresh = pricing.cost(usage, price, model=model.id if model else None)
-    if fresh.amount is None:
-        return {"upstream_cost_usd": None, "billed_cost_usd": None, "fresh_cost_usd": None, "savings_usd": None,
-                "cost_unknown_reason": fresh.reason}
-    if ex.served_mode == "exact-cache":
-        billed = pricing.replay_billed(fresh.amount, config.cache.replay_price_ratio)
-        return {"upstream_cost_usd": ZERO, "billed_cost_usd": billed, "fresh_cost_usd": fresh.amount,
-                "savings_usd": fresh.amount - billed, "cost_unknown_reason": None}
-    return {"upstream_cost_usd": fresh.amount, "billed_cost_usd": fresh.amount, "fresh_cost_usd": fresh.amount,
-            "savings_usd": ZERO, "cost_unknown_reason": None}
+    # An error with no usage consumed nothing we know of: priced as 0 (like a refusal), not as unknown.
+    mode = "refused" if usage is None and ex.served_mode == "error" else ex.served_mode
+    costs = pricing.receipt_costs(mode, usage, model.price if model else None,
+                                  replay_ratio=config.cache.replay_price_ratio, model=model.id if model else None)
+    return {"upstream_cost_usd": costs.upstream, "billed_cost_usd": costs.billed, "fresh_cost_usd": costs.fresh,
+            "savings_usd": costs.savings, "cost_unknown_reason": costs.reason}
 
 
 def build_receipt(ex: Exchange, config: Config) -> Receipt:

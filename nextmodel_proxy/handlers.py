@@ -16,7 +16,6 @@ from nextmodel_proxy.catalog import models_list
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.exchange import Exchange
 from nextmodel_proxy.relay import ClientGone
-from nextmodel_proxy.timespec import parse_time
 
 _JSON = "application/json"
 
@@ -133,22 +132,13 @@ async def get_receipt(request: web.Request) -> web.Response:
 async def list_receipts(request: web.Request) -> web.Response:
     """GET /v1/receipts?since=&until=&project=&model=&mode=&limit=&cursor= (newest first)."""
     principal = request.app[PIPELINE].authenticate(request.headers)
-    q = request.query
-    project = q.get("project")
-    if principal is not None and not principal.is_admin:
-        if project is not None and project != principal.project:
-            raise ProxyError(403, "This key can read only its own project's receipts.", "permission_denied")
-        project = principal.project
     try:
-        since = parse_time(q["since"]) if q.get("since") else None
-        until = parse_time(q["until"]) if q.get("until") else None
-        limit = int(q.get("limit", "100"))
-        if not 1 <= limit <= 1000:
-            raise ValueError("limit must be between 1 and 1000")
-        rows, cursor = receipts.query_receipts(_reader(request), since=since, until=until, project=project,
-                                               model=q.get("model"), mode=q.get("mode"), limit=limit,
-                                               cursor=q.get("cursor"))
-    except ValueError as exc:
-        raise ProxyError(400, f"Bad query parameter: {exc}", "invalid_value") from None
-    body = {"object": "list", "data": [receipts.receipt_to_json(r) for r in rows], "next_cursor": cursor}
-    return web.Response(body=orjson.dumps(body), content_type=_JSON)
+        query = receipts.list_query(request.query)
+    except receipts.QueryError as exc:
+        raise ProxyError(400, f"Bad query parameter {exc.param}: {exc}", "invalid_value", param=exc.param) from None
+    if principal is not None and not principal.is_admin:
+        if query.get("project", principal.project) != principal.project:
+            raise ProxyError(403, "This key can read only its own project's receipts.", "permission_denied")
+        query["project"] = principal.project
+    rows, cursor = receipts.query_receipts(_reader(request), **query)
+    return web.Response(body=orjson.dumps(receipts.list_json(rows, cursor)), content_type=_JSON)

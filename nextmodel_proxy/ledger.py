@@ -50,8 +50,9 @@ class LedgerUnavailable(Exception):
     """The ledger could not commit; the request fails closed with 503 ledger_unavailable."""
 
     def proxy_error(self) -> ProxyError:
-        return ProxyError(503, "The receipts ledger cannot be written right now, so the request was not served; "
-                          "retry shortly.", "ledger_unavailable", headers={"retry-after": "1"})
+        return ProxyError(503, f"The proxy cannot record receipts right now ({self}), so the request was refused "
+                          "rather than served unrecorded; it recovers by itself, retry shortly.",
+                          "ledger_unavailable", headers={"retry-after": "1"})
 
 
 @dataclass(slots=True)

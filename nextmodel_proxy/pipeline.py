@@ -39,11 +39,6 @@ class Reply:
     body: bytes
 
 
-def ledger_unavailable(detail: str) -> ProxyError:
-    return ProxyError(503, f"The proxy cannot record receipts right now ({detail}); the request was refused "
-                      "so that nothing is served unrecorded. It recovers by itself.", "ledger_unavailable")
-
-
 class Pipeline:
     """One per app: the config, the shared ClientSession, and the long-lived services."""
 
@@ -75,7 +70,7 @@ class Pipeline:
         ex.environment = who.environment or ex.environment
         check_model(principal, ex.model_requested)
         if self.services.ledger is not None and not self.services.ledger.healthy:
-            raise ledger_unavailable("the ledger file cannot be written")
+            raise LedgerUnavailable("the ledger file cannot be written").proxy_error()
         estimate = routing.estimate_prompt_tokens(ex.body) + _max_tokens(ex.body)
         ex.admission = self.services.limiter.check(principal, estimate)
 
@@ -319,7 +314,7 @@ class Pipeline:
             future = s.ledger.submit(receipt)
         except LedgerUnavailable as exc:
             if raise_on_ledger:
-                raise ledger_unavailable(str(exc)) from None
+                raise exc.proxy_error() from None
             return
         if not wait:
             future.add_done_callback(_log_ledger_failure)
@@ -328,7 +323,7 @@ class Pipeline:
             await asyncio.shield(future)
         except LedgerUnavailable as exc:
             if raise_on_ledger:
-                raise ledger_unavailable(str(exc)) from None
+                raise exc.proxy_error() from None
 
     def _queue_cache_writes(self, ex: Exchange, receipt: Any) -> None:
         writer = self.services.cache_writer
