@@ -284,7 +284,9 @@ class Pipeline:
         finally:
             call.release()
             ex.finish_stream(tee)
-            complete = ex.error_code is None and caching.storable_stream(tee.events)
+            # Parsing the whole stream is only worth it when someone will reuse it.
+            reused = storing or flight is not None
+            complete = reused and ex.error_code is None and caching.storable_stream(tee.events)
             if storing and complete:
                 ex.cache_payload = ("sse", b"".join(tee.events))
             if flight is not None:

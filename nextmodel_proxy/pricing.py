@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Callable, Mapping
@@ -236,6 +237,7 @@ def format_usd(amount: Decimal) -> str:
     return f"{whole}.{frac}"
 
 
+@functools.lru_cache(maxsize=1024)  # prices are frozen config values; this runs for every receipt
 def price_version(price: Price | None) -> str | None:
     """12 hex of sha256 over a canonical text of the price entry, so any repricing is visible in receipts."""
     if price is None:
