@@ -1,4 +1,4 @@
-// Run `make run` in another terminal, then: cd examples && npm install openai && node node_openai.mjs
+// Run `make run` in another terminal, then: cd examples && npm install && node node_openai.mjs
 import OpenAI from "openai";
 
 const client = new OpenAI({
