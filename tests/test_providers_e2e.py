@@ -119,7 +119,8 @@ async def test_non_stream_text_is_an_openai_completion_with_the_served_version_a
     assert resp.headers["x-nextmodel-provider"] == PROVIDER[base]
     assert resp.headers["x-nextmodel-receipt-id"].startswith("rcpt_")
     assert out.usage.total_tokens == out.usage.prompt_tokens + out.usage.completion_tokens > 0
-    assert sent_upstream(fake_upstream, base)[-1] != {}
+    sent = sent_upstream(fake_upstream, base)
+    assert len(sent) == 1 and sent[0]["contents" if base == GEMINI else "messages"][0]["role"] == "user"
 
 
 async def test_anthropic_gets_the_provider_key_and_never_the_client_key(client, fake_upstream):
@@ -128,6 +129,13 @@ async def test_anthropic_gets_the_provider_key_and_never_the_client_key(client, 
     assert headers["x-api-key"] == "sk-upstream-secret"
     assert headers["anthropic-version"] == "2023-06-01"
     assert "sk-client-not-forwarded" not in json.dumps(headers)
+
+
+async def test_anthropic_beta_header_from_the_client_reaches_anthropic(client, fake_upstream):
+    await client.chat.completions.create(model=CLAUDE, messages=HELLO,
+                                         extra_headers={"anthropic-beta": "prompt-caching-2024-07-31"})
+    headers = {k.lower(): v for k, v in fake_upstream.app[ANTHROPIC_REQUESTS][-1][0].items()}
+    assert headers["anthropic-beta"] == "prompt-caching-2024-07-31"
 
 
 async def test_gemini_gets_the_provider_key_and_never_the_client_key(client, fake_upstream):
@@ -238,9 +246,10 @@ async def test_no_usage_chunk_reaches_a_client_that_did_not_ask(client, base):
 
 
 @BOTH
-async def test_usage_chunk_counts_cache_reads_and_writes_inside_prompt_tokens(client, base):
+async def test_usage_chunk_counts_cache_reads_and_writes_inside_prompt_tokens(client, fake_upstream, base):
     streamed = await stream_all(client, model=base + "-tools", messages=ASK, tools=TOOLS,
                                 stream_options={"include_usage": True})
+    assert "stream_options" not in sent_upstream(fake_upstream, base)[-1]  # not a field these APIs know
     assert len(streamed.usage_chunks) == 1 and streamed.chunks[-1] is streamed.usage_chunks[0]
     usage = streamed.usage_chunks[0].usage
     prompt, reads, writes, completion = STREAM_USAGE[base]
@@ -414,3 +423,36 @@ async def test_gemini_malformed_function_call_in_a_stream_is_an_error_event(clie
     assert streamed.text == "Checking"
     assert streamed.finish is None and streamed.calls == {}
     assert "MALFORMED_FUNCTION_CALL" in err.message
+
+
+@pytest.mark.parametrize(("model", "exc_type", "status"), [
+    (CLAUDE + "-error", openai.BadRequestError, 400),
+    (CLAUDE + "-overloaded", openai.InternalServerError, 503),
+    (GEMINI + "-error", openai.BadRequestError, 400),
+])
+async def test_stream_request_refused_upstream_is_an_error_response_not_a_stream(client, model, exc_type, status):
+    with pytest.raises(exc_type) as info:
+        await client.chat.completions.create(model=model, messages=HELLO, stream=True)
+    assert info.value.status_code == status
+    assert info.value.response.headers["content-type"].startswith("application/json")
+
+
+async def test_stream_response_carries_the_proxy_headers(client):
+    async with client.chat.completions.with_streaming_response.create(
+            model=GEMINI, messages=HELLO, stream=True) as resp:
+        assert resp.headers["x-nextmodel-provider"] == "gemini"
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        body = b"".join([chunk async for chunk in resp.iter_bytes()])
+    assert body.endswith(b"data: [DONE]\n\n")
+
+
+async def test_route_falls_back_from_an_overloaded_claude_to_gemini(write_config, start_proxy, fake_upstream):
+    route = "  claude-then-gemini: {strategy: fallback, candidates: [claude-sonnet-4-5-overloaded, gemini-2.5-flash]}\n"
+    proxy = await start_proxy(write_config(route))
+    async with openai.AsyncOpenAI(base_url=proxy.base, api_key="sk-client", max_retries=0, timeout=20) as sdk:
+        resp = await sdk.chat.completions.with_raw_response.create(model="claude-then-gemini", messages=HELLO)
+        streamed = await stream_all(sdk, model="claude-then-gemini", messages=HELLO)
+    assert resp.headers["x-nextmodel-provider"] == "gemini"
+    assert resp.parse().choices[0].message.content == EXPECTED_TEXT[GEMINI][0]
+    assert streamed.text == "AI, or artificial intelligence, learns patterns from data."
+    assert len(sent_upstream(fake_upstream, CLAUDE)) == 2  # one overloaded attempt per request, then Gemini
