@@ -92,6 +92,7 @@ models:
   claude-sonnet-4-5-overloaded: {{provider: anthropic, price: *claude_price}}
   claude-sonnet-4-5-midstream-error: {{provider: anthropic, price: *claude_price}}
   claude-sonnet-4-5-echo: {{provider: anthropic, price: *claude_price}}
+  claude-sonnet-4-5-truncated: {{provider: anthropic, price: *claude_price}}
   gemini-2.5-flash:
     provider: gemini
     price: &gemini_price {{input: 0.30, output: 2.50, cached_input: 0.075, cache_write: 0.30}}
@@ -102,6 +103,7 @@ models:
   gemini-2.5-flash-error: {{provider: gemini, price: *gemini_price}}
   gemini-2.5-flash-midstream-error: {{provider: gemini, price: *gemini_price}}
   gemini-2.5-flash-echo: {{provider: gemini, price: *gemini_price}}
+  gemini-2.5-flash-truncated: {{provider: gemini, price: *gemini_price}}
 routes:
   resilient: {{strategy: fallback, candidates: [dead-model, always-500, backup]}}
   keyless-first: {{strategy: fallback, candidates: [needs-key, backup]}}

@@ -1,7 +1,8 @@
 """A fake Anthropic Messages API serving the recorded fixtures; the scenario comes from the model name.
 
 Model name endings: -tools (text + two tool_use blocks, cache usage), -error (400 invalid_request_error),
--overloaded (529 overloaded_error), -midstream-error (stream cut by an `error` event), -echo (the received
+-overloaded (529 overloaded_error), -midstream-error (stream cut by an `error` event), -truncated (stream
+closed cleanly before it finished), -echo (the received
 Messages request as the answer text); anything else answers "Hi! My name is Claude." / streams "Hello!".
 A model name containing -same streams the very message it answers without streaming (built from it), so a
 client can compare the two.
@@ -43,6 +44,9 @@ async def _messages(request: web.Request) -> web.StreamResponse:
     stream = bool(body.get("stream"))
     if model.endswith("-midstream-error"):
         return await _sse(request, "stream_midstream_error.sse") if stream else _error(529, "error_overloaded.json")
+    if model.endswith("-truncated") and stream:  # a clean close before message_delta / message_stop
+        data = (FIXTURES / "stream_text.sse").read_bytes()
+        return await _send(request, data[: data.index(b"event: content_block_stop")])
     if model.endswith("-overloaded"):
         return _error(529, "error_overloaded.json")
     if model.endswith("-error"):

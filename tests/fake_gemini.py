@@ -2,7 +2,7 @@
 
 Model name endings: -tools (two functionCall parts, the first with a thoughtSignature), -malformed
 (finishReason MALFORMED_FUNCTION_CALL), -error (400 INVALID_ARGUMENT), -midstream-error (one text event,
-then an error event), -echo (the received request as the answer text); anything else answers text with
+then an error event), -truncated (one text event, then a clean close without a finishReason), -echo (the received request as the answer text); anything else answers text with
 cached and thought tokens in usageMetadata. Requests without x-goog-api-key get 400. A model name
 containing -same streams the very response it answers without streaming (built from it).
 """
@@ -52,9 +52,11 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         return _file(200, whole_name)
     if "-same" in model:
         return await _sse(request, _stream_of(orjson.loads((FIXTURES / whole_name).read_bytes())))
+    first = (FIXTURES / "stream_text.sse").read_bytes().split(b"\r\n\r\n")[0] + b"\r\n\r\n"
     if model.endswith("-midstream-error"):
-        first = (FIXTURES / "stream_text.sse").read_bytes().split(b"\r\n\r\n")[0] + b"\r\n\r\n"
         return await _sse(request, first + b"data: " + orjson.dumps(MIDSTREAM_ERROR) + b"\r\n\r\n")
+    if model.endswith("-truncated"):  # a clean close before any finishReason
+        return await _sse(request, first)
     name = {"-tools": "stream_tools.sse", "-malformed": "stream_malformed.sse"}
     chosen = next((v for k, v in name.items() if model.endswith(k)), "stream_text.sse")
     return await _sse(request, (FIXTURES / chosen).read_bytes())
