@@ -45,6 +45,16 @@ providers:
     connect_timeout_s: 1
     max_retries: 0
   demo: {{kind: demo}}
+  anthropic:
+    kind: anthropic
+    base_url: {fake_url}
+    api_key_env: NMPROXY_TEST_FAKE_KEY
+    max_retries: 0
+  gemini:
+    kind: gemini
+    base_url: {fake_url}
+    api_key_env: NMPROXY_TEST_FAKE_KEY
+    max_retries: 0
 models:
   gpt-test: {{provider: fake, upstream_id: fake-basic, price: {{input: 0.15, output: 0.60, cached_input: 0.075}}}}
   fake-basic: {{provider: fake, price: {{input: 0.15, output: 0.60, cached_input: 0.075}}}}
@@ -72,6 +82,28 @@ models:
   retry-broken: {{provider: retrying, upstream_id: fake-broken, price: {{input: 1, output: 1}}}}
   demo-chat: {{provider: demo, price: {{input: 0.10, output: 0.40, cached_input: 0.05}}}}
   demo-embed: {{provider: demo, mode: embedding, price: {{input: 0.02, output: 0}}}}
+  claude-sonnet-4-5:
+    provider: anthropic
+    price: &claude_price {{input: 3, output: 15, cached_input: 0.30, cache_write: 3.75}}
+  claude-sonnet-4-5-same: {{provider: anthropic, price: *claude_price}}
+  claude-sonnet-4-5-same-tools: {{provider: anthropic, price: *claude_price}}
+  claude-sonnet-4-5-tools: {{provider: anthropic, price: *claude_price}}
+  claude-sonnet-4-5-error: {{provider: anthropic, price: *claude_price}}
+  claude-sonnet-4-5-overloaded: {{provider: anthropic, price: *claude_price}}
+  claude-sonnet-4-5-midstream-error: {{provider: anthropic, price: *claude_price}}
+  claude-sonnet-4-5-echo: {{provider: anthropic, price: *claude_price}}
+  claude-sonnet-4-5-truncated: {{provider: anthropic, price: *claude_price}}
+  gemini-2.5-flash:
+    provider: gemini
+    price: &gemini_price {{input: 0.30, output: 2.50, cached_input: 0.075, cache_write: 0.30}}
+  gemini-2.5-flash-same: {{provider: gemini, price: *gemini_price}}
+  gemini-2.5-flash-same-tools: {{provider: gemini, price: *gemini_price}}
+  gemini-2.5-flash-tools: {{provider: gemini, price: *gemini_price}}
+  gemini-2.5-flash-malformed: {{provider: gemini, price: *gemini_price}}
+  gemini-2.5-flash-error: {{provider: gemini, price: *gemini_price}}
+  gemini-2.5-flash-midstream-error: {{provider: gemini, price: *gemini_price}}
+  gemini-2.5-flash-echo: {{provider: gemini, price: *gemini_price}}
+  gemini-2.5-flash-truncated: {{provider: gemini, price: *gemini_price}}
 routes:
   resilient: {{strategy: fallback, candidates: [dead-model, always-500, backup]}}
   keyless-first: {{strategy: fallback, candidates: [needs-key, backup]}}

@@ -2,8 +2,9 @@
 
 Model name endings: -tools (two functionCall parts, the first with a thoughtSignature), -malformed
 (finishReason MALFORMED_FUNCTION_CALL), -error (400 INVALID_ARGUMENT), -midstream-error (one text event,
-then an error event), -echo (the received request as the answer text); anything else answers text with
-cached and thought tokens in usageMetadata. Requests without x-goog-api-key get 400.
+then an error event), -truncated (one text event, then a clean close without a finishReason), -echo (the received request as the answer text); anything else answers text with
+cached and thought tokens in usageMetadata. Requests without x-goog-api-key get 400. A model name
+containing -same streams the very response it answers without streaming (built from it).
 """
 
 from __future__ import annotations
@@ -45,15 +46,40 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
             {"text": orjson.dumps(body).decode()}]}, "finishReason": "STOP", "index": 0}],
             "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2},
             "modelVersion": model, "responseId": "echo"})
+    whole = {"-tools": "response_function_calls.json", "-malformed": "response_malformed.json"}
+    whole_name = next((v for k, v in whole.items() if model.endswith(k)), "response_text.json")
     if not stream:
-        name = {"-tools": "response_function_calls.json", "-malformed": "response_malformed.json"}
-        return _file(200, next((v for k, v in name.items() if model.endswith(k)), "response_text.json"))
+        return _file(200, whole_name)
+    if "-same" in model:
+        return await _sse(request, _stream_of(orjson.loads((FIXTURES / whole_name).read_bytes())))
+    first = (FIXTURES / "stream_text.sse").read_bytes().split(b"\r\n\r\n")[0] + b"\r\n\r\n"
     if model.endswith("-midstream-error"):
-        first = (FIXTURES / "stream_text.sse").read_bytes().split(b"\r\n\r\n")[0] + b"\r\n\r\n"
         return await _sse(request, first + b"data: " + orjson.dumps(MIDSTREAM_ERROR) + b"\r\n\r\n")
+    if model.endswith("-truncated"):  # a clean close before any finishReason
+        return await _sse(request, first)
     name = {"-tools": "stream_tools.sse", "-malformed": "stream_malformed.sse"}
     chosen = next((v for k, v in name.items() if model.endswith(k)), "stream_text.sse")
     return await _sse(request, (FIXTURES / chosen).read_bytes())
+
+
+def _stream_of(response: dict) -> bytes:
+    """alt=sse events that build `response`: its text in 6-character pieces (a text part's thoughtSignature on
+    the first), then one event with the function calls, the finish reason and the usage."""
+    candidate = response["candidates"][0]
+    events, calls = [], []
+    for part in candidate["content"].get("parts", []):
+        if "functionCall" in part:
+            calls.append(part)
+            continue
+        for k in range(0, len(part["text"]), 6):
+            piece = {"text": part["text"][k : k + 6]}
+            if k == 0 and "thoughtSignature" in part:
+                piece["thoughtSignature"] = part["thoughtSignature"]
+            events.append({"candidates": [{"content": {"role": "model", "parts": [piece]}, "index": 0}]})
+    last = {**candidate, "content": {"role": "model", "parts": calls or [{"text": ""}]}}
+    events.append({"candidates": [last], "usageMetadata": response["usageMetadata"]})
+    meta = {"modelVersion": response["modelVersion"], "responseId": response["responseId"]}
+    return b"".join(b"data: " + orjson.dumps({**e, **meta}) + b"\r\n\r\n" for e in events)
 
 
 def _file(status: int, name: str) -> web.Response:

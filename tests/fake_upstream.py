@@ -16,6 +16,8 @@ The scenario comes from the model name (substring match), so one server serves e
   *filter*     finish_reason content_filter
   *deepseek*   DeepSeek-style usage (prompt_cache_hit_tokens / miss)
 otherwise a plain text answer whose words come from the last user message.
+The same app also serves the native Anthropic (/v1/messages, fake_anthropic.py) and Gemini
+(/v1beta/models/..., fake_gemini.py) APIs, so `kind: anthropic` and `kind: gemini` providers can point at it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from fake_anthropic import add_routes as add_anthropic_routes
+from fake_gemini import add_routes as add_gemini_routes
 
 STATE = web.AppKey("state", "FakeState")
 
@@ -215,6 +219,8 @@ def create_fake_app(state: FakeState | None = None) -> web.Application:
     app[STATE] = state or FakeState()
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)
+    add_anthropic_routes(app)
+    add_gemini_routes(app)
     return app
 
 

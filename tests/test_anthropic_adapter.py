@@ -161,7 +161,7 @@ def test_tool_message_keeps_every_tool_call_and_maps_cache_usage():
     assert out.choices[0].finish_reason == "tool_calls"
     usage = raw["usage"]
     assert usage["prompt_tokens"] == 50 + 100000 + 248
-    assert usage["prompt_tokens_details"]["cached_tokens"] == 100000
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 100000, "cache_write_tokens": 248}
     assert usage["cache_creation_input_tokens"] == 248 and usage["cache_read_input_tokens"] == 100000
     assert usage["completion_tokens"] == 503 and usage["total_tokens"] == 100801
 
@@ -212,7 +212,7 @@ def test_stream_with_text_and_two_tool_calls_keeps_every_name_and_argument_byte(
     usage = chunks[-1]["usage"]
     assert chunks[-1]["choices"] == []
     assert usage["prompt_tokens"] == 472 + 1024 + 2048 and usage["completion_tokens"] == 89
-    assert usage["prompt_tokens_details"] == {"cached_tokens": 2048}
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 2048, "cache_write_tokens": 1024}
     assert usage["cache_creation_input_tokens"] == 1024
 
 
@@ -352,7 +352,15 @@ def test_registry_maps_each_kind_to_its_adapter():
 
 
 def test_usage_without_cache_fields_counts_zero_cache_tokens():
-    assert map_usage({"input_tokens": 7, "output_tokens": 2})["prompt_tokens_details"] == {"cached_tokens": 0}
+    details = map_usage({"input_tokens": 7, "output_tokens": 2})["prompt_tokens_details"]
+    assert details == {"cached_tokens": 0, "cache_write_tokens": 0}
+
+
+def test_cache_writes_are_part_of_prompt_tokens_and_named_in_openai_details():
+    usage = map_usage({"input_tokens": 10, "cache_read_input_tokens": 30, "cache_creation_input_tokens": 60,
+                       "output_tokens": 5})
+    assert usage["prompt_tokens"] == 100 and usage["total_tokens"] == 105
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 30, "cache_write_tokens": 60}
 
 
 def test_midstream_rate_limit_error_keeps_its_openai_type():

@@ -211,7 +211,10 @@ def _response_format_system(fmt: Any) -> list[dict[str, Any]]:
 
 
 def map_usage(usage: Mapping[str, Any] | None) -> dict[str, Any]:
-    """OpenAI usage from Anthropic's; the raw cache fields stay so cache writes can be priced."""
+    """OpenAI usage from Anthropic's: cache reads and writes are parts of prompt_tokens, named in its details.
+
+    cache_write_tokens is where OpenAI-shaped usage readers (pricing) find writes; the raw Anthropic fields stay.
+    """
     usage = usage or {}
     fresh = usage.get("input_tokens") or 0
     reads = usage.get("cache_read_input_tokens") or 0
@@ -219,7 +222,7 @@ def map_usage(usage: Mapping[str, Any] | None) -> dict[str, Any]:
     output = usage.get("output_tokens") or 0
     prompt = fresh + reads + writes
     return {"prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output,
-            "prompt_tokens_details": {"cached_tokens": reads},
+            "prompt_tokens_details": {"cached_tokens": reads, "cache_write_tokens": writes},
             "cache_read_input_tokens": reads, "cache_creation_input_tokens": writes}
 
 
