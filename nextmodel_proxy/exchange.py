@@ -122,6 +122,9 @@ class Exchange:
             self.set_usage(tee.usage)
         else:
             self.completion_chars = tee.content_chars()
+        if tee.error is not None and self.error_code is None:
+            self.error_code = str(tee.error.get("code") or tee.error.get("type") or "upstream_error")
+            self.served_mode = "error"
         if self.status == 200 and not tee.complete and self.error_code is None:
             self.error_code = "stream_incomplete"
         self.finish()

@@ -21,7 +21,7 @@ from nextmodel_proxy.exchange import Exchange
 from nextmodel_proxy.flight import Flight, FlightFailed
 from nextmodel_proxy.ledger import LedgerUnavailable
 from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd
-from nextmodel_proxy.relay import ClientGone, StreamSink, error_event, relay_batches, single_batches, write
+from nextmodel_proxy.relay import ClientGone, StreamSink, error_event, relay_batches, write
 from nextmodel_proxy.retry import RetryPolicy, should_fall_back, should_retry
 from nextmodel_proxy.services import Services
 from nextmodel_proxy.tee import StreamTee, completion_facts
@@ -274,10 +274,13 @@ class Pipeline:
         await sink.start(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                **ex.headers(), **self._budget_headers(ex)})
         try:
-            batches = event_batches(call) if hasattr(call, "batches") else single_batches(call.events())
-            await relay_batches(batches, sink, tee, keepalive_s=self.config.server.keepalive_s,
+            await relay_batches(event_batches(call), sink, tee, keepalive_s=self.config.server.keepalive_s,
                                 wants_usage=ex.client_wants_usage, on_first=ex.mark_first_byte,
                                 publish=flight.publish if flight is not None else None)
+            if not tee.done and tee.error is None:
+                # A clean close before the end: tell the client rather than let a cut answer pass as whole.
+                raise ProxyError(502, f"upstream {ex.provider_name!r} ended the stream before it was complete",
+                                 "upstream_error")
         except ProxyError as exc:
             ex.fail(exc.status, exc.code)
             await write(sink, error_event(exc))

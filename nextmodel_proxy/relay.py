@@ -97,7 +97,3 @@ async def relay_batches(
     finally:
         keepalive.stop()
 
-
-async def single_batches(events: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
-    async for event in events:
-        yield [event]

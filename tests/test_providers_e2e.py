@@ -458,8 +458,6 @@ async def test_route_falls_back_from_an_overloaded_claude_to_gemini(write_config
     assert len(sent_upstream(fake_upstream, CLAUDE)) == 2  # one overloaded attempt per request, then Gemini
 
 
-@pytest.mark.xfail(strict=True, reason="known gap, reported to the lead: a translated stream that closes "
-                   "cleanly before finishing ends with neither [DONE] nor an error event, so the SDK ends quietly")
 @pytest.mark.parametrize(("model", "before"), [(CLAUDE + "-truncated", "Hello!"),
                                                 (GEMINI + "-truncated", "AI, or artificial intelligence,")])
 async def test_stream_closed_before_it_finished_reaches_the_sdk_as_an_error(client, model, before):
