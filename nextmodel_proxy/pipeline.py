@@ -222,7 +222,8 @@ class Pipeline:
         except FlightFailed:
             if keepalive is None:
                 return _NOT_SERVED
-            exc = ProxyError(502, "The identical request this stream was sharing failed upstream mid-stream.",
+            exc = ProxyError(502, "The identical request whose answer this stream was sharing ended before the "
+                             "answer was complete (upstream error or its client left); retry the request.",
                              "upstream_error")
             ex.fail(exc.status, exc.code)
             await write(sink, error_event(exc))
