@@ -329,7 +329,7 @@ async def test_stream_follower_of_a_leader_failing_mid_stream_ends_with_an_error
     resp = await chat(client, model="fake-slow", stream=True)
     assert resp.headers["x-nextmodel-cache"] == "hit"
     chunks = []
-    with pytest.raises(openai.APIError, match="failed upstream mid-stream"):
+    with pytest.raises(openai.APIError, match="ended before the answer was complete"):
         async for chunk in resp.parse():
             chunks.append(chunk)
     await leader
@@ -527,14 +527,23 @@ async def test_only_answers_hits_and_refuses_misses_without_calling_upstream(cli
     assert fake_upstream.state.calls == 1
 
 
-async def test_nondeterministic_request_bypasses_the_cache(client, fake_upstream, db_path):
+@pytest.mark.parametrize("fields,reason", [({"temperature": 0.7}, "nondeterministic"),
+                                           ({"temperature": 0.7, "seed": 3, "n": 2}, "n>1")])
+async def test_uncacheable_request_bypasses_the_cache_and_says_why(client, fake_upstream, db_path, fields, reason):
     for _ in range(2):
-        resp = await chat(client, temperature=0.7)
+        resp = await chat(client, **fields)
         assert resp.headers["x-nextmodel-cache"] == "bypass"
-        assert resp.headers["x-nextmodel-cache-reason"] == "nondeterministic"
+        assert resp.headers["x-nextmodel-cache-reason"] == reason
     await settle(db_path, 2)
     assert fake_upstream.state.calls == 2
     assert stored_keys(db_path) == set()
+
+
+async def test_unknown_cache_header_value_is_refused(client, fake_upstream):
+    with pytest.raises(openai.BadRequestError) as refused:
+        await chat(client, headers={"x-nextmodel-cache": "sometimes"})
+    assert refused.value.body["param"] == "x-nextmodel-cache"
+    assert fake_upstream.state.calls == 0
 
 
 # --- billing ---------------------------------------------------------------------------------------------
