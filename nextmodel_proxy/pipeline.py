@@ -21,7 +21,7 @@ from nextmodel_proxy.exchange import Exchange
 from nextmodel_proxy.flight import Flight, FlightFailed
 from nextmodel_proxy.ledger import LedgerUnavailable
 from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd
-from nextmodel_proxy.relay import ClientGone, StreamSink, error_event, relay_batches, write
+from nextmodel_proxy.relay import ClientGone, KeepAlive, StreamSink, error_event, relay_batches, write
 from nextmodel_proxy.retry import RetryPolicy, should_fall_back, should_retry
 from nextmodel_proxy.services import Services
 from nextmodel_proxy.tee import StreamTee, completion_facts
@@ -167,8 +167,7 @@ class Pipeline:
     async def _write_replay(self, ex: Exchange, out: bytes | list[bytes], sink: StreamSink) -> Reply | None:
         ex.status = 200
         if isinstance(out, list):
-            await sink.start(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                   **ex.headers(), **self._budget_headers(ex)})
+            await self._start_stream(ex, sink)
             ex.mark_first_byte()
             await write(sink, b"".join(out))
             await self._finish(ex, wait=False)
@@ -180,15 +179,56 @@ class Pipeline:
     async def _follow(self, ex: Exchange, flight: Flight, sink: StreamSink) -> Any:
         """Answer from an identical request already in flight; _NOT_SERVED if it failed before we sent a byte."""
         leader_receipt = self._leaders.get(flight.key)
+        if ex.stream:
+            return await self._follow_stream(ex, flight, sink, leader_receipt)
         try:
             events = await flight.wait()
         except FlightFailed:
             return _NOT_SERVED
         kind, body = caching.flight_result(events, flight.final)
-        ex.served_from(caching.usage_from(kind, body), leader_receipt, "hit")
-        ex.extra_headers.update(caching.status_headers(ex.cache_plan, "hit"))
+        self._served_by_leader(ex, leader_receipt, caching.usage_from(kind, body))
         return await self._write_replay(ex, replay.replay(kind, body, stream=ex.stream,
                                                           include_usage=ex.client_wants_usage), sink)
+
+    @staticmethod
+    def _served_by_leader(ex: Exchange, leader_receipt: str | None, usage: dict[str, Any] | None) -> None:
+        ex.served_from(usage, leader_receipt, "hit")
+        ex.extra_headers.update(caching.status_headers(ex.cache_plan, "hit"))
+
+    async def _follow_stream(self, ex: Exchange, flight: Flight, sink: StreamSink, leader_receipt: str | None) -> Any:
+        """Relay the leader's events as they arrive (the stream starts on the first one, so a leader failing
+        before it lets us go upstream ourselves); a failure after that ends the stream with an error event."""
+        tee = StreamTee(collect=False)
+        keepalive: KeepAlive | None = None
+        try:
+            async for raw in flight.events():
+                if keepalive is None:
+                    self._served_by_leader(ex, leader_receipt, None)
+                    await self._start_stream(ex, sink)
+                    ex.mark_first_byte()
+                    keepalive = KeepAlive(sink, self.config.server.keepalive_s)
+                keepalive.touch()
+                if not tee.observe(raw) or ex.client_wants_usage:
+                    await write(sink, raw)
+        except FlightFailed:
+            if keepalive is None:
+                return _NOT_SERVED
+            exc = ProxyError(502, "The identical request whose answer this stream was sharing ended before the "
+                             "answer was complete (upstream error or its client left); retry the request.",
+                             "upstream_error")
+            ex.fail(exc.status, exc.code)
+            await write(sink, error_event(exc))
+        finally:
+            if keepalive is not None:
+                keepalive.stop()
+        if keepalive is None:  # the leader asked without streaming: its whole answer, replayed as events
+            assert flight.final is not None
+            self._served_by_leader(ex, leader_receipt, caching.usage_from("json", flight.final))
+            return await self._write_replay(ex, replay.replay("json", flight.final, stream=True,
+                                                              include_usage=ex.client_wants_usage), sink)
+        ex.usage, ex.response_id = tee.usage, tee.response_id
+        await self._finish(ex, wait=False)
+        return None
 
     # --- upstream ----------------------------------------------------------------------------
 
@@ -270,13 +310,11 @@ class Pipeline:
     async def _relay_stream(self, ex: Exchange, call: UpstreamCall, sink: StreamSink, flight: Flight | None) -> None:
         storing = ex.cache_plan is not None and ex.cache_plan.decision.write and ex.target is ex.cache_target
         tee = StreamTee(collect=True)
-        ex.status = 200
-        await sink.start(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                               **ex.headers(), **self._budget_headers(ex)})
+        await self._start_stream(ex, sink)
         try:
             await relay_batches(event_batches(call), sink, tee, keepalive_s=self.config.server.keepalive_s,
                                 wants_usage=ex.client_wants_usage, on_first=ex.mark_first_byte,
-                                publish=flight.publish if flight is not None else None)
+                                publish=flight.publish if flight is not None and storing else None)
             if not tee.done and tee.error is None:
                 # A clean close before the end: tell the client rather than let a cut answer pass as whole.
                 raise ProxyError(502, f"upstream {ex.provider_name!r} ended the stream before it was complete",
@@ -293,10 +331,17 @@ class Pipeline:
             if storing and complete:
                 ex.cache_payload = ("sse", b"".join(tee.events))
             if flight is not None:
-                flight.finish(complete)
+                # An answer from a fallback candidate is not this key's answer: followers go upstream themselves.
+                flight.finish(storing and complete)
             await self._finish(ex, wait=False)
 
     # --- the receipt -------------------------------------------------------------------------
+
+    async def _start_stream(self, ex: Exchange, sink: StreamSink) -> None:
+        """Send a 200 event-stream's headers."""
+        ex.status = 200
+        await sink.start(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                               **ex.headers(), **self._budget_headers(ex)})
 
     def _budget_headers(self, ex: Exchange) -> dict[str, str]:
         return budget_headers(self.services.budgets.status(ex)) if self.services.budgets.applicable(ex) else {}

@@ -12,6 +12,7 @@ The scenario comes from the model name (substring match), so one server serves e
   *silent*     one chunk, then `silent_s` of silence, then the rest
   *broken*     a stream cut after two chunks (no finish, no [DONE])
   *hang*       no answer for `hang_s`
+  (state.fail_next > 0: the next requests answer 500, after any *hang* wait, whatever the model)
   *nousage*    no usage anywhere
   *filter*     finish_reason content_filter
   *deepseek*   DeepSeek-style usage (prompt_cache_hit_tokens / miss)
@@ -44,6 +45,8 @@ class FakeState:
     cancelled: int = 0
     flaky_failures: dict[str, int] = field(default_factory=dict)  # model -> failures still to serve
     record: bool = True
+    cut_after: int | None = None  # every stream is cut after this many events (like *broken*)
+    fail_next: int = 0  # the next N chat requests answer 500 (after any *hang* wait), whatever the model
 
 
 def _usage(prompt: int, completion: int, cached: int = 0, deepseek: bool = False) -> dict[str, Any]:
@@ -158,6 +161,11 @@ async def chat(request: web.Request) -> web.StreamResponse:
         state.requests.append(body)
         state.headers.append(dict(request.headers))
     model = str(body.get("model", ""))
+    if "hang" in model:
+        await asyncio.sleep(state.hang_s)
+    if state.fail_next > 0:
+        state.fail_next -= 1
+        return _error(500, "The server had an error while processing your request.", "server_error", None)
     if "flaky" in model and state.flaky_failures.setdefault(model, 1) > 0:
         state.flaky_failures[model] -= 1
         if "429" in model:
@@ -169,8 +177,6 @@ async def chat(request: web.Request) -> web.StreamResponse:
         return _error(500, "The server had an error while processing your request.", "server_error", None)
     if "error-400" in model:
         return _error(400, "Invalid value for 'temperature'.", "invalid_request_error", "invalid_value")
-    if "hang" in model:
-        await asyncio.sleep(state.hang_s)
     answer = _answer(model, body)
     headers = {"x-request-id": f"req_fake_{state.calls}"}
     if not body.get("stream"):
@@ -186,7 +192,7 @@ async def _stream(request: web.Request, state: FakeState, model: str, body: dict
     events = _stream_events(model, body, answer)
     try:
         for i, event in enumerate(events):
-            if "broken" in model and i == 3:
+            if ("broken" in model and i == 3) or i == state.cut_after:
                 request.transport.close() if request.transport else None
                 return resp
             await resp.write(event)
