@@ -83,6 +83,7 @@ routes:
   resilient: {{strategy: fallback, candidates: [dead-model, always-500, backup]}}
   keyless-first: {{strategy: fallback, candidates: [needs-key, backup]}}
   r-fallback: {{strategy: fallback, candidates: [r-out-cheap, r-in-cheap]}}
+  r-retiring: {{strategy: fallback, candidates: [r-old, r-in-cheap]}}
   r-cheapest: {{strategy: cheapest, candidates: [r-in-cheap, r-out-cheap]}}
   r-fastest: {{strategy: fastest, candidates: [r-quick, r-sluggish]}}
   r-weighted: {{strategy: weighted, candidates: [{{model: r-in-cheap, weight: 3}}, {{model: r-out-cheap, weight: 1}}]}}

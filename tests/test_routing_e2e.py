@@ -253,6 +253,12 @@ async def test_retired_model_is_410_naming_the_date(client, fake_upstream):
     assert fake_upstream.state.calls == 0
 
 
+async def test_route_skips_a_retired_candidate(client, fake_upstream):
+    _, receipt = await chat(client, "r-retiring")
+    assert upstream_models(fake_upstream) == ["r-in-cheap"]
+    assert "skipped r-old (retired 2024-01-01)" in receipt["attempts"][0]["decision"]
+
+
 async def test_models_endpoint_lists_prices_and_routes(client):
     async with aiohttp.ClientSession() as s, s.get(f"{client.base_url}models") as r:
         data = {m["id"]: m for m in (await r.json())["data"]}
@@ -264,3 +270,22 @@ async def test_models_endpoint_lists_prices_and_routes(client):
     assert data["r-capped"]["route"]["max_price"] == {"output": "5"}
     listed = await client.models.list()
     assert {"r-fallback", "gpt-test"} <= {m.id for m in listed.data}
+
+
+async def test_streamed_request_falls_back_before_the_first_byte(client, fake_upstream):
+    raw = await client.chat.completions.with_raw_response.create(
+        model="r-500-first", stream=True, stream_options={"include_usage": True}, messages=HI)
+    text = "".join([c.choices[0].delta.content or "" async for c in raw.parse() if c.choices])
+    assert text == "Echo: hello there"
+    assert upstream_models(fake_upstream) == ["fake-error-500", "r-in-cheap"]
+    receipt = await receipt_of(client, raw.headers["x-nextmodel-receipt-id"])
+    assert receipt["model"] == "r-in-cheap" and receipt["stream"] is True and receipt["status"] == 200
+    assert [a["outcome"] for a in receipt["attempts"][1:]] == ["500", "200"]
+
+
+async def test_last_candidates_429_reaches_the_client_with_its_retry_after(make_client, fake_upstream):
+    client = await make_client()
+    with pytest.raises(openai.RateLimitError) as info:
+        await client.chat.completions.create(model="fake-error-429", messages=HI)
+    assert info.value.response.headers["retry-after"] == "1"
+    assert fake_upstream.state.calls == 1  # the fake provider allows no retries
