@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from nextmodel_proxy import pricing
 from nextmodel_proxy.config import ModelConfig, Price
 
-MILLION = Decimal(1_000_000)
 PUSD_PER_USD = Decimal(10) ** 12
 
 # Rows that are real traffic with usage: answered upstream (fresh) or replayed from the exact cache.
@@ -44,6 +44,10 @@ class Usage:
             self.cache_write_tokens + other.cache_write_tokens,
             self.completion_tokens + other.completion_tokens,
         )
+
+    def tokens(self) -> pricing.Usage:
+        """The summed counts as pricing's Usage, so compare and receipts price with one formula."""
+        return pricing.Usage(self.prompt_tokens, self.completion_tokens, self.cached_tokens, self.cache_write_tokens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,21 +118,13 @@ def load_workload(conn: sqlite3.Connection, *, since_utc: str | None = None, pro
 
 
 def usage_cost(usage: Usage, price: Price) -> Decimal:
-    """Exact USD cost of summed usage at `price` (per 1M tokens).
+    """Exact USD cost of summed usage at `price` (per 1M tokens), by pricing.cost like every receipt.
 
-    TODO(lead): switch to pricing.cost once pricing.py is merged, so compare and receipts share one formula.
     Cache reads/writes without their own price are billed at the input price, as the provider would.
     """
-    cached_rate = price.cached_input if price.cached_input is not None else price.input
-    write_rate = price.cache_write if price.cache_write is not None else price.input
-    uncached = usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens
-    total = (
-        uncached * price.input
-        + usage.cached_tokens * cached_rate
-        + usage.cache_write_tokens * write_rate
-        + usage.completion_tokens * price.output
-    )
-    return total / MILLION
+    amount = pricing.cost(usage.tokens(), price).amount
+    assert amount is not None  # only None without a price or usage, and both are given here
+    return amount
 
 
 def reprice(workload: Workload, model: ModelConfig, replay_price_ratio: Decimal) -> Repriced | None:

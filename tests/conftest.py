@@ -104,9 +104,28 @@ models:
   gemini-2.5-flash-midstream-error: {{provider: gemini, price: *gemini_price}}
   gemini-2.5-flash-echo: {{provider: gemini, price: *gemini_price}}
   gemini-2.5-flash-truncated: {{provider: gemini, price: *gemini_price}}
+  r-in-cheap: {{provider: fake, tags: [global], price: {{input: 0.1, output: 10}}}}
+  r-out-cheap: {{provider: fake, tags: [domestic], price: {{input: 5, output: 1}}}}
+  r-toolful: {{provider: fake, capabilities: [tools], price: {{input: 2, output: 2}}}}
+  r-quick: {{provider: fake, latency: {{ttft_ms: 900}}, price: {{input: 1, output: 1}}}}
+  r-sluggish: {{provider: fake, latency: {{ttft_ms: 100}}, price: {{input: 1, output: 1}}}}
+  r-old: {{provider: fake, retires: 2024-01-01, replacement: r-in-cheap, price: {{input: 1, output: 1}}}}
+  always-429: {{provider: retrying, upstream_id: fake-error-429, price: {{input: 1, output: 1}}}}
 routes:
   resilient: {{strategy: fallback, candidates: [dead-model, always-500, backup]}}
   keyless-first: {{strategy: fallback, candidates: [needs-key, backup]}}
+  r-fallback: {{strategy: fallback, candidates: [r-out-cheap, r-in-cheap]}}
+  r-retiring: {{strategy: fallback, candidates: [r-old, r-in-cheap]}}
+  r-cheapest: {{strategy: cheapest, candidates: [r-in-cheap, r-out-cheap]}}
+  r-fastest: {{strategy: fastest, candidates: [r-quick, r-sluggish]}}
+  r-weighted: {{strategy: weighted, candidates: [{{model: r-in-cheap, weight: 3}}, {{model: r-out-cheap, weight: 1}}]}}
+  r-tools: {{strategy: fallback, candidates: [r-in-cheap, r-toolful]}}
+  r-domestic: {{strategy: fallback, candidates: [r-in-cheap, r-out-cheap], tags: [domestic]}}
+  r-capped: {{strategy: fallback, candidates: [r-in-cheap, r-out-cheap], max_price: {{output: 5}}}}
+  r-500-first: {{strategy: fallback, candidates: [fake-error-500, r-in-cheap]}}
+  r-429-first: {{strategy: fallback, candidates: [always-429, r-in-cheap]}}
+  r-hang-first: {{strategy: fallback, candidates: [fake-hang, r-in-cheap]}}
+  r-broken-first: {{strategy: fallback, candidates: [retry-broken, r-in-cheap]}}
 """
 
 
