@@ -124,7 +124,8 @@ async def get_receipt(request: web.Request) -> web.Response:
     """GET /v1/receipts/{id}: one receipt, to its key's project (or an admin, or anyone in open mode)."""
     principal = request.app[PIPELINE].authenticate(request.headers)
     receipt = receipts.get_receipt(_reader(request), request.match_info["receipt_id"])
-    if receipt is None or not can_read_project(principal, receipt.project):
+    # principal None = open mode (no keys configured): every receipt is readable, as in list_receipts.
+    if receipt is None or (principal is not None and not can_read_project(principal, receipt.project)):
         raise ProxyError(404, f"No receipt {request.match_info['receipt_id']!r} on this proxy.", "not_found")
     return web.Response(body=orjson.dumps(receipts.receipt_to_json(receipt)), content_type=_JSON)
 

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -143,7 +144,8 @@ class Pipeline:
 
     def _worst_case(self, ex: Exchange, targets: list[Target]) -> Any:
         costs = [routing.estimate_request_cost(t.model, ex.body) for t in targets]
-        return max((c for c in costs if c is not None), default=0)
+        # Decimal, not int: the budget book converts it with Decimal methods (an unpriced model costs 0 here).
+        return max((c for c in costs if c is not None), default=Decimal(0))
 
     # --- cache hits and followers -------------------------------------------------------------
 
