@@ -17,6 +17,7 @@ import openai
 import orjson
 import pytest
 from click.testing import CliRunner
+from fake_upstream import _answer, _stream_events
 
 from nextmodel_proxy.cli import main as cli_main
 from nextmodel_proxy.config import load_config
@@ -418,3 +419,102 @@ async def test_stream_cut_by_the_upstream_is_estimated_not_free(client: Any, pro
     assert r["prompt_tokens"] > 0
     expected = (Decimal(r["prompt_tokens"]) * 1 + Decimal(4) * 2) / Decimal(10**6)
     assert Decimal(r["billed_cost_usd"]) == Decimal(r["upstream_cost_usd"]) == expected > 0
+
+
+# --- cache replays ------------------------------------------------------------------------------------
+
+
+async def _until_replayed(client: Any, **kw: Any) -> Any:
+    """Repeat a request until the proxy replays it (the cache write is queued behind the first receipt)."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        raw = await client.chat.completions.with_raw_response.create(model="gpt-test", messages=MESSAGES,
+                                                                     temperature=0, **kw)
+        if raw.headers["x-nextmodel-served-mode"] == "exact-cache":
+            return raw
+        assert time.monotonic() < deadline, "the answer was never replayed from the cache"
+        if kw.get("stream"):
+            [c async for c in raw.parse()]
+        await asyncio.sleep(0.02)
+
+
+async def test_cache_replay_receipt_bills_the_replay_ratio_and_points_at_the_fresh_call(
+        client: Any, proxy: Any, fake_upstream: Any, tmp_path: Path) -> None:
+    first = await client.chat.completions.with_raw_response.create(model="gpt-test", messages=MESSAGES,
+                                                                   temperature=0)
+    fresh_id = first.headers["x-nextmodel-receipt-id"]
+    replayed = await _until_replayed(client)
+    assert replayed.parse().choices[0].message.content == ANSWER
+    assert fake_upstream.state.calls == 1
+    r = await _receipt(proxy, replayed.headers["x-nextmodel-receipt-id"])
+    assert (r["served_mode"], r["reused_receipt_id"], r["cache_status"], r["status"]) == (
+        "exact-cache", fresh_id, "hit", 200)
+    assert (r["prompt_tokens"], r["completion_tokens"], r["usage_source"]) == (13, 6, "cache")
+    # fresh 0.00000555; billed at the default replay ratio 0.1; nothing went upstream
+    assert (r["upstream_cost_usd"], r["billed_cost_usd"], r["fresh_cost_usd"], r["savings_usd"]) == (
+        "0.00", "0.000000555", "0.00000555", "0.000004995")
+    assert replayed.headers["x-nextmodel-cost-usd"] == "0.000000555"
+    assert replayed.headers["x-nextmodel-usage-source"] == "cache"
+    report = orjson.loads(_cli(tmp_path, "spend", "--by", "mode", "--json").output)
+    assert report["total"]["billed_cost_usd"] == "0.000006105"  # 0.00000555 + 0.000000555
+    assert report["total"]["savings_usd"] == "0.000004995"
+    assert [row["id"] for row in await _all_receipts(proxy, mode="exact-cache")] == [r["id"]]
+
+
+async def test_stream_replay_receipt_has_the_stored_usage(client: Any, proxy: Any, fake_upstream: Any) -> None:
+    first = await client.chat.completions.with_raw_response.create(model="gpt-test", messages=MESSAGES,
+                                                                   temperature=0, stream=True)
+    [c async for c in first.parse()]
+    replayed = await _until_replayed(client, stream=True)
+    chunks = [c async for c in replayed.parse()]
+    assert all(c.usage is None for c in chunks)  # the client did not ask for usage
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == ANSWER
+    r = await _receipt(proxy, replayed.headers["x-nextmodel-receipt-id"])
+    assert (r["served_mode"], r["stream"], r["usage_source"], r["prompt_tokens"], r["completion_tokens"]) == (
+        "exact-cache", True, "cache", 13, 6)
+    # A repeat sent before the first stream's cache write committed also went upstream and stored its
+    # answer; the replay points at whichever fresh stream stored it.
+    reused = await _receipt(proxy, r["reused_receipt_id"])
+    assert (reused["served_mode"], reused["stream"], reused["model"]) == ("fresh", True, "gpt-test")
+    assert fake_upstream.state.calls >= 1 and reused["fresh_cost_usd"] == r["fresh_cost_usd"] == "0.00000555"
+    assert r["billed_cost_usd"] == "0.000000555"
+
+
+# --- the bytes a stream client sees ---------------------------------------------------------------------
+
+
+async def _sse_events(proxy: Any, body: dict[str, Any]) -> list[bytes]:
+    async with aiohttp.ClientSession() as s, s.post(f"{proxy.base}/chat/completions", json=body) as resp:
+        assert resp.status == 200
+        raw = await resp.read()
+    return [event + b"\n\n" for event in raw.split(b"\n\n") if event.strip() and not event.startswith(b":")]
+
+
+@pytest.mark.parametrize("options", [None, {"include_usage": False}])
+async def test_stream_bytes_are_the_upstreams_minus_the_injected_usage_chunk(
+        proxy: Any, options: Any) -> None:
+    body: dict[str, Any] = {"model": "fake-basic", "messages": MESSAGES, "stream": True}
+    if options is not None:
+        body["stream_options"] = options
+    events = await _sse_events(proxy, body)
+    upstream = _stream_events("fake-basic", {**body, "stream_options": {"include_usage": True}},
+                              _answer("fake-basic", body))
+    assert len(upstream) == len(events) + 1 and b'"usage"' in upstream[-2]
+    assert events == upstream[:-2] + upstream[-1:]
+
+
+async def test_stream_bytes_include_the_usage_chunk_unchanged_when_asked(proxy: Any) -> None:
+    body = {"model": "fake-basic", "messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
+    assert await _sse_events(proxy, body) == _stream_events("fake-basic", body, _answer("fake-basic", body))
+
+
+# --- embeddings ----------------------------------------------------------------------------------------
+
+
+async def test_embeddings_receipt(client: Any, proxy: Any) -> None:
+    raw = await client.embeddings.with_raw_response.create(model="fake-embed", input=["one two three", "four"])
+    r = await _receipt(proxy, raw.headers["x-nextmodel-receipt-id"])
+    # the fake counts max(1, len // 4) per input: 3 + 1 = 4 tokens at 0.02 per 1M
+    assert (r["endpoint"], r["prompt_tokens"], r["completion_tokens"], r["usage_source"]) == (
+        "embeddings", 4, 0, "upstream")
+    assert r["billed_cost_usd"] == raw.headers["x-nextmodel-cost-usd"] == "0.00000008"
