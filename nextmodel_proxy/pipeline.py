@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import aiohttp
+import orjson
 
 from nextmodel_proxy import cache, caching, replay, routing
 from nextmodel_proxy.accounting import build_receipt
@@ -161,7 +162,8 @@ class Pipeline:
         fresh = hit.fresh_cost_pusd
         billed = replay_billed(from_pusd(fresh), self.config.cache.replay_price_ratio) if fresh is not None else 0
         ex.reservation = self.services.budgets.reserve(ex, billed)
-        ex.served_from(hit.usage, hit.fresh_receipt_id, "hit")
+        ex.served_from(hit.usage, hit.fresh_receipt_id, "hit",
+                       _stored_answer(hit.response_kind, hit.body) if hit.usage is None else None)
         ex.cache_hit = hit
         ex.extra_headers.update(caching.status_headers(ex.cache_plan, "hit"))
         return await self._write_replay(ex, caching.hit_body(hit, ex), sink)
@@ -187,7 +189,8 @@ class Pipeline:
         except FlightFailed:
             return _NOT_SERVED
         kind, body = caching.flight_result(events, flight.final)
-        ex.served_from(caching.usage_from(kind, body), leader_receipt, "hit")
+        usage = caching.usage_from(kind, body)
+        ex.served_from(usage, leader_receipt, "hit", _stored_answer(kind, body) if usage is None else None)
         ex.extra_headers.update(caching.status_headers(ex.cache_plan, "hit"))
         return await self._write_replay(ex, replay.replay(kind, body, stream=ex.stream,
                                                           include_usage=ex.client_wants_usage), sink)
@@ -363,6 +366,12 @@ class _Attempt:
 def _log_ledger_failure(future: asyncio.Future[None]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("a receipt could not be committed yet (kept for retry): %s", future.exception())
+
+
+def _stored_answer(kind: str, body: bytes) -> dict[str, Any] | None:
+    """A stored answer as one chat.completion (to estimate a replay whose provider reported no usage)."""
+    obj = orjson.loads(body) if kind == "json" else replay.sse_to_completion(replay.decode_events(body))
+    return obj if isinstance(obj, dict) else None
 
 
 def _max_tokens(body: Mapping[str, Any]) -> int:

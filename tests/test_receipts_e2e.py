@@ -19,8 +19,10 @@ import pytest
 from click.testing import CliRunner
 from fake_upstream import _answer, _stream_events
 
+from nextmodel_proxy import db
 from nextmodel_proxy.cli import main as cli_main
 from nextmodel_proxy.config import load_config
+from nextmodel_proxy.keys import KeySettings, create_key
 from nextmodel_proxy.receipts import EXPORT_COLUMNS
 
 PROMPT = "hello there world"  # 17 chars: the fake bills 9 + 17 // 4 = 13 prompt tokens
@@ -424,11 +426,11 @@ async def test_stream_cut_by_the_upstream_is_estimated_not_free(client: Any, pro
 # --- cache replays ------------------------------------------------------------------------------------
 
 
-async def _until_replayed(client: Any, **kw: Any) -> Any:
+async def _until_replayed(client: Any, model: str = "gpt-test", **kw: Any) -> Any:
     """Repeat a request until the proxy replays it (the cache write is queued behind the first receipt)."""
     deadline = time.monotonic() + 2.0
     while True:
-        raw = await client.chat.completions.with_raw_response.create(model="gpt-test", messages=MESSAGES,
+        raw = await client.chat.completions.with_raw_response.create(model=model, messages=MESSAGES,
                                                                      temperature=0, **kw)
         if raw.headers["x-nextmodel-served-mode"] == "exact-cache":
             return raw
@@ -480,6 +482,26 @@ async def test_stream_replay_receipt_has_the_stored_usage(client: Any, proxy: An
     assert r["billed_cost_usd"] == "0.000000555"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_replay_of_an_answer_without_usage_is_estimated_like_its_fresh_call(
+        client: Any, proxy: Any, stream: bool) -> None:
+    first = await client.chat.completions.with_raw_response.create(model="fake-nousage", messages=MESSAGES,
+                                                                   temperature=0, stream=stream)
+    if stream:
+        [c async for c in first.parse()]
+    replayed = await _until_replayed(client, "fake-nousage", stream=stream)
+    if stream:
+        [c async for c in replayed.parse()]
+    fresh = await _receipt(proxy, first.headers["x-nextmodel-receipt-id"])
+    r = await _receipt(proxy, replayed.headers["x-nextmodel-receipt-id"])
+    assert fresh["usage_source"] == r["usage_source"] == "estimated"
+    assert (r["served_mode"], r["prompt_tokens"], r["completion_tokens"]) == (
+        "exact-cache", fresh["prompt_tokens"], fresh["completion_tokens"])
+    # a known cost (not "no usage"): the fresh call's estimate, billed at the replay ratio
+    assert r["cost_unknown_reason"] is None and r["fresh_cost_usd"] == fresh["billed_cost_usd"]
+    assert Decimal(r["billed_cost_usd"]) == Decimal(fresh["billed_cost_usd"]) * Decimal("0.1")
+
+
 # --- the bytes a stream client sees ---------------------------------------------------------------------
 
 
@@ -518,3 +540,55 @@ async def test_embeddings_receipt(client: Any, proxy: Any) -> None:
     assert (r["endpoint"], r["prompt_tokens"], r["completion_tokens"], r["usage_source"]) == (
         "embeddings", 4, 0, "upstream")
     assert r["billed_cost_usd"] == raw.headers["x-nextmodel-cost-usd"] == "0.00000008"
+
+
+# --- keys: attribution, refusals, who may read which receipt ---------------------------------------------
+
+
+def _make_keys(path: Path) -> dict[str, Any]:
+    conn = db.open_db(path)
+    try:
+        conn.execute("BEGIN")
+        made = {name: create_key(conn, settings) for name, settings in (
+            ("web", KeySettings(project="web", team="growth", rpm=1)),
+            ("shop", KeySettings(project="shop")),
+            ("admin", KeySettings(is_admin=True)))}
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return {name: (new.plaintext, record.key_id) for name, (new, record) in made.items()}
+
+
+async def _get_as(proxy: Any, secret: str, path: str, **params: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {secret}"}) as s, \
+            s.get(f"{proxy.base}{path}", params=params) as r:
+        return r.status, await r.json()
+
+
+async def test_keyed_receipts_are_attributed_refused_and_readable_by_their_project_only(
+        tmp_path: Path, write_config: Any, start_proxy: Any, fake_upstream: Any) -> None:
+    keys = _make_keys(tmp_path / "ledger.db")
+    proxy = await start_proxy(write_config())
+    (web, web_id), (shop, _), (admin, _) = keys["web"], keys["shop"], keys["admin"]
+    async with openai.AsyncOpenAI(base_url=proxy.base, api_key=web, max_retries=0) as client:
+        _, headers = await _chat(client, extra_headers={"x-nextmodel-project": "spoofed"})
+        with pytest.raises(openai.RateLimitError) as info:  # rpm 1: the second request in a minute is refused
+            await _chat(client)
+    ok_id, refused_id = headers["x-nextmodel-receipt-id"], info.value.response.headers["x-nextmodel-receipt-id"]
+    async with openai.AsyncOpenAI(base_url=proxy.base, api_key="nm-wrong", max_retries=0) as stranger:
+        with pytest.raises(openai.AuthenticationError):
+            await _chat(stranger)
+    assert fake_upstream.state.calls == 1 and _rows(tmp_path) == 2  # the 401 left no receipt
+
+    status, r = await _get_as(proxy, web, f"/receipts/{ok_id}")
+    assert status == 200 and (r["key_id"], r["project"], r["team"]) == (web_id, "web", "growth")
+    status, refused = await _get_as(proxy, web, f"/receipts/{refused_id}")
+    assert status == 200 and (refused["status"], refused["served_mode"], refused["key_id"]) == (429, "error", web_id)
+    assert refused["error_code"] == info.value.code and refused["billed_cost_usd"] == "0.00"
+    assert (await _get_as(proxy, shop, f"/receipts/{ok_id}"))[0] == 404  # another project's receipt
+    assert (await _get_as(proxy, admin, f"/receipts/{ok_id}"))[0] == 200
+    assert (await _get_as(proxy, shop, "/receipts"))[1]["data"] == []
+    assert (await _get_as(proxy, shop, "/receipts", project="web"))[0] == 403
+    assert [x["id"] for x in (await _get_as(proxy, admin, "/receipts"))[1]["data"]] == [refused_id, ok_id]
+    status, _ = await _get(proxy, f"/receipts/{ok_id}")
+    assert status == 401  # no key at all once keys exist
