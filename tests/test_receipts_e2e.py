@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import io
 import re
 import sqlite3
@@ -23,7 +24,7 @@ from nextmodel_proxy import db
 from nextmodel_proxy.cli import main as cli_main
 from nextmodel_proxy.config import load_config
 from nextmodel_proxy.keys import KeySettings, create_key
-from nextmodel_proxy.receipts import EXPORT_COLUMNS
+from nextmodel_proxy.receipts import EXPORT_COLUMNS, Receipt
 
 PROMPT = "hello there world"  # 17 chars: the fake bills 9 + 17 // 4 = 13 prompt tokens
 ANSWER = "Echo: hello there world"  # 23 chars: the fake bills 1 + 23 // 4 = 6 completion tokens
@@ -84,7 +85,7 @@ def _cli(tmp_path: Path, *args: str) -> Any:
 async def test_fresh_call_receipt_has_every_field(client: Any, proxy: Any, fake_upstream: Any) -> None:
     completion, headers = await _chat(client, extra_headers={
         "x-request-id": "req-client-42", "x-nextmodel-project": "web", "x-nextmodel-team": "growth",
-        "x-nextmodel-tags": "exp-a, nightly"})
+        "x-nextmodel-tags": "exp-a, nightly", "x-nextmodel-environment": "staging"})
     rid = headers["x-nextmodel-receipt-id"]
     assert rid.startswith("rcpt_")
     assert headers["x-nextmodel-receipt-url"].endswith(f"/v1/receipts/{rid}")
@@ -93,7 +94,8 @@ async def test_fresh_call_receipt_has_every_field(client: Any, proxy: Any, fake_
     assert (r["object"], r["id"], r["receipt_id"]) == ("receipt", rid, rid)
     assert CREATED_RE.match(r["created_utc"])
     assert r["request_id"] == "req-client-42"
-    assert (r["project"], r["team"], r["tags"], r["key_id"]) == ("web", "growth", ["exp-a", "nightly"], None)
+    assert (r["project"], r["team"], r["environment"], r["tags"], r["key_id"]) == (
+        "web", "growth", "staging", ["exp-a", "nightly"], None)
     assert (r["endpoint"], r["model_requested"], r["model"], r["upstream_model"]) == (
         "chat", "gpt-test", "gpt-test", "fake-basic")
     assert (r["provider"], r["served_mode"], r["stream"], r["status"], r["error_code"]) == (
@@ -112,6 +114,8 @@ async def test_fresh_call_receipt_has_every_field(client: Any, proxy: Any, fake_
     assert r["reused_receipt_id"] is None
     assert r["attempts"][-1] == {"provider": "fake", "model": "gpt-test", "outcome": "200"}
     assert re.fullmatch(r"[0-9a-f]{64}", r["hash"]) and r["seq"] == 1
+    assert (r["route"], r["cache_key"], r["cache_status"]) == (None, None, "bypass")  # not deterministic: no cache
+    assert set(r) == {"object", "id"} | {f.name for f in dataclasses.fields(Receipt)}  # every field is served
 
     assert headers["x-nextmodel-served-mode"] == "fresh" and headers["x-nextmodel-provider"] == "fake"
     assert headers["x-nextmodel-usage-source"] == r["usage_source"]
@@ -170,13 +174,18 @@ async def test_stream_client_that_asked_for_usage_gets_the_chunk_unchanged(
 # --- cached tokens ------------------------------------------------------------------------------
 
 
-async def test_deepseek_cache_hits_are_priced_at_the_cached_rate(client: Any, proxy: Any) -> None:
-    _, headers = await _chat(client, model="fake-deepseek")
-    r = await _receipt(proxy, headers["x-nextmodel-receipt-id"])
-    assert (r["prompt_tokens"], r["cached_tokens"], r["completion_tokens"]) == (13, 8, 6)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_deepseek_cache_hits_are_priced_at_the_cached_rate(client: Any, proxy: Any, stream: bool) -> None:
+    raw = await client.chat.completions.with_raw_response.create(model="fake-deepseek", messages=MESSAGES,
+                                                                 stream=stream)
+    if stream:
+        assert [c.usage async for c in raw.parse() if c.usage is not None] == []
+    r = await _receipt(proxy, raw.headers["x-nextmodel-receipt-id"])
+    assert (r["prompt_tokens"], r["cached_tokens"], r["completion_tokens"], r["stream"]) == (13, 8, 6, stream)
     # 5 uncached x 0.28 + 8 cached x 0.028 + 6 x 0.42 = 1.4 + 0.224 + 2.52 = 4.144 per 1M
     assert r["billed_cost_usd"] == r["upstream_cost_usd"] == "0.000004144"
-    assert headers["x-nextmodel-cost-usd"] == "0.000004144"
+    if not stream:
+        assert raw.headers["x-nextmodel-cost-usd"] == "0.000004144"
 
 
 async def test_openai_cached_tokens_are_part_of_prompt_and_billed_once(
@@ -592,3 +601,26 @@ async def test_keyed_receipts_are_attributed_refused_and_readable_by_their_proje
     assert [x["id"] for x in (await _get_as(proxy, admin, "/receipts"))[1]["data"]] == [refused_id, ok_id]
     status, _ = await _get(proxy, f"/receipts/{ok_id}")
     assert status == 401  # no key at all once keys exist
+
+
+async def test_price_version_is_stable_across_restarts_and_changes_with_the_price(
+        tmp_path: Path, write_config: Any, start_proxy: Any) -> None:
+    async def one_call(config: Any) -> dict[str, Any]:
+        proxy = await start_proxy(config)
+        async with openai.AsyncOpenAI(base_url=proxy.base, api_key="x", max_retries=0) as client:
+            _, headers = await _chat(client)
+        receipt = await _receipt(proxy, headers["x-nextmodel-receipt-id"])
+        await proxy.close()
+        return receipt
+
+    first = await one_call(write_config())
+    same = await one_call(write_config())
+    path = tmp_path / "providers.yaml"
+    path.write_text(path.read_text().replace("upstream_id: fake-basic, price: {input: 0.15,",
+                                             "upstream_id: fake-basic, price: {input: 0.16,", 1))
+    repriced = await one_call(load_config(path))
+    assert first["price_version"] == same["price_version"] != repriced["price_version"]
+    assert repriced["billed_cost_usd"] == "0.00000568"  # 13 x 0.16 + 6 x 0.60 = 5.68 per 1M
+    assert repriced["prev_hash"] == same["hash"] and same["prev_hash"] == first["hash"]
+    verified = _cli(tmp_path, "receipts", "verify")
+    assert verified.exit_code == 0 and "3 receipts checked" in verified.output
