@@ -102,7 +102,7 @@ class Pipeline:
         except ProxyError as exc:
             ex.fail(exc.status, exc.code)
             await self._finish(ex, wait=True, raise_on_ledger=False)
-            exc.headers.update(ex.headers())
+            exc.headers.update(ex.headers(final=True))  # a refusal is a complete non-stream answer
             raise
         except (asyncio.CancelledError, ClientGone):
             ex.fail(499, "client_closed")

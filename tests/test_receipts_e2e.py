@@ -254,6 +254,9 @@ async def test_unknown_model_is_a_404_with_an_error_receipt(client: Any, proxy: 
     assert (r["served_mode"], r["status"], r["error_code"]) == ("error", 404, "model_not_found")
     assert (r["model_requested"], r["model"], r["provider"]) == ("no-such-model", None, None)
     assert r["billed_cost_usd"] == "0.00"
+    headers = info.value.response.headers
+    assert (headers["x-nextmodel-served-mode"], headers["x-nextmodel-usage-source"]) == ("error", "none")
+    assert headers["x-nextmodel-cost-usd"] == "0.00"
 
 
 async def test_malformed_request_gets_no_receipt(client: Any, proxy: Any, tmp_path: Path) -> None:
@@ -415,6 +418,7 @@ async def test_budget_refusal_gets_a_receipt_costing_nothing(
     assert (r["project"], r["status"], r["error_code"], r["served_mode"]) == ("tiny", 429, "budget_exceeded", "error")
     assert (r["model"], r["billed_cost_usd"], r["upstream_cost_usd"]) == ("gpt-test", "0.00", "0.00")
     assert r["attempts"] == [{"route": None, "decision": r["attempts"][0]["decision"]}]
+    assert info.value.response.headers["x-nextmodel-cost-usd"] == "0.00"
 
 
 async def test_stream_cut_by_the_upstream_is_estimated_not_free(client: Any, proxy: Any) -> None:
