@@ -46,9 +46,10 @@ async def _get(proxy: Any, path: str, **params: str) -> tuple[int, Any]:
         return r.status, await r.json()
 
 
-async def _receipt(proxy: Any, receipt_id: str) -> dict[str, Any]:
-    """The receipt through GET /v1/receipts/{id}, waiting (bounded) for a stream's queued write."""
-    deadline = time.monotonic() + 2.0
+async def _receipt(proxy: Any, receipt_id: str, *, queued: bool = False) -> dict[str, Any]:
+    """The receipt through GET /v1/receipts/{id}. A non-stream answer is sent only once its receipt is
+    committed, so it must be there at once; a stream's is `queued` at its end: wait for it (bounded)."""
+    deadline = time.monotonic() + (2.0 if queued else 0.0)
     while True:
         status, body = await _get(proxy, f"/receipts/{receipt_id}")
         if status == 200:
@@ -147,7 +148,7 @@ async def test_stream_asks_upstream_for_usage_and_hides_it_from_a_client_that_di
     assert fake_upstream.state.requests[-1]["stream_options"] == {"include_usage": True}
     assert all(c.usage is None for c in chunks) and all(c.choices for c in chunks)
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == ANSWER
-    r = await _receipt(proxy, raw.headers["x-nextmodel-receipt-id"])
+    r = await _receipt(proxy, raw.headers["x-nextmodel-receipt-id"], queued=True)
     assert (r["stream"], r["served_mode"], r["status"], r["error_code"]) == (True, "fresh", 200, None)
     assert (r["prompt_tokens"], r["completion_tokens"], r["usage_source"]) == (13, 6, "upstream")
     assert r["billed_cost_usd"] == "0.00000555"
@@ -167,7 +168,7 @@ async def test_stream_client_that_asked_for_usage_gets_the_chunk_unchanged(
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
                                       "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
-    r = await _receipt(proxy, raw.headers["x-nextmodel-receipt-id"])
+    r = await _receipt(proxy, raw.headers["x-nextmodel-receipt-id"], queued=True)
     assert (r["prompt_tokens"], r["completion_tokens"], r["usage_source"]) == (13, 6, "upstream")
 
 
@@ -180,7 +181,7 @@ async def test_deepseek_cache_hits_are_priced_at_the_cached_rate(client: Any, pr
                                                                  stream=stream)
     if stream:
         assert [c.usage async for c in raw.parse() if c.usage is not None] == []
-    r = await _receipt(proxy, raw.headers["x-nextmodel-receipt-id"])
+    r = await _receipt(proxy, raw.headers["x-nextmodel-receipt-id"], queued=stream)
     assert (r["prompt_tokens"], r["cached_tokens"], r["completion_tokens"], r["stream"]) == (13, 8, 6, stream)
     # 5 uncached x 0.28 + 8 cached x 0.028 + 6 x 0.42 = 1.4 + 0.224 + 2.52 = 4.144 per 1M
     assert r["billed_cost_usd"] == r["upstream_cost_usd"] == "0.000004144"
@@ -217,7 +218,7 @@ async def test_stream_without_usage_is_estimated_too(client: Any, proxy: Any) ->
     raw = await client.chat.completions.with_raw_response.create(model="fake-nousage", messages=MESSAGES,
                                                                  stream=True)
     [c async for c in raw.parse()]
-    r = await _receipt(proxy, raw.headers["x-nextmodel-receipt-id"])
+    r = await _receipt(proxy, raw.headers["x-nextmodel-receipt-id"], queued=True)
     assert (r["usage_source"], r["completion_tokens"]) == ("estimated", 6)
     assert r["prompt_tokens"] > 0
 
@@ -426,7 +427,7 @@ async def test_stream_cut_by_the_upstream_is_estimated_not_free(client: Any, pro
                                                                  stream=True)
     with pytest.raises(openai.APIError):
         [c async for c in raw.parse()]
-    r = await _receipt(proxy, raw.headers["x-nextmodel-receipt-id"])
+    r = await _receipt(proxy, raw.headers["x-nextmodel-receipt-id"], queued=True)
     assert (r["stream"], r["served_mode"], r["status"], r["error_code"]) == (True, "error", 502, "upstream_unreachable")
     # The upstream answered and was cut off after "Echo: hello th" (14 chars relayed): it consumed the prompt and
     # generated tokens, so the receipt estimates them instead of billing a silent 0.
@@ -484,12 +485,12 @@ async def test_stream_replay_receipt_has_the_stored_usage(client: Any, proxy: An
     chunks = [c async for c in replayed.parse()]
     assert all(c.usage is None for c in chunks)  # the client did not ask for usage
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == ANSWER
-    r = await _receipt(proxy, replayed.headers["x-nextmodel-receipt-id"])
+    r = await _receipt(proxy, replayed.headers["x-nextmodel-receipt-id"], queued=True)
     assert (r["served_mode"], r["stream"], r["usage_source"], r["prompt_tokens"], r["completion_tokens"]) == (
         "exact-cache", True, "cache", 13, 6)
     # A repeat sent before the first stream's cache write committed also went upstream and stored its
     # answer; the replay points at whichever fresh stream stored it.
-    reused = await _receipt(proxy, r["reused_receipt_id"])
+    reused = await _receipt(proxy, r["reused_receipt_id"], queued=True)
     assert (reused["served_mode"], reused["stream"], reused["model"]) == ("fresh", True, "gpt-test")
     assert fake_upstream.state.calls >= 1 and reused["fresh_cost_usd"] == r["fresh_cost_usd"] == "0.00000555"
     assert r["billed_cost_usd"] == "0.000000555"
@@ -505,8 +506,8 @@ async def test_replay_of_an_answer_without_usage_is_estimated_like_its_fresh_cal
     replayed = await _until_replayed(client, "fake-nousage", stream=stream)
     if stream:
         [c async for c in replayed.parse()]
-    fresh = await _receipt(proxy, first.headers["x-nextmodel-receipt-id"])
-    r = await _receipt(proxy, replayed.headers["x-nextmodel-receipt-id"])
+    fresh = await _receipt(proxy, first.headers["x-nextmodel-receipt-id"], queued=stream)
+    r = await _receipt(proxy, replayed.headers["x-nextmodel-receipt-id"], queued=stream)
     assert fresh["usage_source"] == r["usage_source"] == "estimated"
     assert (r["served_mode"], r["prompt_tokens"], r["completion_tokens"]) == (
         "exact-cache", fresh["prompt_tokens"], fresh["completion_tokens"])
