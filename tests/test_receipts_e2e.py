@@ -366,6 +366,10 @@ async def test_csv_export_round_trips_and_totals_equal_spend(client: Any, proxy:
 
     jsonl = _cli(tmp_path, "receipts", "export", "--format", "jsonl", "--project", "a")
     assert jsonl.exit_code == 0, jsonl.output
+    listed = _cli(tmp_path, "receipts", "list", "--json", "--limit", "100")
+    assert [r["id"] for r in orjson.loads(listed.output)["data"]] == list(api)  # the API's list, newest first
+    errors = _cli(tmp_path, "receipts", "export", "--format", "jsonl", "--since", "1h", "--mode", "error")
+    assert [orjson.loads(line)["receipt_id"] for line in errors.output.splitlines()] == [ids[5]]
     lines = [orjson.loads(line) for line in jsonl.output.splitlines()]
     assert [rec["receipt_id"] for rec in lines] == [ids[0], ids[2], ids[4], ids[5]]
     assert all(list(rec) == list(EXPORT_COLUMNS) for rec in lines)
