@@ -17,7 +17,9 @@ def usage_of(ex: Exchange) -> pricing.Usage | None:
     """The exchange's usage in OpenAI semantics; estimated by us when a successful answer reported none."""
     if ex.usage is not None:
         return pricing.normalise_usage(ex.usage, "openai")
-    if ex.status == 200 and ex.served_mode == "fresh" and ex.completion_chars is not None:
+    # completion_chars is set only when there is an answer: an upstream 200 (a stream it then cut, served_mode
+    # error, was still consumed upstream) or a replay of one that had no usage. Estimated, never a silent 0.
+    if ex.completion_chars is not None and ex.served_mode in ("fresh", "error", "exact-cache"):
         ex.usage_source = "estimated"
         prompt = estimate_prompt_tokens(ex.body) if ex.endpoint == "chat" else _embedding_tokens(ex.body)
         return pricing.Usage(prompt, (ex.completion_chars + 3) // 4)

@@ -7,9 +7,11 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
+import orjson
 
 from nextmodel_proxy import cache, caching, replay, routing
 from nextmodel_proxy.accounting import build_receipt
@@ -100,7 +102,7 @@ class Pipeline:
         except ProxyError as exc:
             ex.fail(exc.status, exc.code)
             await self._finish(ex, wait=True, raise_on_ledger=False)
-            exc.headers.update(ex.headers())
+            exc.headers.update(ex.headers(final=True))  # a refusal is a complete non-stream answer
             raise
         except (asyncio.CancelledError, ClientGone):
             ex.fail(499, "client_closed")
@@ -143,7 +145,8 @@ class Pipeline:
 
     def _worst_case(self, ex: Exchange, targets: list[Target]) -> Any:
         costs = [routing.estimate_request_cost(t.model, ex.body) for t in targets]
-        return max((c for c in costs if c is not None), default=0)
+        # Decimal, not int: the budget book converts it with Decimal methods (an unpriced model costs 0 here).
+        return max((c for c in costs if c is not None), default=Decimal(0))
 
     # --- cache hits and followers -------------------------------------------------------------
 
@@ -159,7 +162,8 @@ class Pipeline:
         fresh = hit.fresh_cost_pusd
         billed = replay_billed(from_pusd(fresh), self.config.cache.replay_price_ratio) if fresh is not None else 0
         ex.reservation = self.services.budgets.reserve(ex, billed)
-        ex.served_from(hit.usage, hit.fresh_receipt_id, "hit")
+        ex.served_from(hit.usage, hit.fresh_receipt_id, "hit",
+                       _stored_answer(hit.response_kind, hit.body) if hit.usage is None else None)
         ex.cache_hit = hit
         ex.extra_headers.update(caching.status_headers(ex.cache_plan, "hit"))
         return await self._write_replay(ex, caching.hit_body(hit, ex), sink)
@@ -186,13 +190,15 @@ class Pipeline:
         except FlightFailed:
             return _NOT_SERVED
         kind, body = caching.flight_result(events, flight.final)
-        self._served_by_leader(ex, leader_receipt, caching.usage_from(kind, body))
+        usage = caching.usage_from(kind, body)
+        self._served_by_leader(ex, leader_receipt, usage, _stored_answer(kind, body) if usage is None else None)
         return await self._write_replay(ex, replay.replay(kind, body, stream=ex.stream,
                                                           include_usage=ex.client_wants_usage), sink)
 
     @staticmethod
-    def _served_by_leader(ex: Exchange, leader_receipt: str | None, usage: dict[str, Any] | None) -> None:
-        ex.served_from(usage, leader_receipt, "hit")
+    def _served_by_leader(ex: Exchange, leader_receipt: str | None, usage: dict[str, Any] | None,
+                          answer: dict[str, Any] | None = None) -> None:
+        ex.served_from(usage, leader_receipt, "hit", answer)
         ex.extra_headers.update(caching.status_headers(ex.cache_plan, "hit"))
 
     async def _follow_stream(self, ex: Exchange, flight: Flight, sink: StreamSink, leader_receipt: str | None) -> Any:
@@ -411,6 +417,12 @@ class _Attempt:
 def _log_ledger_failure(future: asyncio.Future[None]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("a receipt could not be committed yet (kept for retry): %s", future.exception())
+
+
+def _stored_answer(kind: str, body: bytes) -> dict[str, Any] | None:
+    """A stored answer as one chat.completion (to estimate a replay whose provider reported no usage)."""
+    obj = orjson.loads(body) if kind == "json" else replay.sse_to_completion(replay.decode_events(body))
+    return obj if isinstance(obj, dict) else None
 
 
 def _max_tokens(body: Mapping[str, Any]) -> int:
