@@ -198,16 +198,24 @@ def check_bind(host: str, has_keys: bool, allow_open: bool) -> None:
     )
 
 
-async def run_refresher(db_path: str | Path, targets: Sequence[Refreshable], interval_s: float = 0.5) -> None:
-    """Poll the change counter on a read connection and reload `targets`; run as a task, cancel to stop."""
+def _refresh_once(db_path: str | Path, targets: Sequence[Refreshable]) -> None:
     conn = db.connect(db_path, readonly=True)
     try:
-        while True:
-            await asyncio.sleep(interval_s)
-            for target in targets:
-                try:
-                    await asyncio.to_thread(target.refresh_if_changed, conn)
-                except sqlite3.Error as exc:  # a transient lock must not stop future refreshes
-                    log.warning("key/budget refresh failed: %s", exc)
+        for target in targets:
+            target.refresh_if_changed(conn)
     finally:
         conn.close()
+
+
+async def run_refresher(db_path: str | Path, targets: Sequence[Refreshable], interval_s: float = 0.5) -> None:
+    """Poll the change counter and reload `targets`; run as a task, cancel to stop.
+
+    Each poll opens, reads and closes its own connection inside the worker thread: cancelling the task
+    while a poll runs must never close a connection another thread is still using.
+    """
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(_refresh_once, db_path, targets)
+        except sqlite3.Error as exc:  # a transient lock must not stop future refreshes
+            log.warning("key/budget refresh failed: %s", exc)
