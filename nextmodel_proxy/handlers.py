@@ -112,7 +112,8 @@ async def get_receipt(request: web.Request) -> web.Response:
     """GET /v1/receipts/{id}: one receipt, to its key's project (or an admin, or anyone in open mode)."""
     principal = request.app[PIPELINE].authenticate(request.headers)
     receipt = receipts.get_receipt(_reader(request), request.match_info["receipt_id"])
-    if receipt is None or not can_read_project(principal, receipt.project):
+    # principal None is open mode (no keys exist): every receipt is readable, as /v1/receipts lists them all.
+    if receipt is None or (principal is not None and not can_read_project(principal, receipt.project)):
         raise ProxyError(404, f"No receipt {request.match_info['receipt_id']!r} on this proxy.", "not_found")
     return web.Response(body=orjson.dumps(receipts.receipt_to_json(receipt)), content_type=_JSON)
 
@@ -120,12 +121,17 @@ async def get_receipt(request: web.Request) -> web.Response:
 async def list_receipts(request: web.Request) -> web.Response:
     """GET /v1/receipts?since=&until=&project=&model=&mode=&limit=&cursor= (newest first)."""
     principal = request.app[PIPELINE].authenticate(request.headers)
-    q = request.query
-    project = q.get("project")
+    project = request.query.get("project")
     if principal is not None and not principal.is_admin:
         if project is not None and project != principal.project:
             raise ProxyError(403, "This key can read only its own project's receipts.", "permission_denied")
         project = principal.project
+    return receipts_page(request, project)
+
+
+def receipts_page(request: web.Request, project: str | None) -> web.Response:
+    """One page of receipts (newest first) for the query's filters; the caller decides the project."""
+    q = request.query
     try:
         since = parse_time(q["since"]) if q.get("since") else None
         until = parse_time(q["until"]) if q.get("until") else None
