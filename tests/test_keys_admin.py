@@ -81,11 +81,12 @@ async def test_bad_key_bodies_are_400_and_create_nothing(config: Config, start_p
 
 
 async def test_budgets_set_over_http_are_enforced_and_listed(config: Config, start_proxy: Any) -> None:
+    mobile_key = direct_key(Path(config.ledger.path), KeySettings(project="mobile"))
     proxy = await start_proxy(config)
     status, budget = await http(proxy, "POST", "/admin/budgets", ADMIN,
                                 {"project": "mobile", "amount": "0.0024", "currency": "GBP", "period": "week"})
     assert status == 200 and (budget["scope"], budget["amount"], budget["currency"]) == ("project", "0.0024", "GBP")
-    async with sdk(proxy, "open", **{"x-nextmodel-project": "mobile"}) as client:
+    async with sdk(proxy, mobile_key) as client:
         await ask(client, "aa")  # 0.003 USD = 0.0024 GBP: the budget is now spent exactly
         with pytest.raises(openai.RateLimitError):
             await ask(client, "bb")
@@ -99,9 +100,10 @@ async def test_budgets_set_over_http_are_enforced_and_listed(config: Config, sta
 
 
 async def test_admin_reads_every_projects_receipts(config: Config, start_proxy: Any) -> None:
+    keys = [direct_key(Path(config.ledger.path), KeySettings(project=project)) for project in ("one", "two")]
     proxy = await start_proxy(config)
-    for project in ("one", "two"):
-        async with sdk(proxy, "open", **{"x-nextmodel-project": project}) as client:
+    for key in keys:
+        async with sdk(proxy, key) as client:
             await ask(client)
     status, body = await http(proxy, "GET", "/admin/receipts", ADMIN)
     assert status == 200 and sorted(r["project"] for r in body["data"]) == ["one", "two"]
@@ -153,3 +155,11 @@ def test_serve_binds_a_public_host_with_allow_open_keys_or_an_admin_key(
     assert ledger_has_keys(config.ledger.path)  # a revoked key still closes the proxy, as KeyStore does
     assert serve(config, "--host", "0.0.0.0").exit_code == 0
     assert no_serving == [("0.0.0.0", 1), ("127.0.0.1", 1), ("0.0.0.0", 1), ("0.0.0.0", 1)]
+
+
+async def test_an_admin_key_from_env_closes_open_mode(config: Config, start_proxy: Any) -> None:
+    proxy = await start_proxy(config)  # no keys in the ledger, but NMPROXY_ADMIN_KEY is set
+    async with sdk(proxy, "sk-anything") as client:
+        with pytest.raises(openai.AuthenticationError):
+            await ask(client)
+    assert await works(proxy, ADMIN)
