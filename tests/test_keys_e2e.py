@@ -143,9 +143,9 @@ async def test_missing_wrong_revoked_and_expired_keys_get_distinct_401s(config: 
 
 async def test_keys_made_and_revoked_with_the_cli_apply_to_a_running_proxy_within_a_second(
         config: Config, ledger: Path, start_proxy: Any) -> None:
-    direct_key(ledger, KeySettings(project="web"))
+    direct_key(ledger, KeySettings(project="ops"))  # projects without a budget: polling spends freely
     proxy = await start_proxy(config)
-    plaintext, key_id = cli_key(config, "--project", "web")
+    plaintext, key_id = cli_key(config, "--project", "ops")
 
     # The refresher polls every 0.5 s; the margin is for a loaded machine.
     assert await poll(lambda: works(proxy, plaintext)) < 1.5
@@ -300,3 +300,23 @@ async def test_spend_by_key_project_and_team_shows_each_budget(config: Config, s
     table = cli(config, "spend", "--by", "key")
     assert "BUDGET" in table and "0.006 USD" in table
     assert orjson.loads(cli(config, "spend", "--by", "team", "--json"))["rows"][0]["budgets"] == []
+
+
+async def test_streamed_answers_settle_their_cost_against_the_budget(config: Config, ledger: Path,
+                                                                     start_proxy: Any) -> None:
+    key, key_id = cli_key(config, "--project", "p1", "--budget", "0.006", "--budget-period", "total")
+    proxy = await start_proxy(config)
+    async with sdk(proxy, key) as client:
+        for word in ("aa", "bb"):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="metered", messages=[{"role": "user", "content": word}], max_tokens=3, stream=True)
+            assert "".join([c.choices[0].delta.content or "" async for c in raw.parse() if c.choices]) == \
+                f"Echo: {word}"
+        assert raw.headers["x-nextmodel-budget-remaining"] == "0.003 USD"  # known when the stream starts
+        with pytest.raises(openai.RateLimitError):
+            await ask(client, "cc")
+    await poll(lambda: _true(billed(ledger, "key_id", key_id) == 2 * COST_PUSD))
+
+
+async def _true(value: bool) -> bool:
+    return value
