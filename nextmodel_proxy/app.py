@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from nextmodel_proxy import handlers
+from nextmodel_proxy import admin, handlers
 from nextmodel_proxy.appkeys import CONFIG, PIPELINE, SERVICES, SESSION
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError, error_body
@@ -24,6 +24,7 @@ ROUTES = [
     ("GET", "/healthz", handlers.healthz),
     ("GET", "/v1/receipts", handlers.list_receipts),
     ("GET", "/v1/receipts/{receipt_id}", handlers.get_receipt),
+    *admin.ROUTES,
 ]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -100,8 +100,10 @@ class KeyStore:
 
     @property
     def open_mode(self) -> bool:
-        """No key was ever created (a revoked last key keeps the proxy closed)."""
-        return not self._entries
+        """No key was ever created and no admin key is set (a revoked last key keeps the proxy closed).
+
+        An admin key closes the proxy too: `serve` treats it as a key when deciding a public bind is safe."""
+        return not self._entries and not self._admin_key
 
     def refresh_if_changed(self, conn: sqlite3.Connection) -> bool:
         """Reload if the change counter moved; one indexed read otherwise. Returns whether it reloaded."""

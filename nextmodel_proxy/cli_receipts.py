@@ -16,6 +16,14 @@ import click
 import orjson
 
 from nextmodel_proxy import db
+from nextmodel_proxy.budget_store import (
+    SCOPES,
+    BudgetUsage,
+    UnknownCurrency,
+    format_amount,
+    spend_against_budgets,
+    usage_json,
+)
 from nextmodel_proxy.chain import verify
 from nextmodel_proxy.cli_common import config_option, db_option, existing_db, load_cli_config, resolve_db
 from nextmodel_proxy.config import CurrencyConfig
@@ -241,23 +249,58 @@ def verify_cmd(config_path: str | None, db_path: str | None) -> None:
 @filter_options
 @click.option("--json", "as_json", is_flag=True, help="Exact, unrounded decimal strings.")
 def spend_cmd(config_path: str | None, db_path: str | None, by: str, as_json: bool, **kw: Any) -> None:
-    """Spend totals with cache savings, in USD and the display currency."""
+    """Spend totals with cache savings, in USD and the display currency; by key/project/team, against budgets."""
     with read_ledger(db_path, config_path) as (conn, currency):
         rows = spend(conn, by, _filters(kw))
+        budgets = _budgets_by_group(conn, by, config_path)
     if by == "day":
         rows.sort(key=lambda r: r.group or "")
     total = spend_total(rows)
     if as_json:
+        out = [_spend_json(r, currency) for r in rows]
+        if budgets is not None:
+            for row, r in zip(out, rows, strict=True):
+                row["budgets"] = [usage_json(u) for u in budgets.get(r.group or "", [])]
         _echo_json({"by": by, "display_currency": currency.display,
                     "display_rate": format(currency.rates[currency.display], "f"),
-                    "rows": [_spend_json(r, currency) for r in rows], "total": _spend_json(total, currency)})
+                    "rows": out, "total": _spend_json(total, currency),
+                    **({"budgets": [usage_json(u) for us in budgets.values() for u in us]} if budgets is not None
+                       else {})})
         return
     header = [by.upper(), "RECEIPTS", "PROMPT", "COMPLETION", "CACHED", "UPSTREAM USD", "BILLED USD", "SAVINGS USD",
               f"BILLED {currency.display}", "UNKNOWN COST"]
     cells = [_spend_cells(r, currency) for r in rows]
-    _print_table(header, [*cells, _spend_cells(total, currency, "TOTAL")], display_at=8)
+    total_cells = _spend_cells(total, currency, "TOTAL")
+    if budgets is not None:
+        header += ["BUDGET", "PERIOD SPENT", "REMAINING"]
+        cells = [c + _budget_cells(budgets.get(r.group or "", [])) for c, r in zip(cells, rows, strict=True)]
+        total_cells += ["", "", ""]
+    _print_table(header, [*cells, total_cells], display_at=8)
     if currency.display != "USD":
         click.echo(f"rate: 1 USD = {format(currency.rates[currency.display], 'f')} {currency.display}")
+
+
+def _budgets_by_group(conn: sqlite3.Connection, by: str, config_path: str | None) -> dict[str, list[BudgetUsage]] | None:
+    """Budgets on each key/project/team with their current period's spend; None for other groupings."""
+    if by not in SCOPES:
+        return None
+    try:
+        usages = spend_against_budgets(conn, by, load_cli_config(config_path))
+    except UnknownCurrency as exc:
+        raise click.ClickException(str(exc)) from None
+    out: dict[str, list[BudgetUsage]] = {}
+    for usage in usages:
+        out.setdefault(usage.budget.scope_id, []).append(usage)
+    return out
+
+
+def _budget_cells(usages: list[BudgetUsage]) -> list[str]:
+    """'monthly 100 GBP' / spent / remaining, one budget per '; ' part (a group may have one per period)."""
+    if not usages:
+        return ["-", "-", "-"]
+    return ["; ".join(f"{u.budget.period} {format_amount(u.budget.amount, u.budget.currency)}" for u in usages),
+            "; ".join(format_amount(u.spent, u.budget.currency) for u in usages),
+            "; ".join(format_amount(max(u.remaining, Decimal(0)), u.budget.currency) for u in usages)]
 
 
 def _spend_cells(r: SpendRow, currency: CurrencyConfig, label: str | None = None) -> list[str]:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sqlite3
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import click
 
+from nextmodel_proxy import db
+from nextmodel_proxy.auth import ADMIN_ENV, UnsafeBindError, check_bind
 from nextmodel_proxy.cli_common import config_option, load_cli_config
 
 
@@ -27,7 +32,9 @@ def _use_uvloop() -> bool:
 @click.option("--port", type=int, default=None, help="Port (overrides server.port).")
 @click.option("--db", "db_path", envvar="NMPROXY_DB", default=None, help="SQLite ledger file (env NMPROXY_DB).")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(config_path: str | None, host: str | None, port: int | None, db_path: str | None, log_level: str) -> None:
+@click.option("--allow-open", is_flag=True, help="Serve without API keys on a non-loopback host (dangerous).")
+def serve(config_path: str | None, host: str | None, port: int | None, db_path: str | None, log_level: str,
+          allow_open: bool) -> None:
     """Start the proxy."""
     from aiohttp import web
 
@@ -38,12 +45,32 @@ def serve(config_path: str | None, host: str | None, port: int | None, db_path: 
     assert config is not None
     server = replace(config.server, host=host or config.server.host, port=port if port is not None else config.server.port)
     config = replace(config, server=server, ledger=replace(config.ledger, path=db_path or config.ledger.path))
+    try:
+        check_bind(server.host, bool(os.environ.get(ADMIN_ENV)) or ledger_has_keys(config.ledger.path), allow_open)
+    except UnsafeBindError as exc:
+        raise click.ClickException(str(exc)) from None
     loop_name = "uvloop" if _use_uvloop() else "asyncio"
     app = create_app(config)
     click.echo(f"nmproxy listening on http://{server.host}:{server.port}/v1 "
                f"(config {config.source_path}, ledger {config.ledger.path}, {loop_name})")
     web.run_app(app, host=server.host, port=server.port, print=None, access_log=None,
                 shutdown_timeout=server.shutdown_grace_s, handler_cancellation=True)
+
+
+def ledger_has_keys(db_path: str) -> bool:
+    """Whether any proxy key (even a revoked one) exists: then the proxy is closed, as KeyStore.open_mode says."""
+    if not Path(db_path).exists():
+        return False
+    try:
+        conn = db.connect(db_path, readonly=True)
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"cannot read the ledger {db_path!r}: {exc}") from None
+    try:
+        return conn.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
+    except sqlite3.OperationalError:  # a ledger from before keys existed has no api_keys table
+        return False
+    finally:
+        conn.close()
 
 
 @click.command("check-config")

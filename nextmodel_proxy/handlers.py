@@ -133,13 +133,22 @@ async def get_receipt(request: web.Request) -> web.Response:
 async def list_receipts(request: web.Request) -> web.Response:
     """GET /v1/receipts?since=&until=&project=&model=&mode=&limit=&cursor= (newest first)."""
     principal = request.app[PIPELINE].authenticate(request.headers)
+    project = request.query.get("project")
+    if principal is not None and not principal.is_admin:
+        if project is not None and project != principal.project:
+            raise ProxyError(403, "This key can read only its own project's receipts.", "permission_denied")
+        project = principal.project
+    return receipts_page(request, project)
+
+
+def receipts_page(request: web.Request, project: str | None) -> web.Response:
+    """One page of receipts (newest first) for the query's filters; the caller decides the project."""
     try:
         query = receipts.list_query(request.query)
     except receipts.QueryError as exc:
         raise ProxyError(400, f"Bad query parameter {exc.param}: {exc}", "invalid_value", param=exc.param) from None
-    if principal is not None and not principal.is_admin:
-        if query.get("project", principal.project) != principal.project:
-            raise ProxyError(403, "This key can read only its own project's receipts.", "permission_denied")
-        query["project"] = principal.project
+    query.pop("project", None)
+    if project is not None:
+        query["project"] = project
     rows, cursor = receipts.query_receipts(_reader(request), **query)
     return web.Response(body=orjson.dumps(receipts.list_json(rows, cursor)), content_type=_JSON)

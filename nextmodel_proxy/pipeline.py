@@ -178,7 +178,8 @@ class Pipeline:
             return None
         ex.mark_first_byte()
         await self._finish(ex, wait=True)
-        return Reply(200, {"Content-Type": "application/json", **ex.headers(final=True)}, out)
+        return Reply(200, {"Content-Type": "application/json", **ex.headers(final=True), **self._budget_headers(ex)},
+                     out)
 
     async def _follow(self, ex: Exchange, flight: Flight, sink: StreamSink) -> Any:
         """Answer from an identical request already in flight; _NOT_SERVED if it failed before we sent a byte."""
@@ -311,6 +312,7 @@ class Pipeline:
         headers = dict(call.headers)
         headers.setdefault("Content-Type", "application/json")
         headers.update(ex.headers(final=True))
+        headers.update(self._budget_headers(ex))  # after settling, so they count this answer's cost
         return Reply(call.status, headers, raw)
 
     async def _relay_stream(self, ex: Exchange, call: UpstreamCall, sink: StreamSink, flight: Flight | None) -> None:
