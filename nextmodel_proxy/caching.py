@@ -10,7 +10,14 @@ import orjson
 
 from nextmodel_proxy import replay
 from nextmodel_proxy.cache import CacheEntry, CacheHit
-from nextmodel_proxy.cache_key import CacheDecision, cache_key, canonical_request, decide, scope_for
+from nextmodel_proxy.cache_key import (
+    CacheDecision,
+    cache_key,
+    canonical_request,
+    decide,
+    header_mode,
+    scope_for,
+)
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.exchange import Exchange
@@ -45,6 +52,12 @@ def plan_cache(ex: Exchange, target: Target, config: Config) -> CachePlan:
     canonical = canonical_request(ex.body, scope=scope, provider=target.provider.name,
                                   upstream_model=target.model.upstream_id, endpoint=ex.endpoint)
     return CachePlan(decision, cache_key(canonical), canonical, scope)
+
+
+def refuse_only_without_cache(ex: Exchange) -> None:
+    """`only` must never reach the upstream, even when this proxy keeps no cache at all."""
+    if header_mode(ex.client_headers.get(CACHE_HEADER)) == "only":
+        raise cache_miss("x-nextmodel-cache: only, but this proxy keeps no cache (the ledger is disabled)")
 
 
 def cache_miss(message: str) -> ProxyError:

@@ -71,6 +71,7 @@ class Exchange:
     cache_hit: Any = None
     cache_payload: tuple[str, bytes] | None = None
     receipt: Any = None
+    detached: bool = False  # the client left but the upstream answer is still read for followers
 
     @property
     def model_requested(self) -> str:
@@ -78,7 +79,7 @@ class Exchange:
 
     @property
     def stream(self) -> bool:
-        return self.body.get("stream") is True
+        return self.endpoint == "chat" and self.body.get("stream") is True
 
     @property
     def client_wants_usage(self) -> bool:

@@ -20,7 +20,7 @@ class FlightFailed(Exception):
 class _Call:
     """The shared state of one in-flight key."""
 
-    __slots__ = ("canonical", "events", "done", "ok", "final", "changed", "touched")
+    __slots__ = ("canonical", "events", "done", "ok", "final", "changed", "touched", "followers")
 
     def __init__(self, canonical: bytes) -> None:
         self.canonical = canonical
@@ -30,6 +30,7 @@ class _Call:
         self.final: bytes | None = None
         self.changed = asyncio.Event()
         self.touched = time.monotonic()
+        self.followers = 0
 
     def wake(self) -> None:
         # Waiters hold the old Event; replacing it lets them wake once and wait afresh.
@@ -76,6 +77,10 @@ class Flight:
         self.finish(False)
 
     # --- follower side ---
+
+    @property
+    def has_followers(self) -> bool:
+        return self._call.followers > 0
 
     @property
     def final(self) -> bytes | None:
@@ -125,6 +130,7 @@ class SingleFlight:
         call = self._calls.get(key)
         if call is not None and time.monotonic() - call.touched <= self.idle_timeout_s:
             if call.canonical == canonical:
+                call.followers += 1
                 return Flight(self, key, call, False, self.idle_timeout_s)
             return Flight(self, key, _Call(canonical), True, self.idle_timeout_s)
         call = _Call(canonical)

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from multidict import CIMultiDict
 
 from nextmodel_proxy import cache, caching, replay, routing
 from nextmodel_proxy.accounting import build_receipt
@@ -103,15 +104,24 @@ class Pipeline:
             ex.fail(exc.status, exc.code)
             await self._finish(ex, wait=True, raise_on_ledger=False)
             exc.headers.update(ex.headers(final=True))  # a refusal is a complete non-stream answer
+            exc.headers.update(self._budget_headers(ex))
             raise
         except (asyncio.CancelledError, ClientGone):
-            ex.fail(499, "client_closed")
+            if not ex.detached:  # a detached leader records its own receipt when its upstream answer ends
+                ex.fail(499, "client_closed")
+                await self._finish(ex, wait=False)
+            raise
+        except Exception:
+            # A bug must not leave a budget hold behind or a request unrecorded; the middleware logs it.
+            ex.fail(500, "internal_error")
             await self._finish(ex, wait=False)
             raise
 
     async def _serve(self, ex: Exchange, sink: StreamSink) -> Reply | None:
         targets = self.resolve(ex)
         ex.target = ex.cache_target = targets[0]
+        if self.services.cache_reader is None:
+            caching.refuse_only_without_cache(ex)
         plan = caching.plan_cache(ex, targets[0], self.config) if self.services.cache_reader else None
         ex.cache_plan = plan
         ex.cache_key = plan.key if plan is not None else None
@@ -135,6 +145,22 @@ class Pipeline:
                 flight = None
         if flight is None:
             return await self._serve_upstream(ex, targets, sink, None)
+        if not ex.stream:
+            return await self._lead(ex, targets, sink, flight)
+        # A streaming leader runs in its own task: if its client leaves while others share its answer,
+        # the task goes on reading upstream for them (and records the receipt) instead of being cancelled.
+        task = asyncio.get_running_loop().create_task(self._lead(ex, targets, sink, flight))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if flight.has_followers and not task.done():
+                ex.detached = True
+            else:
+                task.cancel()
+                await asyncio.wait({task})
+            raise
+
+    async def _lead(self, ex: Exchange, targets: list[Target], sink: StreamSink, flight: Flight) -> Reply | None:
         self._leaders[flight.key] = ex.receipt_id
         try:
             with flight:
@@ -221,10 +247,13 @@ class Pipeline:
             if keepalive is None:
                 return _NOT_SERVED
             exc = ProxyError(502, "The identical request whose answer this stream was sharing ended before the "
-                             "answer was complete (upstream error or its client left); retry the request.",
-                             "upstream_error")
+                             "answer was complete (upstream error); retry the request.", "upstream_error")
+            # Nothing complete was delivered: an error, not a replay to bill.
+            ex.served_mode, ex.usage, ex.usage_source = "error", None, "none"
             ex.fail(exc.status, exc.code)
             await write(sink, error_event(exc))
+            await self._finish(ex, wait=False)
+            return None
         finally:
             if keepalive is not None:
                 keepalive.stop()
@@ -269,7 +298,11 @@ class Pipeline:
                 delay = policy.delay(attempt, last.retry_after) if retrying else None
                 if delay is None:
                     break
-                await asyncio.sleep(delay)
+                try:
+                    await asyncio.sleep(delay)
+                except asyncio.CancelledError:
+                    last.discard()  # the error response we were holding must not leak its connection
+                    raise
             if index == len(targets) - 1 or not should_fall_back(last.status, last.code, False):
                 break
         assert last is not None
@@ -309,7 +342,7 @@ class Pipeline:
         if flight is not None:
             flight.finish(ex.cache_payload is not None, raw if ex.cache_payload is not None else None)
         await self._finish(ex, wait=True)
-        headers = dict(call.headers)
+        headers = CIMultiDict(call.headers)  # upstreams may send lower-case names: ours must replace theirs
         headers.setdefault("Content-Type", "application/json")
         headers.update(ex.headers(final=True))
         headers.update(self._budget_headers(ex))  # after settling, so they count this answer's cost
@@ -319,10 +352,15 @@ class Pipeline:
         storing = ex.cache_plan is not None and ex.cache_plan.decision.write and ex.target is ex.cache_target
         tee = StreamTee(collect=True)
         await self._start_stream(ex, sink)
+        shared = flight is not None and storing
         try:
-            await relay_batches(event_batches(call), sink, tee, keepalive_s=self.config.server.keepalive_s,
-                                wants_usage=ex.client_wants_usage, on_first=ex.mark_first_byte,
-                                publish=flight.publish if flight is not None and storing else None)
+            lost = await relay_batches(
+                event_batches(call), sink, tee, keepalive_s=self.config.server.keepalive_s,
+                wants_usage=ex.client_wants_usage, on_first=ex.mark_first_byte,
+                publish=flight.publish if shared else None,
+                keep_reading=(lambda: flight.has_followers) if shared else None)
+            if lost:
+                ex.error_code = "client_closed"  # the answer was read to the end for the requests sharing it
             if not tee.done and tee.error is None:
                 # A clean close before the end: tell the client rather than let a cut answer pass as whole.
                 raise ProxyError(502, f"upstream {ex.provider_name!r} ended the stream before it was complete",
@@ -330,6 +368,10 @@ class Pipeline:
         except ProxyError as exc:
             ex.fail(exc.status, exc.code)
             await write(sink, error_event(exc))
+        except (ClientGone, asyncio.CancelledError):
+            if not tee.done:  # a client that already has [DONE] got the whole answer
+                ex.fail(499, "client_closed")
+            raise
         finally:
             call.release()
             ex.finish_stream(tee)

@@ -75,13 +75,16 @@ async def relay_batches(
     wants_usage: bool,
     on_first: Callable[[], None],
     publish: Callable[[bytes], None] | None = None,
-) -> None:
+    keep_reading: Callable[[], bool] | None = None,
+) -> bool:
     """Write each upstream read's events in one write, then let the tee and followers see them.
 
     A usage-only chunk the client did not ask for is seen by the tee (and followers) but not written.
+    If the client goes away while `keep_reading()` says others still need the answer, reading goes on
+    without writing. Returns whether the client was lost on the way.
     """
     keepalive = KeepAlive(sink, keepalive_s)
-    first = True
+    first, writing = True, True
     try:
         async for batch in batches:
             keepalive.touch()
@@ -89,11 +92,17 @@ async def relay_batches(
                 on_first()
                 first = False
             out = [raw for raw in batch if not (tee.observe(raw) and not wants_usage)]
-            if out:
-                await write(sink, out[0] if len(out) == 1 else b"".join(out))
+            if out and writing:
+                try:
+                    await write(sink, out[0] if len(out) == 1 else b"".join(out))
+                except ClientGone:
+                    if keep_reading is None or not keep_reading():
+                        raise
+                    writing = False
+                    keepalive.stop()
             if publish is not None:
                 for raw in batch:
                     publish(raw)
     finally:
         keepalive.stop()
-
+    return not writing

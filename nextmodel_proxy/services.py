@@ -78,6 +78,9 @@ async def running(config: Config) -> AsyncIterator[Services]:
         keys = KeyStore.from_db(reader) if reader is not None else KeyStore()
         budgets = BudgetBook.load(reader, config) if reader is not None else BudgetBook(config.currency.rates)
         services = Services(ledger, reader, cache_writer, cache_reader, keys, budgets)
+        # A non-stream leader publishes nothing until it finishes: followers wait as long as it may take.
+        slowest = max((p.timeout_s for p in config.providers.values()), default=600.0)
+        services.flights = SingleFlight(idle_timeout_s=slowest + 5.0)
         if reader is not None:
             tasks.append(asyncio.create_task(run_refresher(config.ledger.path, [keys, budgets])))
             services.latency_ms.update(observed_latency(reader))

@@ -22,7 +22,26 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise bad_request(f"The request body is not valid JSON: {exc}", "invalid_json") from None
     if not isinstance(body, dict):
         raise bad_request(f"The request body must be a JSON object, not {_kind(body)}.", "invalid_body")
+    if _too_deep(body, MAX_DEPTH):
+        raise bad_request(f"The request body nests deeper than {MAX_DEPTH} levels.", "invalid_body")
     return body
+
+
+MAX_DEPTH = 64  # real requests nest a handful of levels; far deeper ones only exhaust recursion downstream
+
+
+def _too_deep(value: Any, budget: int) -> bool:
+    """True when arrays/objects nest more than `budget` levels (iterative: no recursion limit to hit)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > budget:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+    return False
 
 
 def _kind(value: Any) -> str:
