@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= providers.yaml
 HOST   ?=
 PORT   ?=
+ARGS   ?=
 
 .PHONY: run test lint fmt bench clean
 
@@ -21,7 +22,7 @@ $(VENV)/.test-deps: pyproject.toml $(VENV)/.run-deps
 	@touch $@
 
 run: $(VENV)/.run-deps  ## start the proxy on 127.0.0.1:8787 with ./providers.yaml and ./nextmodel.db
-	$(BIN)/nmproxy serve --config $(CONFIG) $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
+	$(BIN)/nmproxy serve --config $(CONFIG) $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)) $(ARGS)
 
 test: $(VENV)/.test-deps  ## install test dependencies and run the whole suite
 	$(BIN)/python -m pytest -q
