@@ -58,6 +58,9 @@ class Reservation:
     amount_pusd: int
 
 
+_NO_HOLD = Reservation(0, (), 0)  # settling it changes nothing (it is never in the open holds)
+
+
 def window_of(budget: Budget, now: dt.datetime) -> Window:
     start = period_bounds(budget.period, now)[0]
     return (budget.scope, budget.scope_id, budget.period, utc_text(start) if start else "total")
@@ -128,6 +131,8 @@ class BudgetBook:
 
     def applicable(self, who: Attributed) -> list[Budget]:
         """The key's, the project's and the team's budgets."""
+        if not self._by_scope:  # no budgets at all: the common case costs one check per request
+            return []
         out: list[Budget] = []
         for scope, scope_id in (("key", who.key_id), ("project", who.project), ("team", who.team)):
             if scope_id is not None:
@@ -136,6 +141,8 @@ class BudgetBook:
 
     def reserve(self, who: Attributed, worst_case_usd: Decimal, now: dt.datetime | None = None) -> Reservation:
         """Hold `worst_case_usd` on every applicable budget, or raise 429 budget_exceeded (holding nothing)."""
+        if not self._by_scope:
+            return _NO_HOLD
         now = now or utc_now()
         amount = usd_to_pusd_ceiling(worst_case_usd)
         with self._lock:

@@ -36,7 +36,8 @@ def _as_utc(value: dt.datetime) -> dt.datetime:
 
 def format_utc(value: dt.datetime) -> str:
     """`YYYY-MM-DDTHH:MM:SS.ffffffZ` in UTC (naive means UTC), the form receipts store."""
-    return _as_utc(value).strftime(UTC_FORMAT)
+    # isoformat with timespec is several times faster than strftime and gives the same text.
+    return _as_utc(value).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def utc_now_text() -> str:

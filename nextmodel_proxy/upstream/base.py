@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -127,6 +128,12 @@ def upstream_request_id(headers: Mapping[str, str]) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=256)
+def _timeout(connect_s: float, read_s: float) -> aiohttp.ClientTimeout:
+    """Per-provider timeouts, built once (ClientTimeout is immutable)."""
+    return aiohttp.ClientTimeout(total=None, connect=connect_s, sock_connect=connect_s, sock_read=read_s)
+
+
 async def send(
     session: aiohttp.ClientSession,
     provider: ProviderConfig,
@@ -135,10 +142,7 @@ async def send(
     headers: Mapping[str, str],
 ) -> aiohttp.ClientResponse:
     """POST with the provider's timeouts, mapping transport failures to 502/504 ProxyErrors."""
-    timeout = aiohttp.ClientTimeout(
-        total=None, connect=provider.connect_timeout_s, sock_connect=provider.connect_timeout_s,
-        sock_read=provider.timeout_s,
-    )
+    timeout = _timeout(provider.connect_timeout_s, provider.timeout_s)
     try:
         return await session.post(url, data=payload, headers=headers, timeout=timeout, allow_redirects=False)
     except (TimeoutError, aiohttp.ServerTimeoutError):
