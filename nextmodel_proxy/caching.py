@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from nextmodel_proxy import replay
+from nextmodel_proxy import cache, replay
 from nextmodel_proxy.cache import CacheEntry, CacheHit
 from nextmodel_proxy.cache_key import (
     CacheDecision,
@@ -52,6 +54,40 @@ def plan_cache(ex: Exchange, target: Target, config: Config) -> CachePlan:
     canonical = canonical_request(ex.body, scope=scope, provider=target.provider.name,
                                   upstream_model=target.model.upstream_id, endpoint=ex.endpoint)
     return CachePlan(decision, cache_key(canonical), canonical, scope)
+
+
+class CacheTally:
+    """Hit/miss bookkeeping gathered in memory and written in one op per flush.
+
+    Writing it per request cost every replay a second commit (its receipt being the first).
+    """
+
+    __slots__ = ("hits", "misses")
+
+    def __init__(self) -> None:
+        self.hits: list[tuple[str, float, int, int]] = []  # key, when, bytes saved, money saved (pusd)
+        self.misses = 0
+
+    def hit(self, key: str, bytes_saved: int, money_saved_pusd: int) -> None:
+        self.hits.append((key, time.time(), bytes_saved, money_saved_pusd))
+
+    def miss(self) -> None:
+        self.misses += 1
+
+    def take(self) -> Callable[[sqlite3.Connection], None] | None:
+        """The pending counts as one writer op (None when there is nothing to write); the tally restarts."""
+        hits, misses = self.hits, self.misses
+        if not hits and not misses:
+            return None
+        self.hits, self.misses = [], 0
+
+        def write(conn: sqlite3.Connection) -> None:
+            for key, when, saved_bytes, saved_pusd in hits:
+                cache.record_hit(conn, key, when, saved_bytes, saved_pusd)
+            if misses:
+                cache.record_miss(conn, misses)
+
+        return write
 
 
 def refuse_only_without_cache(ex: Exchange) -> None:

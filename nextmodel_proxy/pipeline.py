@@ -429,16 +429,17 @@ class Pipeline:
         writer = self.services.cache_writer
         if writer is None or ex.cache_plan is None or not ex.cache_plan.active:
             return
-        cfg = self.config.cache
+        tally = self.services.cache_tally
         if ex.cache_hit is not None:
-            hit = ex.cache_hit
             saved = to_pusd(receipt.savings_usd) if receipt.savings_usd is not None else 0
-            writer.submit_op(lambda c: cache.record_hit(c, hit.key, time.time(), len(hit.body), saved))
+            tally.hit(ex.cache_hit.key, len(ex.cache_hit.body), saved)
             return
         if ex.cache_plan.decision.read and ex.served_mode == "fresh":
-            writer.submit_op(cache.record_miss)
+            tally.miss()
         if ex.cache_payload is not None and ex.target is not None:
+            cfg = self.config.cache
             entry = caching.entry_for(ex.cache_plan, ex.target, ex, receipt, *ex.cache_payload)
+            self.services.flush_cache_tally()  # recency first: eviction below must see the latest hits
             writer.submit_op(lambda c: cache.store_and_evict(c, entry, max_entries=cfg.max_entries,
                                                              max_bytes=cfg.max_bytes, ttl_s=cfg.ttl_s))
 

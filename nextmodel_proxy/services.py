@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from nextmodel_proxy import db
 from nextmodel_proxy.auth import KeyStore, run_refresher
 from nextmodel_proxy.budgets import BudgetBook
+from nextmodel_proxy.caching import CacheTally
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.flight import SingleFlight
 from nextmodel_proxy.ledger import Ledger
@@ -20,6 +21,7 @@ from nextmodel_proxy.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 LATENCY_REFRESH_S = 30.0
+CACHE_TALLY_FLUSH_S = 0.5  # cache hit/miss counters reach the file this often (and at shutdown)
 LATENCY_SAMPLE = 200  # recent fresh answers per model whose time to first token feeds `fastest` routing
 
 
@@ -35,6 +37,12 @@ class Services:
     flights: SingleFlight = field(default_factory=SingleFlight)
     latency_ms: dict[str, float] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)  # requests answered without a receipt, by code
+    cache_tally: CacheTally = field(default_factory=CacheTally)
+
+    def flush_cache_tally(self) -> None:
+        op = self.cache_tally.take()
+        if op is not None and self.cache_writer is not None:
+            self.cache_writer.submit_op(op)
 
 
 def observed_latency(conn: sqlite3.Connection) -> dict[str, float]:
@@ -48,6 +56,12 @@ def observed_latency(conn: sqlite3.Connection) -> dict[str, float]:
     for model, ttft in rows:
         samples.setdefault(model, []).append(ttft)
     return {model: statistics.median(values) for model, values in samples.items()}
+
+
+async def _flush_cache_tally(services: Services, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        services.flush_cache_tally()
 
 
 async def _refresh_latency(services: Services, interval_s: float) -> None:
@@ -64,6 +78,7 @@ async def _refresh_latency(services: Services, interval_s: float) -> None:
 async def running(config: Config) -> AsyncIterator[Services]:
     """Open everything in order and close it in reverse; the ledger is flushed last of all."""
     ledger = reader = cache_writer = cache_reader = None
+    services: Services | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
         if config.ledger.enabled:
@@ -85,11 +100,14 @@ async def running(config: Config) -> AsyncIterator[Services]:
             tasks.append(asyncio.create_task(run_refresher(config.ledger.path, [keys, budgets])))
             services.latency_ms.update(observed_latency(reader))
             tasks.append(asyncio.create_task(_refresh_latency(services, LATENCY_REFRESH_S)))
+            tasks.append(asyncio.create_task(_flush_cache_tally(services, CACHE_TALLY_FLUSH_S)))
         yield services
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if services is not None:
+            services.flush_cache_tally()  # before the writer closes, so the last counts are kept
         if cache_writer is not None and cache_writer is not ledger:
             await cache_writer.close()
         if ledger is not None:

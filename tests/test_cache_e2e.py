@@ -401,6 +401,16 @@ async def test_followers_of_a_failed_leader_go_upstream_themselves(client, fake_
 # --- verification ------------------------------------------------------------------------------------------
 
 
+async def _stats_when(db_path: str, ready: Any, timeout_s: float = 3.0) -> dict[str, Any]:
+    """Cache stats once `ready(stats)` holds (hit/miss counters are written in batches), bounded in time."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        stats = _cache_stats(db_path)
+        if ready(stats) or time.monotonic() > deadline:
+            return stats
+        await asyncio.sleep(0.05)
+
+
 def _cache_stats(db_path: str) -> dict[str, Any]:
     result = CliRunner().invoke(nmproxy, ["cache", "stats", "--json", "--db", db_path])
     assert result.exit_code == 0, result.output
@@ -567,7 +577,7 @@ async def test_replay_is_billed_at_the_replay_ratio_to_the_exact_digit(client, p
     assert second.headers["x-nextmodel-cost-usd"] == replay["billed_cost_usd"]
     assert first.headers["x-nextmodel-cost-usd"] == fresh["billed_cost_usd"]
     await settle(db_path, 2)
-    stats = _cache_stats(db_path)
+    stats = await _stats_when(db_path, lambda s: s["hits"] + s["misses"] >= 2)  # counters flush every 0.5 s
     assert (stats["hits"], stats["misses"]) == (1, 1)
     assert Decimal(stats["money_saved_usd"]) == Decimal(replay["savings_usd"])
 
