@@ -16,6 +16,7 @@ from multidict import CIMultiDict
 
 from nextmodel_proxy import cache, caching, replay, routing
 from nextmodel_proxy.accounting import build_receipt
+from nextmodel_proxy.attempts import open_first
 from nextmodel_proxy.auth import Principal, attribute, check_model
 from nextmodel_proxy.budgets import budget_headers
 from nextmodel_proxy.config import Config
@@ -25,11 +26,9 @@ from nextmodel_proxy.flight import Flight, FlightFailed
 from nextmodel_proxy.ledger import LedgerUnavailable
 from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd
 from nextmodel_proxy.relay import ClientGone, KeepAlive, StreamSink, error_event, relay_batches, write
-from nextmodel_proxy.retry import RetryPolicy, should_fall_back, should_retry
 from nextmodel_proxy.services import Services
 from nextmodel_proxy.tee import StreamTee, completion_facts
 from nextmodel_proxy.upstream.base import Target, UpstreamCall, event_batches
-from nextmodel_proxy.upstream.registry import adapter_for
 
 log = logging.getLogger(__name__)
 _NOT_SERVED = object()
@@ -270,59 +269,11 @@ class Pipeline:
 
     async def _serve_upstream(self, ex: Exchange, targets: list[Target], sink: StreamSink,
                               flight: Flight | None) -> Reply | None:
-        call = await self._open(ex, targets)
+        call = await open_first(self.session, ex, targets)
         if call.is_stream and ex.stream:
             await self._relay_stream(ex, call, sink, flight)
             return None
         return await self._finish_body(ex, call, flight)
-
-    async def _open(self, ex: Exchange, targets: list[Target]) -> UpstreamCall:
-        """Open the first candidate that answers, retrying transient failures with backoff, then falling back.
-
-        Only before anything reached the client: once this returns, the answer is committed to.
-        The last failure (an upstream error response, or our own ProxyError) is what the client gets.
-        """
-        body = ex.upstream_body()
-        last: _Attempt | None = None
-        for index, target in enumerate(targets):
-            policy = RetryPolicy.for_provider(target.provider)
-            attempt = 0
-            while True:
-                if last is not None:
-                    last.discard()
-                last = await self._attempt(ex, target, body)
-                if last.call is not None and (last.status < 400 or not should_fall_back(last.status, None, False)):
-                    return last.call
-                attempt += 1
-                retrying = should_retry(last.status, last.code, False)
-                delay = policy.delay(attempt, last.retry_after) if retrying else None
-                if delay is None:
-                    break
-                try:
-                    await asyncio.sleep(delay)
-                except asyncio.CancelledError:
-                    last.discard()  # the error response we were holding must not leak its connection
-                    raise
-            if index == len(targets) - 1 or not should_fall_back(last.status, last.code, False):
-                break
-        assert last is not None
-        if last.call is not None:
-            return last.call
-        assert last.error is not None
-        raise last.error
-
-    async def _attempt(self, ex: Exchange, target: Target, body: dict[str, Any]) -> _Attempt:
-        ex.target = target
-        try:
-            call = await adapter_for(target.provider.kind).open(
-                self.session, target, body, endpoint=ex.endpoint, client_headers=ex.client_headers,
-            )
-        except ProxyError as exc:
-            ex.attempts.append({"provider": target.provider.name, "model": target.model.id, "outcome": exc.code})
-            return _Attempt(None, exc, exc.status, exc.code, None)
-        ex.upstream_request_id = call.upstream_request_id
-        ex.attempts.append({"provider": target.provider.name, "model": target.model.id, "outcome": str(call.status)})
-        return _Attempt(call, None, call.status, None, call.headers.get("Retry-After"))
 
     async def _finish_body(self, ex: Exchange, call: UpstreamCall, flight: Flight | None) -> Reply:
         try:
@@ -442,21 +393,6 @@ class Pipeline:
             self.services.flush_cache_tally()  # recency first: eviction below must see the latest hits
             writer.submit_op(lambda c: cache.store_and_evict(c, entry, max_entries=cfg.max_entries,
                                                              max_bytes=cfg.max_bytes, ttl_s=cfg.ttl_s))
-
-
-@dataclass(slots=True)
-class _Attempt:
-    """One try at one candidate: an open call (maybe an error response) or our own error."""
-
-    call: UpstreamCall | None
-    error: ProxyError | None
-    status: int
-    code: str | None
-    retry_after: str | None
-
-    def discard(self) -> None:
-        if self.call is not None:
-            self.call.release()
 
 
 def _log_ledger_failure(future: asyncio.Future[None]) -> None:
