@@ -73,8 +73,9 @@ class Pipeline:
         check_model(principal, ex.model_requested)
         if self.services.ledger is not None and not self.services.ledger.healthy:
             raise LedgerUnavailable("the ledger file cannot be written").proxy_error()
-        estimate = routing.estimate_prompt_tokens(ex.body) + _max_tokens(ex.body)
-        ex.admission = self.services.limiter.check(principal, estimate)
+        if principal is not None and (principal.rpm or principal.tpm):  # estimating costs a walk of the body
+            estimate = routing.estimate_prompt_tokens(ex.body) + _max_tokens(ex.body) if principal.tpm else 0
+            ex.admission = self.services.limiter.check(principal, estimate)
 
     def resolve(self, ex: Exchange) -> list[Target]:
         """The ordered candidates for the requested model or route, with the decision on the exchange."""
@@ -133,7 +134,8 @@ class Pipeline:
         if plan is not None:
             ex.extra_headers.update(caching.status_headers(plan, caching.miss_status(plan)))
             ex.cache_status = caching.miss_status(plan)
-        ex.reservation = self.services.budgets.reserve(ex, self._worst_case(ex, targets))
+        if self.services.budgets.applicable(ex):
+            ex.reservation = self.services.budgets.reserve(ex, self._worst_case(ex, targets))
         flight = None
         if plan is not None and plan.active and plan.decision.write:
             flight = self.services.flights.lead_or_follow(plan.key, plan.canonical)
