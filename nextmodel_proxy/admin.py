@@ -149,7 +149,7 @@ def _models(value: Any, config: Config) -> frozenset[str] | None:
     models = parse_models(value)
     unknown = sorted(m for m in models or () if m not in config.models and m not in config.routes)
     if unknown:
-        raise bad_request(f"Unknown model or route: {', '.join(unknown)}.", "model_not_found", param="models")
+        raise bad_request(f"Unknown model or route: {', '.join(unknown)}.", "invalid_value", param="models")
     return models
 
 

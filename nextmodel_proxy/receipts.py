@@ -23,7 +23,7 @@ from nextmodel_proxy.config import CurrencyConfig
 from nextmodel_proxy.pricing import convert, format_pusd, format_usd, from_pusd, to_pusd
 from nextmodel_proxy.timespec import format_utc, parse_time
 
-SERVED_MODES = ("fresh", "exact-cache", "error", "refused")
+SERVED_MODES = ("fresh", "exact-cache", "error")  # refusals are errors with their code (budget_exceeded, …)
 USAGE_SOURCES = ("upstream", "cache", "estimated", "none")
 
 
