@@ -15,6 +15,7 @@ import orjson
 from click.testing import CliRunner
 
 from nextmodel_proxy import db
+from nextmodel_proxy.appkeys import SERVICES
 from nextmodel_proxy.cli import main as nmproxy
 from nextmodel_proxy.config import Config, load_config
 from nextmodel_proxy.keys import KeySettings, create_key
@@ -160,6 +161,18 @@ async def test_cache_path_keeps_entries_and_counters_out_of_the_ledger(write_con
     await until(lambda: rows(ledger, "SELECT COUNT(*) FROM receipts")[0][0] == 3, "three receipts in the ledger")
     assert ids <= {row[0] for row in rows(ledger, "SELECT receipt_id FROM receipts")}
     assert rows(cache_file, "SELECT COUNT(*) FROM receipts") == [(0,)]
+
+
+async def test_cache_path_naming_the_ledger_another_way_keeps_one_writer(write_config, start_proxy, fake_upstream,
+                                                                          tmp_path):
+    ledger = tmp_path / "ledger.db"
+    proxy = await start_proxy(write_config(f"cache: {{path: {tmp_path}/./ledger.db}}\n"))
+    services = proxy.app[SERVICES]
+    assert services.cache_writer is services.ledger  # one file, one writer thread
+    async with sdk(proxy) as client:
+        await until_stored(ledger, await ask(client))
+        assert (await ask(client)).headers["x-nextmodel-cache"] == "hit"
+    assert fake_upstream.state.calls == 1
 
 
 # --- per-model policy ----------------------------------------------------------------------------------
