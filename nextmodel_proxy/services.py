@@ -9,6 +9,7 @@ import sqlite3
 import statistics
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from nextmodel_proxy import db
 from nextmodel_proxy.auth import KeyStore, run_refresher
@@ -74,6 +75,11 @@ async def _refresh_latency(services: Services, interval_s: float) -> None:
         await asyncio.sleep(interval_s)
 
 
+def _same_file(a: str, b: str) -> bool:
+    """`./nextmodel.db` and its absolute path are one file: it must get one writer, not two."""
+    return Path(a).resolve() == Path(b).resolve()
+
+
 @contextlib.asynccontextmanager
 async def running(config: Config) -> AsyncIterator[Services]:
     """Open everything in order and close it in reverse; the ledger is flushed last of all."""
@@ -86,8 +92,8 @@ async def running(config: Config) -> AsyncIterator[Services]:
             await ledger.start()
             reader = db.connect(config.ledger.path)
             cache_writer, cache_reader = ledger, reader
-            if config.cache.path and config.cache.path != config.ledger.path:
-                cache_writer = Ledger(config.cache.path)
+            if config.cache.path and not _same_file(config.cache.path, config.ledger.path):
+                cache_writer = Ledger(config.cache.path, busy_timeout_s=config.ledger.busy_timeout_s)
                 await cache_writer.start()
                 cache_reader = db.connect(config.cache.path)
         keys = KeyStore.from_db(reader) if reader is not None else KeyStore()
