@@ -37,7 +37,7 @@ _NOT_SERVED = object()
 @dataclass(slots=True)
 class Reply:
     status: int
-    headers: dict[str, str]
+    headers: Mapping[str, str]  # case-insensitive when it carries upstream headers
     body: bytes
 
 
