@@ -58,7 +58,6 @@ class Exchange:
     response_id: str | None = None
     cache_key: str | None = None
     cache_status: str | None = None
-    cache_reason: str | None = None
     reused_receipt_id: str | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
     extra_headers: dict[str, str] = field(default_factory=dict)
