@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -156,6 +157,7 @@ class Pipeline:
         except asyncio.CancelledError:
             if flight.has_followers and not task.done():
                 ex.detached = True
+                task.add_done_callback(_retrieve)
             else:
                 task.cancel()
                 await asyncio.wait({task})
@@ -255,6 +257,11 @@ class Pipeline:
             await write(sink, error_event(exc))
             await self._finish(ex, wait=False)
             return None
+        except (ClientGone, asyncio.CancelledError):
+            if tee.done:  # its client left after [DONE]: it has the whole answer, a replay like any other
+                ex.usage, ex.response_id = tee.usage, tee.response_id
+                await self._finish(ex, wait=False)
+            raise
         finally:
             if keepalive is not None:
                 keepalive.stop()
@@ -306,21 +313,21 @@ class Pipeline:
         tee = StreamTee(collect=True)
         await self._start_stream(ex, sink)
         shared = flight is not None and storing
+        lost = False
         try:
             lost = await relay_batches(
                 event_batches(call), sink, tee, keepalive_s=self.config.server.keepalive_s,
                 wants_usage=ex.client_wants_usage, on_first=ex.mark_first_byte,
                 publish=flight.publish if shared else None,
                 keep_reading=(lambda: flight.has_followers) if shared else None)
-            if lost:
-                ex.error_code = "client_closed"  # the answer was read to the end for the requests sharing it
             if not tee.done and tee.error is None:
                 # A clean close before the end: tell the client rather than let a cut answer pass as whole.
                 raise ProxyError(502, f"upstream {ex.provider_name!r} ended the stream before it was complete",
                                  "upstream_error")
         except ProxyError as exc:
             ex.fail(exc.status, exc.code)
-            await write(sink, error_event(exc))
+            with contextlib.suppress(ClientGone):  # a client already gone needs no error event
+                await write(sink, error_event(exc))
         except (ClientGone, asyncio.CancelledError):
             if not tee.done:  # a client that already has [DONE] got the whole answer
                 ex.fail(499, "client_closed")
@@ -336,6 +343,8 @@ class Pipeline:
             if flight is not None:
                 # An answer from a fallback candidate is not this key's answer: followers go upstream themselves.
                 flight.finish(storing and complete)
+            if lost and ex.error_code is None:
+                ex.error_code = "client_closed"  # its client left; the answer was read to the end for the others
             await self._finish(ex, wait=False)
 
     # --- the receipt -------------------------------------------------------------------------
@@ -395,6 +404,12 @@ class Pipeline:
             self.services.flush_cache_tally()  # recency first: eviction below must see the latest hits
             writer.submit_op(lambda c: cache.store_and_evict(c, entry, max_entries=cfg.max_entries,
                                                              max_bytes=cfg.max_bytes, ttl_s=cfg.ttl_s))
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """A detached leader's outcome belongs to nobody: read it so it is never reported as lost."""
+    if not task.cancelled() and task.exception() is not None:
+        log.info("detached stream ended with %r", task.exception())
 
 
 def _log_ledger_failure(future: asyncio.Future[None]) -> None:

@@ -28,6 +28,28 @@ async def test_follower_stream_completes_when_the_leaders_client_leaves(proxy, c
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert fake_upstream.state.calls == 1
     assert fake_upstream.state.cancelled == 0  # the upstream answer was read to the end for the follower
+    receipt = await _receipt(proxy, follower.headers["x-nextmodel-receipt-id"])
+    assert (receipt["served_mode"], receipt["status"], receipt["error_code"]) == ("exact-cache", 200, None)
+    # the complete answer was stored too: a later identical request is a plain cache hit
+    deadline = time.monotonic() + 3
+    while True:
+        again = await client.chat.completions.with_raw_response.create(
+            model="fake-slow", temperature=0, messages=MSG)
+        if again.headers["x-nextmodel-cache"] == "hit" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert again.headers["x-nextmodel-cache"] == "hit"
+
+
+async def _receipt(proxy, receipt_id: str) -> dict:
+    """A receipt by id, polled: a stream's receipt is written just after its last byte."""
+    deadline = time.monotonic() + 3
+    async with aiohttp.ClientSession() as s:
+        while True:
+            async with s.get(f"{proxy.base}/receipts/{receipt_id}") as r:
+                if r.status == 200 or time.monotonic() > deadline:
+                    return await r.json()
+            await asyncio.sleep(0.05)
 
 
 async def test_leader_alone_still_cancels_upstream_when_its_client_leaves(proxy, fake_upstream):
