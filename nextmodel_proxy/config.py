@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -607,9 +607,3 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError("", f"cannot read config file {str(p)!r}: {exc.strerror or exc}") from None
     return parse_config(load_yaml_text(text), str(p))
 
-
-def with_overrides(config: Config, **changes: Callable[[Any], Any] | Any) -> Config:
-    """A copy of `config` with top-level sections replaced (used by the CLI for flag overrides)."""
-    from dataclasses import replace
-
-    return replace(config, **changes)

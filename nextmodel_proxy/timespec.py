@@ -8,7 +8,6 @@ import re
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 # Receipts store created_utc in this fixed-width form, so text order is time order.
-UTC_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def parse_time(text: str, now: dt.datetime | None = None) -> dt.datetime:
