@@ -15,8 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from nextmodel_proxy import cache, db
-from nextmodel_proxy.cache_key import cache_key, canonical_request
+from nextmodel_proxy.cache import store as cache
+from nextmodel_proxy.cache.key import cache_key, canonical_request
+from nextmodel_proxy.ledger import schema as db
 
 TARGET = {"scope": "project:bench", "provider": "openai", "upstream_model": "gpt-4o-mini", "endpoint": "chat"}
 

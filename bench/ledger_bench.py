@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gen_ledger import receipts  # noqa: E402
 
-from nextmodel_proxy import db  # noqa: E402
-from nextmodel_proxy.chain import verify  # noqa: E402
-from nextmodel_proxy.ledger import Ledger  # noqa: E402
+from nextmodel_proxy.ledger import schema as db  # noqa: E402
+from nextmodel_proxy.ledger.chain import verify  # noqa: E402
+from nextmodel_proxy.ledger.writer import Ledger  # noqa: E402
 
 
 async def run(path: Path, n: int, concurrency: int, *, closed_loop: bool) -> dict:

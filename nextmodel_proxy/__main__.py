@@ -1,5 +1,5 @@
 """`python -m nextmodel_proxy` runs the CLI."""
 
-from nextmodel_proxy.cli import main
+from nextmodel_proxy.cli.main import main
 
 main()

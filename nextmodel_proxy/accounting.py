@@ -7,8 +7,8 @@ from typing import Any
 
 from nextmodel_proxy import pricing
 from nextmodel_proxy.config import Config
-from nextmodel_proxy.exchange import Exchange
-from nextmodel_proxy.receipts import Receipt
+from nextmodel_proxy.ledger.receipts import Receipt
+from nextmodel_proxy.request_state import Exchange
 from nextmodel_proxy.routing import estimate_prompt_tokens
 from nextmodel_proxy.timespec import format_utc
 

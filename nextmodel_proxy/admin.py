@@ -12,9 +12,8 @@ import orjson
 from aiohttp import web
 
 from nextmodel_proxy import handlers, validate
-from nextmodel_proxy.appkeys import CONFIG, PIPELINE, SERVICES
-from nextmodel_proxy.auth import require_admin
-from nextmodel_proxy.budget_store import (
+from nextmodel_proxy.access.auth import require_admin
+from nextmodel_proxy.access.budget_store import (
     PERIODS,
     SCOPES,
     Budget,
@@ -24,9 +23,7 @@ from nextmodel_proxy.budget_store import (
     spend_against_budgets,
     usage_json,
 )
-from nextmodel_proxy.config import Config, ConfigError, parse_duration
-from nextmodel_proxy.errors import ProxyError, bad_request
-from nextmodel_proxy.keys import (
+from nextmodel_proxy.access.keys import (
     KeyNotFound,
     KeyRecord,
     KeySettings,
@@ -40,7 +37,10 @@ from nextmodel_proxy.keys import (
     rotate_key,
     utc_now,
 )
-from nextmodel_proxy.ledger import LedgerUnavailable
+from nextmodel_proxy.appkeys import CONFIG, PIPELINE, SERVICES
+from nextmodel_proxy.config import Config, ConfigError, parse_duration
+from nextmodel_proxy.errors import ProxyError, bad_request
+from nextmodel_proxy.ledger.writer import LedgerUnavailable
 from nextmodel_proxy.services import Services
 
 T = TypeVar("T")

@@ -9,13 +9,14 @@ from collections.abc import Mapping
 import orjson
 from aiohttp import web
 
-from nextmodel_proxy import receipts, validate
+from nextmodel_proxy import validate
+from nextmodel_proxy.access.auth import can_read_project
 from nextmodel_proxy.appkeys import CONFIG, PIPELINE, SERVICES
-from nextmodel_proxy.auth import can_read_project
 from nextmodel_proxy.catalog import models_list
 from nextmodel_proxy.errors import ProxyError
-from nextmodel_proxy.exchange import Exchange
+from nextmodel_proxy.ledger import receipts
 from nextmodel_proxy.relay import ClientGone
+from nextmodel_proxy.request_state import Exchange
 
 _JSON = "application/json"
 

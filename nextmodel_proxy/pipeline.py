@@ -15,21 +15,24 @@ import aiohttp
 import orjson
 from multidict import CIMultiDict
 
-from nextmodel_proxy import cache, caching, replay, routing
+from nextmodel_proxy import routing
+from nextmodel_proxy.access.auth import Principal, attribute, check_model
+from nextmodel_proxy.access.budgets import budget_headers
 from nextmodel_proxy.accounting import build_receipt
-from nextmodel_proxy.attempts import open_first
-from nextmodel_proxy.auth import Principal, attribute, check_model
-from nextmodel_proxy.budgets import budget_headers
+from nextmodel_proxy.cache import plan as caching
+from nextmodel_proxy.cache import replay
+from nextmodel_proxy.cache import store as cache
+from nextmodel_proxy.cache.sharing import Flight, FlightFailed
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError
-from nextmodel_proxy.exchange import Exchange
-from nextmodel_proxy.flight import Flight, FlightFailed
-from nextmodel_proxy.ledger import LedgerUnavailable
+from nextmodel_proxy.ledger.writer import LedgerUnavailable
 from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd
 from nextmodel_proxy.relay import ClientGone, KeepAlive, StreamSink, error_event, relay_batches, write
+from nextmodel_proxy.request_state import Exchange
 from nextmodel_proxy.services import Services
 from nextmodel_proxy.tee import StreamTee, completion_facts
 from nextmodel_proxy.upstream.base import Target, UpstreamCall, event_batches
+from nextmodel_proxy.upstream.failover import open_first
 
 log = logging.getLogger(__name__)
 _NOT_SERVED = object()

@@ -11,14 +11,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nextmodel_proxy import db
-from nextmodel_proxy.auth import KeyStore, run_refresher
-from nextmodel_proxy.budgets import BudgetBook
-from nextmodel_proxy.caching import CacheTally
+from nextmodel_proxy.access.auth import KeyStore, run_refresher
+from nextmodel_proxy.access.budgets import BudgetBook
+from nextmodel_proxy.access.ratelimit import RateLimiter
+from nextmodel_proxy.cache.plan import CacheTally
+from nextmodel_proxy.cache.sharing import SingleFlight
 from nextmodel_proxy.config import Config
-from nextmodel_proxy.flight import SingleFlight
-from nextmodel_proxy.ledger import Ledger
-from nextmodel_proxy.ratelimit import RateLimiter
+from nextmodel_proxy.ledger import schema as db
+from nextmodel_proxy.ledger.writer import Ledger
 
 log = logging.getLogger(__name__)
 LATENCY_REFRESH_S = 30.0

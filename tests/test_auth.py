@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from test_keys_support import in_transaction, ledger
 
-from nextmodel_proxy import db
-from nextmodel_proxy.auth import (
+from nextmodel_proxy.access.auth import (
     Attribution,
     KeyStore,
     UnsafeBindError,
@@ -22,9 +21,7 @@ from nextmodel_proxy.auth import (
     require_admin,
     run_refresher,
 )
-from nextmodel_proxy.config import parse_config
-from nextmodel_proxy.errors import ProxyError
-from nextmodel_proxy.keys import (
+from nextmodel_proxy.access.keys import (
     KeyNotFound,
     KeySettings,
     create_key,
@@ -35,6 +32,9 @@ from nextmodel_proxy.keys import (
     revoke_key,
     rotate_key,
 )
+from nextmodel_proxy.config import parse_config
+from nextmodel_proxy.errors import ProxyError
+from nextmodel_proxy.ledger import schema as db
 
 NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
 

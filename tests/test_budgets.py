@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from test_keys_support import add_receipt, in_transaction, ledger
 
-from nextmodel_proxy import db
-from nextmodel_proxy.auth import Attribution, run_refresher
-from nextmodel_proxy.budget_store import Budget, period_bounds, set_budget, spend_against_budgets
-from nextmodel_proxy.budgets import BudgetBook, budget_headers
+from nextmodel_proxy.access.auth import Attribution, run_refresher
+from nextmodel_proxy.access.budget_store import Budget, period_bounds, set_budget, spend_against_budgets
+from nextmodel_proxy.access.budgets import BudgetBook, budget_headers
+from nextmodel_proxy.access.keys import KeySettings, create_key, rotate_key
 from nextmodel_proxy.config import parse_config
 from nextmodel_proxy.errors import ProxyError
-from nextmodel_proxy.keys import KeySettings, create_key, rotate_key
+from nextmodel_proxy.ledger import schema as db
 
 NOW = dt.datetime(2026, 11, 22, 8, 30, tzinfo=dt.UTC)  # a Sunday
 USD = {"USD": Decimal(1)}

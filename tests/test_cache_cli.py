@@ -8,9 +8,10 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from nextmodel_proxy import cache, db
-from nextmodel_proxy.cache_key import cache_key, canonical_request
-from nextmodel_proxy.cli_cache import cache_group
+from nextmodel_proxy.cache import store as cache
+from nextmodel_proxy.cache.key import cache_key, canonical_request
+from nextmodel_proxy.cli.cache import cache_group
+from nextmodel_proxy.ledger import schema as db
 
 CONFIG = """
 providers:

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from nextmodel_proxy.cli import main as nmproxy
+from nextmodel_proxy.cli.main import main as nmproxy
 
 MSG = [{"role": "user", "content": "cache me please"}]
 TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {

@@ -8,11 +8,18 @@ import time
 import orjson
 import pytest
 
-from nextmodel_proxy import cache, db
-from nextmodel_proxy.cache_key import cache_key, canonical_request, decide
+from nextmodel_proxy.cache import store as cache
+from nextmodel_proxy.cache.key import cache_key, canonical_request, decide
+from nextmodel_proxy.cache.replay import (
+    encode_events,
+    is_complete_stream,
+    replay,
+    replay_stream,
+    sse_to_completion,
+)
+from nextmodel_proxy.cache.sharing import FlightFailed, SingleFlight
 from nextmodel_proxy.config import CacheConfig
-from nextmodel_proxy.flight import FlightFailed, SingleFlight
-from nextmodel_proxy.replay import encode_events, is_complete_stream, replay, replay_stream, sse_to_completion
+from nextmodel_proxy.ledger import schema as db
 from nextmodel_proxy.sse import DONE, data_event
 
 CFG = CacheConfig(ttl_s=3600)

@@ -7,7 +7,7 @@ import copy
 import orjson
 import pytest
 
-from nextmodel_proxy.cache_key import cache_key, canonical_request, decide, explain, scope_for
+from nextmodel_proxy.cache.key import cache_key, canonical_request, decide, explain, scope_for
 from nextmodel_proxy.config import CacheConfig
 from nextmodel_proxy.errors import ProxyError
 

@@ -14,11 +14,11 @@ import openai
 import orjson
 from click.testing import CliRunner
 
-from nextmodel_proxy import db
+from nextmodel_proxy.access.keys import KeySettings, create_key
 from nextmodel_proxy.appkeys import SERVICES
-from nextmodel_proxy.cli import main as nmproxy
+from nextmodel_proxy.cli.main import main as nmproxy
 from nextmodel_proxy.config import Config, load_config
-from nextmodel_proxy.keys import KeySettings, create_key
+from nextmodel_proxy.ledger import schema as db
 
 POLL_S = 3.0
 POLICY_MODELS = (

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from nextmodel_proxy import cache, db
-from nextmodel_proxy.cache_key import cache_key, canonical_request
+from nextmodel_proxy.cache import store as cache
+from nextmodel_proxy.cache.key import cache_key, canonical_request
+from nextmodel_proxy.ledger import schema as db
 
 T0 = 1_700_000_000.0
 TTL = 3600.0

@@ -17,7 +17,7 @@ from nextmodel_proxy.catalog import (
     model_status,
     models_list,
 )
-from nextmodel_proxy.cli_models import models_command
+from nextmodel_proxy.cli.models import models_command
 from nextmodel_proxy.config import ConfigError, load_config, load_yaml_text, parse_config
 from nextmodel_proxy.errors import ProxyError
 

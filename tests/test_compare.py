@@ -10,9 +10,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from nextmodel_proxy.cli_compare import compare_command
-from nextmodel_proxy.compare import Usage, compare, load_workload, usage_cost
+from nextmodel_proxy.cli.compare import compare_command
 from nextmodel_proxy.config import Price, load_yaml_text, parse_config
+from nextmodel_proxy.ledger.compare import Usage, compare, load_workload, usage_cost
 
 # The receipts table as the brief defines it (created by the ledger slice's m001 in the real app).
 RECEIPTS_DDL = """

@@ -8,7 +8,7 @@ import openai
 import orjson
 from click.testing import CliRunner
 
-from nextmodel_proxy.cli_compare import compare_command
+from nextmodel_proxy.cli.compare import compare_command
 
 PROJECT = {"x-nextmodel-project": "cmp"}
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from click.testing import CliRunner
 
-from nextmodel_proxy.cli import main
+from nextmodel_proxy.cli.main import main
 from nextmodel_proxy.config import ConfigError, load_yaml_text, parse_config, parse_duration
 
 GOOD = """

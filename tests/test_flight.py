@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from nextmodel_proxy.flight import FlightFailed, SingleFlight
+from nextmodel_proxy.cache.sharing import FlightFailed, SingleFlight
 
 REQ = b'{"request":"same"}'
 EVENTS = [b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n"]

@@ -14,10 +14,10 @@ from aiohttp import web
 from click.testing import CliRunner
 from test_keys_e2e import EXTRA, METERED, ask, direct_key, http, sdk, works
 
-from nextmodel_proxy.cli import main
-from nextmodel_proxy.cli_serve import ledger_has_keys
+from nextmodel_proxy.access.keys import KeySettings
+from nextmodel_proxy.cli.main import main
+from nextmodel_proxy.cli.serve import ledger_has_keys
 from nextmodel_proxy.config import Config, load_config
-from nextmodel_proxy.keys import KeySettings
 
 ADMIN = "nm-admin-from-env-0123456789"
 

@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner, Result
 from test_keys_support import add_receipt, ledger
 
-from nextmodel_proxy import db
-from nextmodel_proxy.auth import KeyStore
-from nextmodel_proxy.cli_budgets import budgets_group
-from nextmodel_proxy.cli_keys import keys_group
+from nextmodel_proxy.access.auth import KeyStore
+from nextmodel_proxy.access.keys import hash_key
+from nextmodel_proxy.cli.budgets import budgets_group
+from nextmodel_proxy.cli.keys import keys_group
 from nextmodel_proxy.errors import ProxyError
-from nextmodel_proxy.keys import hash_key
+from nextmodel_proxy.ledger import schema as db
 
 CONFIG = """
 currency: {rates: {GBP: 0.8}}

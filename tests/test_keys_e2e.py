@@ -16,10 +16,10 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from nextmodel_proxy import db
-from nextmodel_proxy.cli import main
+from nextmodel_proxy.access.keys import KeySettings, create_key, revoke_key
+from nextmodel_proxy.cli.main import main
 from nextmodel_proxy.config import Config, load_config
-from nextmodel_proxy.keys import KeySettings, create_key, revoke_key
+from nextmodel_proxy.ledger import schema as db
 
 # Every answer to "xx" (two letters) is "Echo: xx": 3 completion tokens upstream. With input free and output at
 # 1000 USD per million, each request costs exactly 0.003 USD, and max_tokens=3 makes the reservation equal it.

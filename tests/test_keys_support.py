@@ -7,7 +7,7 @@ import itertools
 import sqlite3
 from pathlib import Path
 
-from nextmodel_proxy import db
+from nextmodel_proxy.ledger import schema as db
 
 # The receipts columns from the shared contract. IF NOT EXISTS: once the ledger's m001 is merged it wins.
 RECEIPTS_DDL = """CREATE TABLE IF NOT EXISTS receipts (

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from nextmodel_proxy import db
-from nextmodel_proxy.chain import link
-from nextmodel_proxy.ledger import Ledger, LedgerUnavailable, verify
-from nextmodel_proxy.receipts import CONTENT_COLUMNS, Receipt, get_receipt, new_receipt_id
+from nextmodel_proxy.ledger import schema as db
+from nextmodel_proxy.ledger.chain import link
+from nextmodel_proxy.ledger.receipts import CONTENT_COLUMNS, Receipt, get_receipt, new_receipt_id
+from nextmodel_proxy.ledger.writer import Ledger, LedgerUnavailable, verify
 from nextmodel_proxy.timespec import utc_now_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,7 +247,7 @@ _LOAD_SCRIPT = textwrap.dedent("""
     import asyncio, sys
     sys.path.insert(0, sys.argv[2])
     from tests.test_ledger import make_receipt
-    from nextmodel_proxy.ledger import Ledger
+    from nextmodel_proxy.ledger.writer import Ledger
 
     async def main():
         ledger = Ledger(sys.argv[1])

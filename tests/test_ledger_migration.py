@@ -6,11 +6,11 @@ import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
-from nextmodel_proxy import db
-from nextmodel_proxy.chain import GENESIS
-from nextmodel_proxy.ledger import Ledger, verify
-from nextmodel_proxy.ledger_write import chained_rows, insert_rows
-from nextmodel_proxy.spend import spend, spend_total
+from nextmodel_proxy.ledger import schema as db
+from nextmodel_proxy.ledger.chain import GENESIS
+from nextmodel_proxy.ledger.rows import chained_rows, insert_rows
+from nextmodel_proxy.ledger.spend import spend, spend_total
+from nextmodel_proxy.ledger.writer import Ledger, verify
 from tests.test_ledger import make_receipt
 
 OLD_VERSION = [m for m in db.MIGRATIONS if m[0] < "m002"]

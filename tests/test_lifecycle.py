@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import free_port
 
-from nextmodel_proxy.cli import main
+from nextmodel_proxy.cli.main import main
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

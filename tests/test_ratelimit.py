@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from nextmodel_proxy.auth import Principal
+from nextmodel_proxy.access.auth import Principal
+from nextmodel_proxy.access.ratelimit import RateLimiter
 from nextmodel_proxy.errors import ProxyError
-from nextmodel_proxy.ratelimit import RateLimiter
 
 
 def _key(rpm: int | None = None, tpm: int | None = None, key_id: str = "key_a") -> Principal:

@@ -16,9 +16,8 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from nextmodel_proxy.cli_receipts import receipts, spend_cmd
-from nextmodel_proxy.ledger import Ledger
-from nextmodel_proxy.receipts import (
+from nextmodel_proxy.cli.receipts import receipts, spend_cmd
+from nextmodel_proxy.ledger.receipts import (
     EXPORT_COLUMNS,
     QueryError,
     ReceiptFilter,
@@ -26,7 +25,8 @@ from nextmodel_proxy.receipts import (
     query_receipts,
     receipt_to_json,
 )
-from nextmodel_proxy.spend import SPEND_BY, spend
+from nextmodel_proxy.ledger.spend import SPEND_BY, spend
+from nextmodel_proxy.ledger.writer import Ledger
 from nextmodel_proxy.timespec import format_utc, parse_time
 from tests.test_ledger import make_receipt
 

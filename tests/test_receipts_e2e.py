@@ -20,11 +20,11 @@ import pytest
 from click.testing import CliRunner
 from fake_upstream import _answer, _stream_events
 
-from nextmodel_proxy import db
-from nextmodel_proxy.cli import main as cli_main
+from nextmodel_proxy.access.keys import KeySettings, create_key
+from nextmodel_proxy.cli.main import main as cli_main
 from nextmodel_proxy.config import load_config
-from nextmodel_proxy.keys import KeySettings, create_key
-from nextmodel_proxy.receipts import EXPORT_COLUMNS, Receipt
+from nextmodel_proxy.ledger import schema as db
+from nextmodel_proxy.ledger.receipts import EXPORT_COLUMNS, Receipt
 
 PROMPT = "hello there world"  # 17 chars: the fake bills 9 + 17 // 4 = 13 prompt tokens
 ANSWER = "Echo: hello there world"  # 23 chars: the fake bills 1 + 23 // 4 = 6 completion tokens

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from nextmodel_proxy.replay import (
+from nextmodel_proxy.cache.replay import (
     completion_to_sse,
     decode_events,
     encode_events,

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from nextmodel_proxy.config import ProviderConfig
-from nextmodel_proxy.retry import (
+from nextmodel_proxy.upstream.retry import (
     RetryPolicy,
     backoff_delay,
     retry_after_seconds,

@@ -13,8 +13,8 @@ import aiohttp
 import openai
 import pytest
 
-from nextmodel_proxy.ledger import Ledger
-from nextmodel_proxy.receipts import Receipt
+from nextmodel_proxy.ledger.receipts import Receipt
+from nextmodel_proxy.ledger.writer import Ledger
 from nextmodel_proxy.timespec import format_utc
 
 HI = [{"role": "user", "content": "hello there"}]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Protocol
 
-from nextmodel_proxy.budget_store import (
+from nextmodel_proxy.access.budget_store import (
     PUSD_PER_USD,
     Budget,
     BudgetUsage,
@@ -27,9 +27,9 @@ from nextmodel_proxy.budget_store import (
     spent_pusd,
     usage_of,
 )
+from nextmodel_proxy.access.keys import read_changes, utc_now, utc_text
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError
-from nextmodel_proxy.keys import read_changes, utc_now, utc_text
 
 log = logging.getLogger(__name__)
 

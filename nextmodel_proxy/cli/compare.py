@@ -9,10 +9,10 @@ from decimal import Decimal
 import click
 import orjson
 
-from nextmodel_proxy import db
-from nextmodel_proxy.cli_common import config_option, db_option, existing_db, load_cli_config, resolve_db
-from nextmodel_proxy.compare import PUSD_PER_USD, Repriced, Workload, compare, load_workload
+from nextmodel_proxy.cli.common import config_option, db_option, existing_db, load_cli_config, resolve_db
 from nextmodel_proxy.config import Config, ConfigError, ModelConfig, parse_duration
+from nextmodel_proxy.ledger import schema as db
+from nextmodel_proxy.ledger.compare import PUSD_PER_USD, Repriced, Workload, compare, load_workload
 
 
 def _since_utc(since: str | None, now: dt.datetime) -> str | None:

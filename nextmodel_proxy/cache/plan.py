@@ -10,9 +10,9 @@ from typing import Any
 
 import orjson
 
-from nextmodel_proxy import cache, replay
-from nextmodel_proxy.cache import CacheEntry, CacheHit
-from nextmodel_proxy.cache_key import (
+from nextmodel_proxy.cache import replay
+from nextmodel_proxy.cache import store as cache
+from nextmodel_proxy.cache.key import (
     CacheDecision,
     cache_key,
     canonical_request,
@@ -20,11 +20,12 @@ from nextmodel_proxy.cache_key import (
     header_mode,
     scope_for,
 )
+from nextmodel_proxy.cache.store import CacheEntry, CacheHit
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError
-from nextmodel_proxy.exchange import Exchange
+from nextmodel_proxy.ledger.receipts import Receipt
 from nextmodel_proxy.pricing import to_pusd
-from nextmodel_proxy.receipts import Receipt
+from nextmodel_proxy.request_state import Exchange
 from nextmodel_proxy.upstream.base import Target
 
 CACHE_HEADER = "x-nextmodel-cache"

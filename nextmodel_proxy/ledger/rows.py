@@ -7,9 +7,9 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from nextmodel_proxy.chain import GENESIS, link
-from nextmodel_proxy.db import ROLLUP_SELECT
-from nextmodel_proxy.receipts import CONTENT_COLUMNS, Receipt, content_values
+from nextmodel_proxy.ledger.chain import GENESIS, link
+from nextmodel_proxy.ledger.receipts import CONTENT_COLUMNS, Receipt, content_values
+from nextmodel_proxy.ledger.schema import ROLLUP_SELECT
 
 Row = tuple[Any, ...]
 _WIDTH = len(CONTENT_COLUMNS) + 2

@@ -12,8 +12,7 @@ from typing import Any
 import click
 import orjson
 
-from nextmodel_proxy import db
-from nextmodel_proxy.budget_store import (
+from nextmodel_proxy.access.budget_store import (
     PERIODS,
     BudgetUsage,
     UnknownCurrency,
@@ -21,9 +20,7 @@ from nextmodel_proxy.budget_store import (
     rate_of,
     set_budget,
 )
-from nextmodel_proxy.cli_common import config_option, db_option, existing_db, load_cli_config, resolve_db
-from nextmodel_proxy.config import Config, ConfigError, parse_duration
-from nextmodel_proxy.keys import (
+from nextmodel_proxy.access.keys import (
     KeyNotFound,
     KeyRecord,
     KeySettings,
@@ -38,6 +35,9 @@ from nextmodel_proxy.keys import (
     text_or_none,
     utc_now,
 )
+from nextmodel_proxy.cli.common import config_option, db_option, existing_db, load_cli_config, resolve_db
+from nextmodel_proxy.config import Config, ConfigError, parse_duration
+from nextmodel_proxy.ledger import schema as db
 
 _SHOWN_ONCE = "This is the only time the key is shown: store it now. Clients send it as Authorization: Bearer <key>."
 

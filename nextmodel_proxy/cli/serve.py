@@ -12,9 +12,9 @@ from pathlib import Path
 
 import click
 
-from nextmodel_proxy import db
-from nextmodel_proxy.auth import ADMIN_ENV, UnsafeBindError, check_bind
-from nextmodel_proxy.cli_common import config_option, load_cli_config
+from nextmodel_proxy.access.auth import ADMIN_ENV, UnsafeBindError, check_bind
+from nextmodel_proxy.cli.common import config_option, load_cli_config
+from nextmodel_proxy.ledger import schema as db
 
 
 def _use_uvloop() -> bool:

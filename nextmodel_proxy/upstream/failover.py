@@ -9,10 +9,10 @@ from typing import Any
 import aiohttp
 
 from nextmodel_proxy.errors import ProxyError
-from nextmodel_proxy.exchange import Exchange
-from nextmodel_proxy.retry import RetryPolicy, should_fall_back, should_retry
+from nextmodel_proxy.request_state import Exchange
 from nextmodel_proxy.upstream.base import Target, UpstreamCall
 from nextmodel_proxy.upstream.registry import adapter_for
+from nextmodel_proxy.upstream.retry import RetryPolicy, should_fall_back, should_retry
 
 
 @dataclass(slots=True)

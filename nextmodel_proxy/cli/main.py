@@ -14,13 +14,13 @@ def main() -> None:
 
 
 # Command modules register themselves here (one line each).
-from nextmodel_proxy.cli_budgets import budgets_group  # noqa: E402
-from nextmodel_proxy.cli_cache import cache_group  # noqa: E402
-from nextmodel_proxy.cli_compare import compare_command  # noqa: E402
-from nextmodel_proxy.cli_keys import keys_group  # noqa: E402
-from nextmodel_proxy.cli_models import models_command  # noqa: E402
-from nextmodel_proxy.cli_receipts import receipts, spend_cmd  # noqa: E402
-from nextmodel_proxy.cli_serve import check_config, serve  # noqa: E402
+from nextmodel_proxy.cli.budgets import budgets_group  # noqa: E402
+from nextmodel_proxy.cli.cache import cache_group  # noqa: E402
+from nextmodel_proxy.cli.compare import compare_command  # noqa: E402
+from nextmodel_proxy.cli.keys import keys_group  # noqa: E402
+from nextmodel_proxy.cli.models import models_command  # noqa: E402
+from nextmodel_proxy.cli.receipts import receipts, spend_cmd  # noqa: E402
+from nextmodel_proxy.cli.serve import check_config, serve  # noqa: E402
 
 main.add_command(serve)
 main.add_command(check_config)

@@ -10,12 +10,12 @@ from typing import Any
 import click
 import orjson
 
-from nextmodel_proxy import cache as cache_store
-from nextmodel_proxy import db
-from nextmodel_proxy.cache_key import explain as explain_key
-from nextmodel_proxy.cache_key import scope_for
-from nextmodel_proxy.cli_common import config_option, db_option, existing_db, load_cli_config, resolve_db
+from nextmodel_proxy.cache import store as cache_store
+from nextmodel_proxy.cache.key import explain as explain_key
+from nextmodel_proxy.cache.key import scope_for
+from nextmodel_proxy.cli.common import config_option, db_option, existing_db, load_cli_config, resolve_db
 from nextmodel_proxy.config import CacheConfig, Config, ConfigError, parse_duration
+from nextmodel_proxy.ledger import schema as db
 
 
 @click.group("cache")

@@ -15,8 +15,7 @@ from typing import IO, Any, TypeVar
 import click
 import orjson
 
-from nextmodel_proxy import db
-from nextmodel_proxy.budget_store import (
+from nextmodel_proxy.access.budget_store import (
     SCOPES,
     BudgetUsage,
     UnknownCurrency,
@@ -24,11 +23,11 @@ from nextmodel_proxy.budget_store import (
     spend_against_budgets,
     usage_json,
 )
-from nextmodel_proxy.chain import verify
-from nextmodel_proxy.cli_common import config_option, db_option, existing_db, load_cli_config, resolve_db
+from nextmodel_proxy.cli.common import config_option, db_option, existing_db, load_cli_config, resolve_db
 from nextmodel_proxy.config import CurrencyConfig
-from nextmodel_proxy.pricing import format_usd, to_display
-from nextmodel_proxy.receipts import (
+from nextmodel_proxy.ledger import schema as db
+from nextmodel_proxy.ledger.chain import verify
+from nextmodel_proxy.ledger.receipts import (
     EXPORT_COLUMNS,
     SERVED_MODES,
     Receipt,
@@ -41,7 +40,8 @@ from nextmodel_proxy.receipts import (
     query_receipts,
     receipt_to_json,
 )
-from nextmodel_proxy.spend import SPEND_BY, SpendRow, spend, spend_total
+from nextmodel_proxy.ledger.spend import SPEND_BY, SpendRow, spend, spend_total
+from nextmodel_proxy.pricing import format_usd, to_display
 from nextmodel_proxy.timespec import parse_time
 
 F = TypeVar("F", bound=Callable[..., Any])

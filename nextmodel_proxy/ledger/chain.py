@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from nextmodel_proxy.receipts import SELECT_COLUMNS
+from nextmodel_proxy.ledger.receipts import SELECT_COLUMNS
 
 GENESIS = "0" * 64  # prev_hash of the first receipt
 _LOOKBACK = 16  # how far back an inserted run of receipts is recognised

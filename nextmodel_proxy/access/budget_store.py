@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
+from nextmodel_proxy.access.keys import bump_changes, key_lineage, text_or_none, utc_now, utc_text
 from nextmodel_proxy.config import Config
-from nextmodel_proxy.keys import bump_changes, key_lineage, text_or_none, utc_now, utc_text
 
 SCOPES = ("key", "project", "team")
 PERIODS = ("day", "week", "month", "total")

@@ -11,7 +11,7 @@ import click
 import orjson
 
 from nextmodel_proxy.catalog import blended_price, model_row, model_status
-from nextmodel_proxy.cli_common import config_option, load_cli_config
+from nextmodel_proxy.cli.common import config_option, load_cli_config
 from nextmodel_proxy.config import CAPABILITIES, Config, ModelConfig
 
 _CAP_LETTERS = {"tools": "T", "vision": "V", "json_schema": "J", "reasoning": "R", "embeddings": "E"}

@@ -13,8 +13,8 @@ import sqlite3
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
+from nextmodel_proxy.ledger.receipts import ReceiptFilter
 from nextmodel_proxy.pricing import from_pusd
-from nextmodel_proxy.receipts import ReceiptFilter
 from nextmodel_proxy.timespec import format_utc
 
 # --by value -> (spend_daily column, receipts expression)

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nextmodel_proxy.ledger.receipts import new_receipt_id
 from nextmodel_proxy.pricing import format_usd
-from nextmodel_proxy.receipts import new_receipt_id
 from nextmodel_proxy.upstream.base import Target
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import orjson
 
-from nextmodel_proxy.budget_store import (
+from nextmodel_proxy.access.budget_store import (
     PERIODS,
     UnknownCurrency,
     delete_budget,
@@ -14,8 +14,8 @@ from nextmodel_proxy.budget_store import (
     spend_against_budgets,
     usage_json,
 )
-from nextmodel_proxy.cli_common import config_option, db_option, existing_db, load_cli_config, resolve_db
-from nextmodel_proxy.cli_keys import (
+from nextmodel_proxy.cli.common import config_option, db_option, existing_db, load_cli_config, resolve_db
+from nextmodel_proxy.cli.keys import (
     USAGE_HEADERS,
     checked_currency,
     lookup_key,

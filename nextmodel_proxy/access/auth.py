@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from nextmodel_proxy import db
+from nextmodel_proxy.access.keys import KeyRecord, hash_key, keys_with_hashes, read_changes, utc_now, utc_text
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError
-from nextmodel_proxy.keys import KeyRecord, hash_key, keys_with_hashes, read_changes, utc_now, utc_text
+from nextmodel_proxy.ledger import schema as db
 
 log = logging.getLogger(__name__)
 

@@ -26,11 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from nextmodel_proxy import db
-from nextmodel_proxy.chain import VerifyResult, verify
 from nextmodel_proxy.errors import ProxyError
-from nextmodel_proxy.ledger_write import Row, chain, insert_rows, ledger_head
-from nextmodel_proxy.receipts import Receipt, content_values
+from nextmodel_proxy.ledger import schema as db
+from nextmodel_proxy.ledger.chain import VerifyResult, verify
+from nextmodel_proxy.ledger.receipts import Receipt, content_values
+from nextmodel_proxy.ledger.rows import Row, chain, insert_rows, ledger_head
 
 __all__ = ["Ledger", "LedgerUnavailable", "VerifyResult", "verify"]
 
