@@ -23,24 +23,45 @@ TARGET = {"scope": "project:bench", "provider": "openai", "upstream_model": "gpt
 
 
 def body_for(i: int) -> dict:
-    return {"model": "fast", "temperature": 0, "max_tokens": 200, "messages": [
-        {"role": "system", "content": "You are a helpful assistant. Answer briefly."},
-        {"role": "user", "content": f"Question number {i}: what is the capital of country {i}?"}]}
+    return {
+        "model": "fast",
+        "temperature": 0,
+        "max_tokens": 200,
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant. Answer briefly."},
+            {"role": "user", "content": f"Question number {i}: what is the capital of country {i}?"},
+        ],
+    }
 
 
 def fill(path: Path, entries: int, body_bytes: int) -> None:
     conn = db.open_db(path)
-    answer = b'{"id":"chatcmpl-x","object":"chat.completion","choices":[{"message":{"content":"' + (
-        b"x" * body_bytes) + b'"}}]}'
+    answer = (
+        b'{"id":"chatcmpl-x","object":"chat.completion","choices":[{"message":{"content":"'
+        + (b"x" * body_bytes)
+        + b'"}}]}'
+    )
     now = time.time()
     conn.execute("BEGIN IMMEDIATE")
     for i in range(entries):
         canonical = canonical_request(body_for(i), **TARGET)
-        cache.store(conn, cache.CacheEntry(
-            key=cache_key(canonical), scope=TARGET["scope"], provider="openai", model="gpt-4o-mini",
-            endpoint="chat", canonical=canonical, response_kind="json", body=answer,
-            usage={"prompt_tokens": 30, "completion_tokens": 10}, fresh_receipt_id=f"rcpt_{i}",
-            fresh_cost_pusd=1000, created_at=now))
+        cache.store(
+            conn,
+            cache.CacheEntry(
+                key=cache_key(canonical),
+                scope=TARGET["scope"],
+                provider="openai",
+                model="gpt-4o-mini",
+                endpoint="chat",
+                canonical=canonical,
+                response_kind="json",
+                body=answer,
+                usage={"prompt_tokens": 30, "completion_tokens": 10},
+                fresh_receipt_id=f"rcpt_{i}",
+                fresh_cost_pusd=1000,
+                created_at=now,
+            ),
+        )
     conn.execute("COMMIT")
     conn.close()
 
@@ -83,9 +104,12 @@ def main() -> None:
             assert cache.lookup(reader, cache_key(canonical), canonical, now=now, ttl_s=86400) is not None
 
         print(f"{args.entries} entries, {args.body_bytes}-byte answers, file {path.stat().st_size:,} bytes")
-        result = {"bench": "cache", "entries": args.entries,
-                  "lookup": measure("lookup (point read + verify)", lookup_only, args.seconds),
-                  "hit": measure("canonical + key + lookup (per-request hit)", full_hit, args.seconds)}
+        result = {
+            "bench": "cache",
+            "entries": args.entries,
+            "lookup": measure("lookup (point read + verify)", lookup_only, args.seconds),
+            "hit": measure("canonical + key + lookup (per-request hit)", full_hit, args.seconds),
+        }
         reader.close()
     print(json.dumps(result))
 

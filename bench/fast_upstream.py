@@ -12,36 +12,70 @@ import sys
 
 import orjson
 
-_COMPLETION = orjson.dumps({
-    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "bench",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "benchmark reply " * 8},
-                 "logprobs": None, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 42, "completion_tokens": 24, "total_tokens": 66,
-              "prompt_tokens_details": {"cached_tokens": 0}},
-})
+_COMPLETION = orjson.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "bench",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "benchmark reply " * 8},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": 42,
+            "completion_tokens": 24,
+            "total_tokens": 66,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        },
+    }
+)
 
 
 def _chunk(delta: dict, finish: str | None = None) -> bytes:
-    obj = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000, "model": "bench",
-           "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    obj = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "bench",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
 _EVENTS = (
     [_chunk({"role": "assistant", "content": ""})]
     + [_chunk({"content": f"word{i} "}) for i in range(8)]
-    + [_chunk({}, "stop"),
-       b"data: " + orjson.dumps({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
-                                 "model": "bench", "choices": [],
-                                 "usage": {"prompt_tokens": 42, "completion_tokens": 8, "total_tokens": 50}}) + b"\n\n",
-       b"data: [DONE]\n\n"]
+    + [
+        _chunk({}, "stop"),
+        b"data: "
+        + orjson.dumps(
+            {
+                "id": "chatcmpl-bench",
+                "object": "chat.completion.chunk",
+                "created": 1700000000,
+                "model": "bench",
+                "choices": [],
+                "usage": {"prompt_tokens": 42, "completion_tokens": 8, "total_tokens": 50},
+            }
+        )
+        + b"\n\n",
+        b"data: [DONE]\n\n",
+    ]
 )
 _STREAM_BODY = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in _EVENTS) + b"0\r\n\r\n"
 
-RESP_JSON = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nx-request-id: req_bench\r\n"
-             b"Content-Length: %d\r\n\r\n" % len(_COMPLETION)) + _COMPLETION
-RESP_SSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-            + _STREAM_BODY)
+RESP_JSON = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nx-request-id: req_bench\r\n"
+    b"Content-Length: %d\r\n\r\n" % len(_COMPLETION)
+) + _COMPLETION
+RESP_SSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + _STREAM_BODY
+)
 
 
 class Upstream(asyncio.Protocol):
@@ -60,11 +94,15 @@ class Upstream(asyncio.Protocol):
                 return
             head = self.buf[:head_end].lower()
             idx = head.find(b"content-length:")
-            length = int(head[idx + 15: head.find(b"\r\n", idx) if head.find(b"\r\n", idx) > 0 else None]) if idx >= 0 else 0
+            length = (
+                int(head[idx + 15 : head.find(b"\r\n", idx) if head.find(b"\r\n", idx) > 0 else None])
+                if idx >= 0
+                else 0
+            )
             total = head_end + 4 + length
             if len(self.buf) < total:
                 return
-            body = self.buf[head_end + 4: total]
+            body = self.buf[head_end + 4 : total]
             self.buf = self.buf[total:]
             assert self.transport is not None
             self.transport.write(RESP_SSE if b'"stream":true' in body.replace(b" ", b"") else RESP_JSON)

@@ -18,8 +18,11 @@ SESSION = web.AppKey("session", aiohttp.ClientSession)
 
 async def chat(request: web.Request) -> web.StreamResponse:
     body = orjson.loads(await request.read())
-    async with request.app[SESSION].post(request.app[UPSTREAM] + "/chat/completions", data=orjson.dumps(body),
-                                         headers={"Content-Type": "application/json"}) as up:
+    async with request.app[SESSION].post(
+        request.app[UPSTREAM] + "/chat/completions",
+        data=orjson.dumps(body),
+        headers={"Content-Type": "application/json"},
+    ) as up:
         if not body.get("stream"):
             return web.Response(status=up.status, body=await up.read(), content_type="application/json")
         resp = web.StreamResponse(status=up.status, headers={"Content-Type": "text/event-stream"})

@@ -35,8 +35,16 @@ from nextmodel_proxy.ledger.rows import chained_rows, insert_rows  # noqa: E402
 from nextmodel_proxy.ledger.spend import spend, spend_total  # noqa: E402
 from nextmodel_proxy.timespec import format_utc  # noqa: E402
 
-MODELS = [("gpt-4o-mini", "openai"), ("gpt-4o", "openai"), ("claude-sonnet", "anthropic"), ("gemini-flash", "gemini"),
-          ("deepseek-chat", "deepseek"), ("o3-mini", "openai"), ("claude-haiku", "anthropic"), ("embed-3", "openai")]
+MODELS = [
+    ("gpt-4o-mini", "openai"),
+    ("gpt-4o", "openai"),
+    ("claude-sonnet", "anthropic"),
+    ("gemini-flash", "gemini"),
+    ("deepseek-chat", "deepseek"),
+    ("o3-mini", "openai"),
+    ("claude-haiku", "anthropic"),
+    ("embed-3", "openai"),
+]
 BILLED_AT = EXPORT_COLUMNS.index("billed_cost_usd")
 MODES = ["fresh"] * 6 + ["exact-cache"] * 3 + ["error"]
 
@@ -51,15 +59,35 @@ def receipts(n: int, days: int, seed: int = 7):
         fresh = Decimal(rng.randrange(1, 5_000_000)) / Decimal(10**9)
         billed = fresh / 10 if mode == "exact-cache" else fresh
         yield Receipt(
-            receipt_id=f"rcpt_{i:012x}{rng.getrandbits(56):014x}", created_utc=format_utc(start + step * i),
-            request_id=f"req-{i}", key_id=f"key_{i % 50}", project=f"project-{i % 20}", team=f"team-{i % 5}",
-            tags=("bench",), model_requested=model, model=model, provider=provider, upstream_model=model,
-            served_mode=mode, stream=bool(i & 1), status=500 if mode == "error" else 200,
-            prompt_tokens=rng.randrange(10, 4000), completion_tokens=rng.randrange(1, 800), cached_tokens=0,
-            cache_write_tokens=0, reasoning_tokens=0, usage_source="cache" if mode == "exact-cache" else "upstream",
-            upstream_cost_usd=Decimal(0) if mode == "exact-cache" else fresh, billed_cost_usd=billed,
-            fresh_cost_usd=fresh, savings_usd=fresh - billed, display_currency="GBP", display_rate=Decimal("0.79"),
-            latency_ms=rng.uniform(50, 4000), ttft_ms=rng.uniform(10, 800), price_version="0123456789ab",
+            receipt_id=f"rcpt_{i:012x}{rng.getrandbits(56):014x}",
+            created_utc=format_utc(start + step * i),
+            request_id=f"req-{i}",
+            key_id=f"key_{i % 50}",
+            project=f"project-{i % 20}",
+            team=f"team-{i % 5}",
+            tags=("bench",),
+            model_requested=model,
+            model=model,
+            provider=provider,
+            upstream_model=model,
+            served_mode=mode,
+            stream=bool(i & 1),
+            status=500 if mode == "error" else 200,
+            prompt_tokens=rng.randrange(10, 4000),
+            completion_tokens=rng.randrange(1, 800),
+            cached_tokens=0,
+            cache_write_tokens=0,
+            reasoning_tokens=0,
+            usage_source="cache" if mode == "exact-cache" else "upstream",
+            upstream_cost_usd=Decimal(0) if mode == "exact-cache" else fresh,
+            billed_cost_usd=billed,
+            fresh_cost_usd=fresh,
+            savings_usd=fresh - billed,
+            display_currency="GBP",
+            display_rate=Decimal("0.79"),
+            latency_ms=rng.uniform(50, 4000),
+            ttft_ms=rng.uniform(10, 800),
+            price_version="0123456789ab",
         )
 
 
@@ -120,13 +148,22 @@ def main() -> None:
     if not args.keep:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
-    print(orjson.dumps({
-        "bench": "gen_ledger", "receipts": args.n, "db_bytes": size,
-        "generate_receipts_per_s": round(args.n / gen_s), "spend_by_project_s": round(spend_project_s, 4),
-        "spend_by_day_s": round(spend_day_s, 4), "spend_30d_window_by_model_s": round(spend_window_s, 4),
-        "export_csv_rows_per_s": round(exported[0] / export_s), "export_s": round(export_s, 2),
-        "billed_total_usd": str(total.billed_usd),
-    }).decode())
+    print(
+        orjson.dumps(
+            {
+                "bench": "gen_ledger",
+                "receipts": args.n,
+                "db_bytes": size,
+                "generate_receipts_per_s": round(args.n / gen_s),
+                "spend_by_project_s": round(spend_project_s, 4),
+                "spend_by_day_s": round(spend_day_s, 4),
+                "spend_30d_window_by_model_s": round(spend_window_s, 4),
+                "export_csv_rows_per_s": round(exported[0] / export_s),
+                "export_s": round(export_s, 2),
+                "billed_total_usd": str(total.billed_usd),
+            }
+        ).decode()
+    )
 
 
 def _export(conn) -> tuple[int, Decimal]:

@@ -45,8 +45,13 @@ async def run(path: Path, n: int, concurrency: int, *, closed_loop: bool) -> dic
     elapsed = time.perf_counter() - t0
     await ledger.close()
     ok = verify(db.connect(path, readonly=True)).ok
-    return {"receipts_per_s": round(n / elapsed), "seconds": round(elapsed, 3), "transactions": ledger.commits,
-            "receipts_per_transaction": round(n / max(ledger.commits, 1), 1), "verify_ok": ok}
+    return {
+        "receipts_per_s": round(n / elapsed),
+        "seconds": round(elapsed, 3),
+        "transactions": ledger.commits,
+        "receipts_per_transaction": round(n / max(ledger.commits, 1), 1),
+        "verify_ok": ok,
+    }
 
 
 def _use_uvloop() -> str:
@@ -69,8 +74,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         closed = asyncio.run(run(Path(tmp) / "closed.db", args.n, args.concurrency, closed_loop=True))
         burst = asyncio.run(run(Path(tmp) / "burst.db", args.n, args.concurrency, closed_loop=False))
-    print(orjson.dumps({"bench": "ledger", "receipts": args.n, "concurrency": args.concurrency, "loop": loop,
-                        "receipts_per_s": closed["receipts_per_s"], "closed_loop": closed, "burst": burst}).decode())
+    print(
+        orjson.dumps(
+            {
+                "bench": "ledger",
+                "receipts": args.n,
+                "concurrency": args.concurrency,
+                "loop": loop,
+                "receipts_per_s": closed["receipts_per_s"],
+                "closed_loop": closed,
+                "burst": burst,
+            }
+        ).decode()
+    )
 
 
 if __name__ == "__main__":

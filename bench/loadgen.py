@@ -28,17 +28,25 @@ class Result:
             return values[min(len(values) - 1, int(p * len(values)))] * 1000
 
         return {
-            "requests": self.ok, "errors": self.errors, "rps": self.ok / self.elapsed if self.elapsed else 0.0,
-            "p50_ms": pct(self.latencies, 0.50), "p99_ms": pct(self.latencies, 0.99),
-            "ttfb_p50_ms": pct(self.ttfb, 0.50), "ttfb_p99_ms": pct(self.ttfb, 0.99),
+            "requests": self.ok,
+            "errors": self.errors,
+            "rps": self.ok / self.elapsed if self.elapsed else 0.0,
+            "p50_ms": pct(self.latencies, 0.50),
+            "p99_ms": pct(self.latencies, 0.99),
+            "ttfb_p50_ms": pct(self.ttfb, 0.50),
+            "ttfb_p99_ms": pct(self.ttfb, 0.99),
             "mean_ms": statistics.fmean(self.latencies) * 1000 if self.latencies else float("nan"),
         }
 
 
-def build_request(host: str, port: int, path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
+def build_request(
+    host: str, port: int, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> bytes:
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    return (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer bench\r\n{extra}Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer bench\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 async def _read_response(reader: asyncio.StreamReader, t0: float, res: Result) -> int:
@@ -60,13 +68,15 @@ async def _read_response(reader: asyncio.StreamReader, t0: float, res: Result) -
     else:
         idx = lower.find(b"content-length:")
         end = lower.find(b"\r\n", idx)
-        length = int(lower[idx + 15:end]) if idx >= 0 else 0
+        length = int(lower[idx + 15 : end]) if idx >= 0 else 0
         await reader.readexactly(length)
         res.ttfb.append(time.perf_counter() - t0)
     return status
 
 
-async def _worker(host: str, port: int, request: bytes, deadline: float, res: Result, max_requests: int) -> None:
+async def _worker(
+    host: str, port: int, request: bytes, deadline: float, res: Result, max_requests: int
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while time.perf_counter() < deadline and res.ok + res.errors < max_requests:
@@ -82,11 +92,14 @@ async def _worker(host: str, port: int, request: bytes, deadline: float, res: Re
         writer.close()
 
 
-async def run(host: str, port: int, request: bytes, *, concurrency: int, duration: float,
-              max_requests: int = 10_000_000) -> Result:
+async def run(
+    host: str, port: int, request: bytes, *, concurrency: int, duration: float, max_requests: int = 10_000_000
+) -> Result:
     res = Result()
     start = time.perf_counter()
     deadline = start + duration
-    await asyncio.gather(*(_worker(host, port, request, deadline, res, max_requests) for _ in range(concurrency)))
+    await asyncio.gather(
+        *(_worker(host, port, request, deadline, res, max_requests) for _ in range(concurrency))
+    )
     res.elapsed = time.perf_counter() - start
     return res

@@ -25,14 +25,36 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 PY = sys.executable
 HOST = "127.0.0.1"
-BODY = json.dumps({"model": "bench-model", "temperature": 0.7,
-                   "messages": [{"role": "user", "content": "Summarise the benchmark in one line."}]}).encode()
-STREAM_BODY = json.dumps({"model": "bench-model", "temperature": 0.7, "stream": True,
-                          "messages": [{"role": "user", "content": "Stream the benchmark."}]}).encode()
-HIT_BODY = json.dumps({"model": "bench-model", "temperature": 0,
-                       "messages": [{"role": "user", "content": "A cacheable question."}]}).encode()
-TEE_BODY = json.dumps({"model": "bench-model", "temperature": 0, "stream": True,
-                       "messages": [{"role": "user", "content": "A cacheable stream."}]}).encode()
+BODY = json.dumps(
+    {
+        "model": "bench-model",
+        "temperature": 0.7,
+        "messages": [{"role": "user", "content": "Summarise the benchmark in one line."}],
+    }
+).encode()
+STREAM_BODY = json.dumps(
+    {
+        "model": "bench-model",
+        "temperature": 0.7,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Stream the benchmark."}],
+    }
+).encode()
+HIT_BODY = json.dumps(
+    {
+        "model": "bench-model",
+        "temperature": 0,
+        "messages": [{"role": "user", "content": "A cacheable question."}],
+    }
+).encode()
+TEE_BODY = json.dumps(
+    {
+        "model": "bench-model",
+        "temperature": 0,
+        "stream": True,
+        "messages": [{"role": "user", "content": "A cacheable stream."}],
+    }
+).encode()
 
 
 def free_port() -> int:
@@ -42,7 +64,9 @@ def free_port() -> int:
 
 
 def pinned(core: int, argv: list[str]) -> list[str]:
-    return (["taskset", "-c", str(core)] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []) + argv
+    return (
+        ["taskset", "-c", str(core)] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
+    ) + argv
 
 
 def wait_ready(port: int, path: str = "/healthz", timeout: float = 15.0, post: bool = False) -> float:
@@ -82,17 +106,29 @@ def write_config(upstream_port: int, db: Path, *, ledger: bool, cache: bool) -> 
     return path
 
 
-def scenario(name: str, port: int, body: bytes, concurrency: int, duration: float, path: str,
-             headers: dict[str, str] | None = None) -> dict:
+def scenario(
+    name: str,
+    port: int,
+    body: bytes,
+    concurrency: int,
+    duration: float,
+    path: str,
+    headers: dict[str, str] | None = None,
+) -> dict:
     req = loadgen.build_request(HOST, port, path, body, headers)
     res = asyncio.run(loadgen.run(HOST, port, req, concurrency=concurrency, duration=duration))
     out = {"scenario": name, "concurrency": concurrency, **res.summary()}
-    print(f"  {name:<28} c={concurrency:<3} {out['rps']:>8.0f} req/s  p50 {out['p50_ms']:.3f} ms  "
-          f"p99 {out['p99_ms']:.3f} ms  ttfb p50 {out['ttfb_p50_ms']:.3f} ms  errors {out['errors']}", flush=True)
+    print(
+        f"  {name:<28} c={concurrency:<3} {out['rps']:>8.0f} req/s  p50 {out['p50_ms']:.3f} ms  "
+        f"p99 {out['p99_ms']:.3f} ms  ttfb p50 {out['ttfb_p50_ms']:.3f} ms  errors {out['errors']}",
+        flush=True,
+    )
     return out
 
 
-def suite(label: str, port: int, path: str, duration: float, extra: list[tuple[str, bytes, int]] = ()) -> list[dict]:
+def suite(
+    label: str, port: int, path: str, duration: float, extra: list[tuple[str, bytes, int]] = ()
+) -> list[dict]:
     results = []
     for c in (1, 16, 64):
         results.append(scenario(f"{label} non-stream", port, BODY, c, duration, path))
@@ -106,8 +142,13 @@ def suite(label: str, port: int, path: str, duration: float, extra: list[tuple[s
 
 
 def start(argv: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(pinned(0, argv), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "NMPROXY_BENCH_KEY": "sk-bench"})
+    return subprocess.Popen(
+        pinned(0, argv),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "NMPROXY_BENCH_KEY": "sk-bench"},
+    )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -120,14 +161,34 @@ def stop(proc: subprocess.Popen) -> None:
 
 def run_proxy(label: str, config: Path, duration: float, extra=()) -> tuple[list[dict], dict]:
     port = free_port()
-    proc = start([PY, "-m", "nextmodel_proxy", "serve", "--config", str(config), "--port", str(port),
-                  "--log-level", "warning"])
+    proc = start(
+        [
+            PY,
+            "-m",
+            "nextmodel_proxy",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
+    )
     try:
         ready = wait_ready(port)
         idle = rss_mb(proc.pid)
         if extra:  # prime the cache so the hit scenario measures hits only
-            asyncio.run(loadgen.run(HOST, port, loadgen.build_request(HOST, port, "/v1/chat/completions", HIT_BODY),
-                                    concurrency=1, duration=0.5, max_requests=2))
+            asyncio.run(
+                loadgen.run(
+                    HOST,
+                    port,
+                    loadgen.build_request(HOST, port, "/v1/chat/completions", HIT_BODY),
+                    concurrency=1,
+                    duration=0.5,
+                    max_requests=2,
+                )
+            )
         results = suite(label, port, "/v1/chat/completions", duration, extra)
     finally:
         stop(proc)
@@ -144,7 +205,9 @@ def main() -> None:
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
     up_port = free_port()
-    upstream = subprocess.Popen(pinned(1, [PY, str(ROOT / "bench" / "fast_upstream.py"), str(up_port)]), cwd=ROOT)
+    upstream = subprocess.Popen(
+        pinned(1, [PY, str(ROOT / "bench" / "fast_upstream.py"), str(up_port)]), cwd=ROOT
+    )
     results: list[dict] = []
     meta: dict = {"cores": os.cpu_count(), "python": sys.version.split()[0], "duration_s": args.duration}
     try:
@@ -152,8 +215,14 @@ def main() -> None:
         print("upstream hit directly:", flush=True)
         results += suite("direct", up_port, "/v1/chat/completions", args.duration)
         print("bare aiohttp floor:", flush=True)
-        floor = start([PY, str(ROOT / "bench" / "floor_proxy.py"), str(fp := free_port()),
-                       f"http://{HOST}:{up_port}/v1"])
+        floor = start(
+            [
+                PY,
+                str(ROOT / "bench" / "floor_proxy.py"),
+                str(fp := free_port()),
+                f"http://{HOST}:{up_port}/v1",
+            ]
+        )
         try:
             wait_ready(fp, post=True)
             results += suite("floor", fp, "/v1/chat/completions", args.duration)
@@ -164,14 +233,26 @@ def main() -> None:
             db = OUT / f"{label}.db"
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{db}{suffix}").unlink(missing_ok=True)
-            extra = [("cache-hit", HIT_BODY, 1, None), ("cache-hit", HIT_BODY, 64, None),
-                     # the same cacheable stream, teed and stored every time (refresh) vs not teed (skip)
-                     ("stream tee-on", TEE_BODY, 1, {"x-nextmodel-cache": "refresh"}),
-                     ("stream tee-off", TEE_BODY, 1, {"x-nextmodel-cache": "skip"})] if cache else []
-            res, info = run_proxy(label, write_config(up_port, db, ledger=ledger, cache=cache), args.duration, extra)
+            extra = (
+                [
+                    ("cache-hit", HIT_BODY, 1, None),
+                    ("cache-hit", HIT_BODY, 64, None),
+                    # the same cacheable stream, teed and stored every time (refresh) vs not teed (skip)
+                    ("stream tee-on", TEE_BODY, 1, {"x-nextmodel-cache": "refresh"}),
+                    ("stream tee-off", TEE_BODY, 1, {"x-nextmodel-cache": "skip"}),
+                ]
+                if cache
+                else []
+            )
+            res, info = run_proxy(
+                label, write_config(up_port, db, ledger=ledger, cache=cache), args.duration, extra
+            )
             results += res
             meta[label] = info
-            print(f"  ready in {info['ready_s']*1000:.0f} ms, idle RSS {info['idle_rss_mb']:.1f} MB", flush=True)
+            print(
+                f"  ready in {info['ready_s'] * 1000:.0f} ms, idle RSS {info['idle_rss_mb']:.1f} MB",
+                flush=True,
+            )
     finally:
         stop(upstream)
     report = derive(results)
@@ -201,6 +282,7 @@ def micro(ledger_rows: int) -> dict:
 
 def derive(results: list[dict]) -> dict:
     """The figures the issues set targets for."""
+
     def get(target: str, scen: str, c: int) -> dict:
         return next(r for r in results if r["scenario"] == f"{target} {scen}" and r["concurrency"] == c)
 
@@ -208,9 +290,11 @@ def derive(results: list[dict]) -> dict:
     for target in ("floor", "nmproxy", "nmproxy-no-ledger"):
         try:
             out[target] = {
-                "added_p50_ms_c1": get(target, "non-stream", 1)["p50_ms"] - get("direct", "non-stream", 1)["p50_ms"],
+                "added_p50_ms_c1": get(target, "non-stream", 1)["p50_ms"]
+                - get("direct", "non-stream", 1)["p50_ms"],
                 "rps_c64": get(target, "non-stream", 64)["rps"],
-                "stream_rps_c64_vs_direct": get(target, "stream", 64)["rps"] / get("direct", "stream", 64)["rps"],
+                "stream_rps_c64_vs_direct": get(target, "stream", 64)["rps"]
+                / get("direct", "stream", 64)["rps"],
                 "stream_ttfb_added_p50_ms_c1": get(target, "stream", 1)["ttfb_p50_ms"]
                 - get("direct", "stream", 1)["ttfb_p50_ms"],
             }
@@ -220,14 +304,20 @@ def derive(results: list[dict]) -> dict:
         out["nmproxy_rps_vs_floor"] = out["nmproxy"]["rps_c64"] / out["floor"]["rps_c64"]
     try:
         hit = get("nmproxy", "cache-hit", 1)
-        out["cache_hit"] = {"added_p50_ms_c1": hit["p50_ms"] - get("direct", "non-stream", 1)["p50_ms"],
-                            "rps_c64": get("nmproxy", "cache-hit", 64)["rps"]}
-        out["tee_ttfb_added_p50_ms"] = (get("nmproxy", "stream tee-on", 1)["ttfb_p50_ms"]
-                                        - get("nmproxy", "stream tee-off", 1)["ttfb_p50_ms"])
-        out["ledger_added_p50_ms_c1"] = (get("nmproxy", "non-stream", 1)["p50_ms"]
-                                         - get("nmproxy-no-ledger", "non-stream", 1)["p50_ms"])
-        out["ledger_rps_c64_vs_off"] = get("nmproxy", "non-stream", 64)["rps"] / get(
-            "nmproxy-no-ledger", "non-stream", 64)["rps"]
+        out["cache_hit"] = {
+            "added_p50_ms_c1": hit["p50_ms"] - get("direct", "non-stream", 1)["p50_ms"],
+            "rps_c64": get("nmproxy", "cache-hit", 64)["rps"],
+        }
+        out["tee_ttfb_added_p50_ms"] = (
+            get("nmproxy", "stream tee-on", 1)["ttfb_p50_ms"]
+            - get("nmproxy", "stream tee-off", 1)["ttfb_p50_ms"]
+        )
+        out["ledger_added_p50_ms_c1"] = (
+            get("nmproxy", "non-stream", 1)["p50_ms"] - get("nmproxy-no-ledger", "non-stream", 1)["p50_ms"]
+        )
+        out["ledger_rps_c64_vs_off"] = (
+            get("nmproxy", "non-stream", 64)["rps"] / get("nmproxy-no-ledger", "non-stream", 64)["rps"]
+        )
     except StopIteration:
         pass
     return out

@@ -36,10 +36,20 @@ def _costs(ex: Exchange, usage: pricing.Usage | None, config: Config) -> dict[st
     model = ex.target.model if ex.target else None
     # An error with no usage consumed nothing we know of: priced as 0 (like a refusal), not as unknown.
     mode = "refused" if usage is None and ex.served_mode == "error" else ex.served_mode
-    costs = pricing.receipt_costs(mode, usage, model.price if model else None,
-                                  replay_ratio=config.cache.replay_price_ratio, model=model.id if model else None)
-    return {"upstream_cost_usd": costs.upstream, "billed_cost_usd": costs.billed, "fresh_cost_usd": costs.fresh,
-            "savings_usd": costs.savings, "cost_unknown_reason": costs.reason}
+    costs = pricing.receipt_costs(
+        mode,
+        usage,
+        model.price if model else None,
+        replay_ratio=config.cache.replay_price_ratio,
+        model=model.id if model else None,
+    )
+    return {
+        "upstream_cost_usd": costs.upstream,
+        "billed_cost_usd": costs.billed,
+        "fresh_cost_usd": costs.fresh,
+        "savings_usd": costs.savings,
+        "cost_unknown_reason": costs.reason,
+    }
 
 
 def build_receipt(ex: Exchange, config: Config) -> Receipt:

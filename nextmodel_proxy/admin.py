@@ -45,8 +45,23 @@ from nextmodel_proxy.services import Services
 
 T = TypeVar("T")
 _JSON = "application/json"
-_KEY_FIELDS = frozenset({"project", "team", "env", "environment", "name", "admin", "rpm", "tpm", "expires",
-                         "models", "budget", "budget_period", "budget_currency"})
+_KEY_FIELDS = frozenset(
+    {
+        "project",
+        "team",
+        "env",
+        "environment",
+        "name",
+        "admin",
+        "rpm",
+        "tpm",
+        "expires",
+        "models",
+        "budget",
+        "budget_period",
+        "budget_currency",
+    }
+)
 _BUDGET_FIELDS = frozenset({"key", "project", "team", "amount", "currency", "period"})
 
 
@@ -58,8 +73,9 @@ def _admin(request: web.Request) -> Services:
 
 def _reader(services: Services) -> sqlite3.Connection:
     if services.reader is None or services.ledger is None:
-        raise ProxyError(404, "Keys and budgets are not kept: the ledger is disabled in this proxy's config.",
-                         "not_found")
+        raise ProxyError(
+            404, "Keys and budgets are not kept: the ledger is disabled in this proxy's config.", "not_found"
+        )
     return services.reader
 
 
@@ -78,7 +94,9 @@ async def _write(services: Services, op: Callable[[sqlite3.Connection], T]) -> T
     except ValueError as exc:  # already revoked, bad amount, and the like
         raise bad_request(str(exc)) from None
     except (LedgerUnavailable, sqlite3.Error) as exc:
-        raise ProxyError(503, f"The ledger cannot be written right now ({exc}).", "ledger_unavailable") from None
+        raise ProxyError(
+            503, f"The ledger cannot be written right now ({exc}).", "ledger_unavailable"
+        ) from None
     services.keys.refresh_if_changed(reader)
     services.budgets.refresh_if_changed(reader)
     return result
@@ -88,8 +106,11 @@ async def _body(request: web.Request, allowed: frozenset[str]) -> dict[str, Any]
     body = validate.parse_body(await handlers.read_body(request))
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise bad_request(f"Unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}.",
-                          "unsupported_parameter", param=unknown[0])
+        raise bad_request(
+            f"Unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}.",
+            "unsupported_parameter",
+            param=unknown[0],
+        )
     return body
 
 
@@ -114,7 +135,7 @@ def _count(body: Mapping[str, Any], name: str) -> int | None:
 def _amount(value: Any, name: str) -> Decimal:
     """An exact amount: a decimal string (preferred) or a JSON number, never negative."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise bad_request(f"{name!r} must be a decimal string such as \"12.50\".", "invalid_type", param=name)
+        raise bad_request(f'{name!r} must be a decimal string such as "12.50".', "invalid_type", param=name)
     try:
         amount = Decimal(str(value))
     except InvalidOperation:
@@ -126,12 +147,15 @@ def _amount(value: Any, name: str) -> Decimal:
 
 def _currency(value: Any, name: str, config: Config) -> str:
     if not isinstance(value, str):
-        raise bad_request(f"{name!r} must be a currency code such as \"USD\".", "invalid_type", param=name)
+        raise bad_request(f'{name!r} must be a currency code such as "USD".', "invalid_type", param=name)
     try:
         rate_of(value.upper(), config.currency.rates)
     except UnknownCurrency:
-        raise bad_request(f"Currency {value.upper()} has no rate in this proxy's currency.rates.",
-                          "invalid_value", param=name) from None
+        raise bad_request(
+            f"Currency {value.upper()} has no rate in this proxy's currency.rates.",
+            "invalid_value",
+            param=name,
+        ) from None
     return value.upper()
 
 
@@ -169,29 +193,49 @@ def key_settings(body: Mapping[str, Any], config: Config) -> KeySettings:
         raise bad_request("'admin' must be true or false.", "invalid_type", param="admin")
     project, team = _text(body, "project"), _text(body, "team")
     if project is None and not admin:
-        raise bad_request("'project' is required (or \"admin\": true for an admin key).", "missing_field",
-                          param="project")
+        raise bad_request(
+            "'project' is required (or \"admin\": true for an admin key).", "missing_field", param="project"
+        )
     if team is None and project and project in config.projects:
         team = config.projects[project].team
-    return KeySettings(project, team, _text(body, "env") or _text(body, "environment"), _text(body, "name"), admin,
-                       _count(body, "rpm"), _count(body, "tpm"), _models(body.get("models"), config),
-                       _expires(body.get("expires")))
+    return KeySettings(
+        project,
+        team,
+        _text(body, "env") or _text(body, "environment"),
+        _text(body, "name"),
+        admin,
+        _count(body, "rpm"),
+        _count(body, "tpm"),
+        _models(body.get("models"), config),
+        _expires(body.get("expires")),
+    )
 
 
 def key_budget(body: Mapping[str, Any], config: Config) -> tuple[Decimal, str, str] | None:
     """(amount, currency, period) from budget/budget_currency/budget_period, or None without a budget."""
     if body.get("budget") is None:
         if body.get("budget_period") is not None or body.get("budget_currency") is not None:
-            raise bad_request("'budget_period'/'budget_currency' need 'budget'.", "missing_field", param="budget")
+            raise bad_request(
+                "'budget_period'/'budget_currency' need 'budget'.", "missing_field", param="budget"
+            )
         return None
-    return (_amount(body["budget"], "budget"), _currency(body.get("budget_currency", "USD"), "budget_currency", config),
-            _period(body.get("budget_period", "month"), "budget_period"))
+    return (
+        _amount(body["budget"], "budget"),
+        _currency(body.get("budget_currency", "USD"), "budget_currency", config),
+        _period(body.get("budget_period", "month"), "budget_period"),
+    )
 
 
 def budget_json(budget: Budget) -> dict[str, Any]:
-    return {"budget_id": budget.budget_id, "scope": budget.scope, "scope_id": budget.scope_id,
-            "amount": f"{budget.amount:f}", "currency": budget.currency, "period": budget.period,
-            "source": budget.source}
+    return {
+        "budget_id": budget.budget_id,
+        "scope": budget.scope,
+        "scope_id": budget.scope_id,
+        "amount": f"{budget.amount:f}",
+        "currency": budget.currency,
+        "period": budget.period,
+        "source": budget.source,
+    }
 
 
 def new_key_json(new: NewKey, record: KeyRecord, budget: Budget | None = None) -> dict[str, Any]:

@@ -30,9 +30,12 @@ ROUTES = [
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _json_error(status: int, message: str, type_: str, code: str | None, headers: dict | None = None) -> web.Response:
-    return web.Response(status=status, body=error_body(message, type_, code), content_type="application/json",
-                        headers=headers)
+def _json_error(
+    status: int, message: str, type_: str, code: str | None, headers: dict | None = None
+) -> web.Response:
+    return web.Response(
+        status=status, body=error_body(message, type_, code), content_type="application/json", headers=headers
+    )
 
 
 @web.middleware
@@ -41,23 +44,30 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ProxyError as exc:
-        return web.Response(status=exc.status, body=exc.body(), content_type="application/json",
-                            headers=exc.headers or None)
+        return web.Response(
+            status=exc.status, body=exc.body(), content_type="application/json", headers=exc.headers or None
+        )
     except web.HTTPNotFound:
-        return _json_error(404, f"Unknown path: {request.method} {request.path}", "invalid_request_error",
-                           "not_found")
+        return _json_error(
+            404, f"Unknown path: {request.method} {request.path}", "invalid_request_error", "not_found"
+        )
     except web.HTTPMethodNotAllowed as exc:
-        return _json_error(405, f"Method {request.method} is not allowed on {request.path}.",
-                           "invalid_request_error", "method_not_allowed",
-                           {"Allow": ", ".join(sorted(exc.allowed_methods))})
+        return _json_error(
+            405,
+            f"Method {request.method} is not allowed on {request.path}.",
+            "invalid_request_error",
+            "method_not_allowed",
+            {"Allow": ", ".join(sorted(exc.allowed_methods))},
+        )
     except web.HTTPRequestEntityTooLarge:
         return _json_error(413, "Request body is too large.", "invalid_request_error", "body_too_large")
     except web.HTTPException as exc:
         return _json_error(exc.status, exc.reason, "invalid_request_error", None)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return _json_error(500, "The proxy hit an internal error; it has been logged.", "api_error",
-                           "internal_error")
+        return _json_error(
+            500, "The proxy hit an internal error; it has been logged.", "api_error", "internal_error"
+        )
 
 
 def create_app(config: Config) -> web.Application:

@@ -45,11 +45,7 @@ def model_status(model: ModelConfig, today: dt.date) -> ModelStatus:
     """Flags for `model` on `today`; a model retires on its `retires` date (that day included)."""
     age = (today - model.as_of).days if model.as_of else None
     retired = model.retires is not None and today >= model.retires
-    soon = (
-        model.retires is not None
-        and not retired
-        and (model.retires - today).days <= RETIRING_WITHIN_DAYS
-    )
+    soon = model.retires is not None and not retired and (model.retires - today).days <= RETIRING_WITHIN_DAYS
     return ModelStatus(
         stale=age is not None and age > STALE_AFTER_DAYS,
         retiring_soon=soon,

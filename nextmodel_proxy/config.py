@@ -294,7 +294,9 @@ def _str_list(value: Any, path: str, allowed: frozenset[str] | None = None) -> t
     for i, item in enumerate(value):
         item = _str(item, f"{path}.{i}")
         if allowed is not None and item not in allowed:
-            raise ConfigError(f"{path}.{i}", f"unknown value {item!r} (allowed: {', '.join(sorted(allowed))})")
+            raise ConfigError(
+                f"{path}.{i}", f"unknown value {item!r} (allowed: {', '.join(sorted(allowed))})"
+            )
         out.append(item)
     return tuple(out)
 
@@ -403,8 +405,20 @@ def _cache(raw: Any) -> CacheConfig:
 def _provider(name: str, raw: Any) -> ProviderConfig:
     path = f"providers.{name}"
     m = _mapping(raw, path)
-    _only(m, path, {"kind", "base_url", "api_key_env", "headers", "timeout_s", "connect_timeout_s",
-                    "max_retries", "tags"})
+    _only(
+        m,
+        path,
+        {
+            "kind",
+            "base_url",
+            "api_key_env",
+            "headers",
+            "timeout_s",
+            "connect_timeout_s",
+            "max_retries",
+            "tags",
+        },
+    )
     if "kind" not in m:
         raise ConfigError(f"{path}.kind", "is required")
     kind = _choice(m["kind"], f"{path}.kind", PROVIDER_KINDS)
@@ -443,14 +457,33 @@ def _price(raw: Any, path: str) -> Price:
     return Price(
         input=_decimal(m["input"], f"{path}.input"),
         output=_decimal(m["output"], f"{path}.output"),
-        cached_input=_decimal(m["cached_input"], f"{path}.cached_input") if m.get("cached_input") is not None else None,
-        cache_write=_decimal(m["cache_write"], f"{path}.cache_write") if m.get("cache_write") is not None else None,
+        cached_input=_decimal(m["cached_input"], f"{path}.cached_input")
+        if m.get("cached_input") is not None
+        else None,
+        cache_write=_decimal(m["cache_write"], f"{path}.cache_write")
+        if m.get("cache_write") is not None
+        else None,
     )
 
 
-_MODEL_KEYS = {"provider", "upstream_id", "price", "context_window", "max_output", "capabilities", "latency",
-               "tags", "source", "as_of", "retires", "mode", "cache_policy", "notes", "verified",
-               "replacement"}
+_MODEL_KEYS = {
+    "provider",
+    "upstream_id",
+    "price",
+    "context_window",
+    "max_output",
+    "capabilities",
+    "latency",
+    "tags",
+    "source",
+    "as_of",
+    "retires",
+    "mode",
+    "cache_policy",
+    "notes",
+    "verified",
+    "replacement",
+}
 
 
 def _model(name: str, raw: Any, providers: Mapping[str, ProviderConfig]) -> ModelConfig:
@@ -468,7 +501,9 @@ def _model(name: str, raw: Any, providers: Mapping[str, ProviderConfig]) -> Mode
         _only(lm, f"{path}.latency", {"ttft_ms", "tokens_per_s"})
         latency = Latency(
             ttft_ms=_float(lm["ttft_ms"], f"{path}.latency.ttft_ms") if "ttft_ms" in lm else None,
-            tokens_per_s=_float(lm["tokens_per_s"], f"{path}.latency.tokens_per_s") if "tokens_per_s" in lm else None,
+            tokens_per_s=_float(lm["tokens_per_s"], f"{path}.latency.tokens_per_s")
+            if "tokens_per_s" in lm
+            else None,
         )
     tags = _str_list(m.get("tags", []), f"{path}.tags")
     return ModelConfig(
@@ -476,7 +511,9 @@ def _model(name: str, raw: Any, providers: Mapping[str, ProviderConfig]) -> Mode
         provider=provider,
         upstream_id=_str(m.get("upstream_id", name), f"{path}.upstream_id"),
         price=_price(m["price"], f"{path}.price") if m.get("price") is not None else None,
-        context_window=_int(m["context_window"], f"{path}.context_window", 1) if m.get("context_window") else None,
+        context_window=_int(m["context_window"], f"{path}.context_window", 1)
+        if m.get("context_window")
+        else None,
         max_output=_int(m["max_output"], f"{path}.max_output", 1) if m.get("max_output") else None,
         capabilities=frozenset(_str_list(m.get("capabilities", []), f"{path}.capabilities", CAPABILITIES)),
         latency=latency,
@@ -516,7 +553,9 @@ def _route(name: str, raw: Any, models: Mapping[str, ModelConfig]) -> RouteConfi
         cpath = f"{path}.candidates.{i}"
         if isinstance(item, Mapping):
             _only(item, cpath, {"model", "weight"})
-            cand = Candidate(_str(item.get("model"), f"{cpath}.model"), _float(item.get("weight", 1), f"{cpath}.weight"))
+            cand = Candidate(
+                _str(item.get("model"), f"{cpath}.model"), _float(item.get("weight", 1), f"{cpath}.weight")
+            )
         else:
             cand = Candidate(_str(item, cpath))
         if cand.model not in models:
@@ -530,7 +569,9 @@ def _route(name: str, raw: Any, models: Mapping[str, ModelConfig]) -> RouteConfi
         candidates=tuple(candidates),
         require=frozenset(_str_list(m.get("require", []), f"{path}.require", CAPABILITIES)),
         tags=_str_list(m.get("tags", []), f"{path}.tags"),
-        max_price=MappingProxyType({k: _decimal(v, f"{path}.max_price.{k}") for k, v in max_price_raw.items()}),
+        max_price=MappingProxyType(
+            {k: _decimal(v, f"{path}.max_price.{k}") for k, v in max_price_raw.items()}
+        ),
     )
 
 
@@ -548,7 +589,9 @@ def _budget(raw: Any, path: str, currency: CurrencyConfig) -> BudgetConfig:
     return BudgetConfig(
         amount=_decimal(m["amount"], f"{path}.amount"),
         currency=cur,
-        period=_choice(m.get("period", "month"), f"{path}.period", frozenset({"day", "week", "month", "total"})),
+        period=_choice(
+            m.get("period", "month"), f"{path}.period", frozenset({"day", "week", "month", "total"})
+        ),
         switch_route=_str(m["switch_route"], f"{path}.switch_route") if m.get("switch_route") else None,
         switch_at=switch_at,
     )
@@ -557,7 +600,11 @@ def _budget(raw: Any, path: str, currency: CurrencyConfig) -> BudgetConfig:
 def parse_config(data: Any, source_path: str | None = None) -> Config:
     """Validate a loaded YAML document into a Config."""
     root = _mapping(data, "")
-    _only(root, "", {"server", "ledger", "currency", "cache", "providers", "models", "routes", "projects", "teams"})
+    _only(
+        root,
+        "",
+        {"server", "ledger", "currency", "cache", "providers", "models", "routes", "projects", "teams"},
+    )
     providers = {}
     for name, raw in _mapping(root.get("providers"), "providers").items():
         providers[str(name)] = _provider(str(name), raw)
@@ -580,8 +627,15 @@ def parse_config(data: Any, source_path: str | None = None) -> Config:
         pm = _mapping(raw, f"projects.{name}")
         _only(pm, f"projects.{name}", {"team", "budget"})
         budget = _budget(pm["budget"], f"projects.{name}.budget", currency) if pm.get("budget") else None
-        if budget and budget.switch_route and budget.switch_route not in routes and budget.switch_route not in models:
-            raise ConfigError(f"projects.{name}.budget.switch_route", f"unknown route or model {budget.switch_route!r}")
+        if (
+            budget
+            and budget.switch_route
+            and budget.switch_route not in routes
+            and budget.switch_route not in models
+        ):
+            raise ConfigError(
+                f"projects.{name}.budget.switch_route", f"unknown route or model {budget.switch_route!r}"
+            )
         team = _str(pm["team"], f"projects.{name}.team") if pm.get("team") else None
         projects[str(name)] = ProjectConfig(name=str(name), team=team, budget=budget)
     return Config(
@@ -606,4 +660,3 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except OSError as exc:
         raise ConfigError("", f"cannot read config file {str(p)!r}: {exc.strerror or exc}") from None
     return parse_config(load_yaml_text(text), str(p))
-

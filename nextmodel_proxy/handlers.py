@@ -63,8 +63,12 @@ async def _proxy(request: web.Request, endpoint: str) -> web.StreamResponse:
     pipeline = request.app[PIPELINE]
     principal = pipeline.authenticate(request.headers)
     body = await _valid_body(request, endpoint)
-    ex = Exchange(endpoint=endpoint, body=body, client_headers=request.headers,
-                  receipt_url_base=f"{request.scheme}://{request.host}")
+    ex = Exchange(
+        endpoint=endpoint,
+        body=body,
+        client_headers=request.headers,
+        receipt_url_base=f"{request.scheme}://{request.host}",
+    )
     tags_and_request_id(ex, request.headers)
     sink = ResponseSink(request)
     try:
@@ -105,16 +109,21 @@ async def healthz(request: web.Request) -> web.Response:
     """200 while requests can be served and recorded; 503 while the ledger cannot be written."""
     services = request.app[SERVICES]
     ledger_ok = services.ledger is None or services.ledger.healthy
-    body = {"status": "ok" if ledger_ok else "ledger_unavailable",
-            "ledger": "disabled" if services.ledger is None else ("ok" if ledger_ok else "unavailable"),
-            "auth": "open" if services.keys.open_mode else "keys", "rejected": services.rejected}
+    body = {
+        "status": "ok" if ledger_ok else "ledger_unavailable",
+        "ledger": "disabled" if services.ledger is None else ("ok" if ledger_ok else "unavailable"),
+        "auth": "open" if services.keys.open_mode else "keys",
+        "rejected": services.rejected,
+    }
     return web.Response(status=200 if ledger_ok else 503, body=orjson.dumps(body), content_type=_JSON)
 
 
 def _reader(request: web.Request) -> sqlite3.Connection:
     reader = request.app[SERVICES].reader
     if reader is None:
-        raise ProxyError(404, "Receipts are not kept: the ledger is disabled in this proxy's config.", "not_found")
+        raise ProxyError(
+            404, "Receipts are not kept: the ledger is disabled in this proxy's config.", "not_found"
+        )
     return reader
 
 
@@ -144,7 +153,9 @@ def receipts_page(request: web.Request, project: str | None) -> web.Response:
     try:
         query = receipts.list_query(request.query)
     except receipts.QueryError as exc:
-        raise ProxyError(400, f"Bad query parameter {exc.param}: {exc}", "invalid_value", param=exc.param) from None
+        raise ProxyError(
+            400, f"Bad query parameter {exc.param}: {exc}", "invalid_value", param=exc.param
+        ) from None
     query.pop("project", None)
     if project is not None:
         query["project"] = project

@@ -83,9 +83,16 @@ class Pipeline:
 
     def resolve(self, ex: Exchange) -> list[Target]:
         """The ordered candidates for the requested model or route, with the decision on the exchange."""
-        plan = routing.plan(self.config, ex.model_requested, ex.body, today=ex.created.date(),
-                            endpoint=ex.endpoint, latency_stats=self.services.latency_ms, project=ex.project,
-                            budget_share=self._budget_share(ex))
+        plan = routing.plan(
+            self.config,
+            ex.model_requested,
+            ex.body,
+            today=ex.created.date(),
+            endpoint=ex.endpoint,
+            latency_stats=self.services.latency_ms,
+            project=ex.project,
+            budget_share=self._budget_share(ex),
+        )
         ex.route = plan.route
         ex.route_decision = plan.decision
         return list(plan.candidates)
@@ -134,7 +141,9 @@ class Pipeline:
             if hit is not None:
                 return await self._serve_hit(ex, hit, sink)
             if not plan.decision.upstream_allowed:
-                raise caching.cache_miss("x-nextmodel-cache: only, and no cached answer exists for this request")
+                raise caching.cache_miss(
+                    "x-nextmodel-cache: only, and no cached answer exists for this request"
+                )
         if plan is not None:
             ex.extra_headers.update(caching.status_headers(plan, caching.miss_status(plan)))
             ex.cache_status = caching.miss_status(plan)
@@ -166,7 +175,9 @@ class Pipeline:
                 await asyncio.wait({task})
             raise
 
-    async def _lead(self, ex: Exchange, targets: list[Target], sink: StreamSink, flight: Flight) -> Reply | None:
+    async def _lead(
+        self, ex: Exchange, targets: list[Target], sink: StreamSink, flight: Flight
+    ) -> Reply | None:
         self._leaders[flight.key] = ex.receipt_id
         try:
             with flight:
@@ -186,16 +197,26 @@ class Pipeline:
         writer = self.services.cache_writer
         assert self.services.cache_reader is not None and plan.key and plan.canonical
         return cache.lookup(
-            self.services.cache_reader, plan.key, plan.canonical, now=time.time(), ttl_s=self.config.cache.ttl_s,
+            self.services.cache_reader,
+            plan.key,
+            plan.canonical,
+            now=time.time(),
+            ttl_s=self.config.cache.ttl_s,
             on_bad=lambda bad: writer.submit_op(lambda c: cache.drop_bad(c, bad)) if writer else None,
         )
 
     async def _serve_hit(self, ex: Exchange, hit: cache.CacheHit, sink: StreamSink) -> Reply | None:
         fresh = hit.fresh_cost_pusd
-        billed = replay_billed(from_pusd(fresh), self.config.cache.replay_price_ratio) if fresh is not None else 0
+        billed = (
+            replay_billed(from_pusd(fresh), self.config.cache.replay_price_ratio) if fresh is not None else 0
+        )
         ex.reservation = self.services.budgets.reserve(ex, billed)
-        ex.served_from(hit.usage, hit.fresh_receipt_id, "hit",
-                       _stored_answer(hit.response_kind, hit.body) if hit.usage is None else None)
+        ex.served_from(
+            hit.usage,
+            hit.fresh_receipt_id,
+            "hit",
+            _stored_answer(hit.response_kind, hit.body) if hit.usage is None else None,
+        )
         ex.cache_hit = hit
         ex.extra_headers.update(caching.status_headers(ex.cache_plan, "hit"))
         return await self._write_replay(ex, caching.hit_body(hit, ex), sink)
@@ -210,8 +231,11 @@ class Pipeline:
             return None
         ex.mark_first_byte()
         await self._finish(ex, wait=True)
-        return Reply(200, {"Content-Type": "application/json", **ex.headers(final=True), **self._budget_headers(ex)},
-                     out)
+        return Reply(
+            200,
+            {"Content-Type": "application/json", **ex.headers(final=True), **self._budget_headers(ex)},
+            out,
+        )
 
     async def _follow(self, ex: Exchange, flight: Flight, sink: StreamSink) -> Any:
         """Answer from an identical request already in flight; _NOT_SERVED if it failed before we sent a byte."""
@@ -224,17 +248,26 @@ class Pipeline:
             return _NOT_SERVED
         kind, body = caching.flight_result(events, flight.final)
         usage = caching.usage_from(kind, body)
-        self._served_by_leader(ex, leader_receipt, usage, _stored_answer(kind, body) if usage is None else None)
-        return await self._write_replay(ex, replay.replay(kind, body, stream=ex.stream,
-                                                          include_usage=ex.client_wants_usage), sink)
+        self._served_by_leader(
+            ex, leader_receipt, usage, _stored_answer(kind, body) if usage is None else None
+        )
+        return await self._write_replay(
+            ex, replay.replay(kind, body, stream=ex.stream, include_usage=ex.client_wants_usage), sink
+        )
 
     @staticmethod
-    def _served_by_leader(ex: Exchange, leader_receipt: str | None, usage: dict[str, Any] | None,
-                          answer: dict[str, Any] | None = None) -> None:
+    def _served_by_leader(
+        ex: Exchange,
+        leader_receipt: str | None,
+        usage: dict[str, Any] | None,
+        answer: dict[str, Any] | None = None,
+    ) -> None:
         ex.served_from(usage, leader_receipt, "hit", answer)
         ex.extra_headers.update(caching.status_headers(ex.cache_plan, "hit"))
 
-    async def _follow_stream(self, ex: Exchange, flight: Flight, sink: StreamSink, leader_receipt: str | None) -> Any:
+    async def _follow_stream(
+        self, ex: Exchange, flight: Flight, sink: StreamSink, leader_receipt: str | None
+    ) -> Any:
         """Relay the leader's events as they arrive (the stream starts on the first one, so a leader failing
         before it lets us go upstream ourselves); a failure after that ends the stream with an error event."""
         tee = StreamTee(collect=False)
@@ -252,8 +285,12 @@ class Pipeline:
         except FlightFailed:
             if keepalive is None:
                 return _NOT_SERVED
-            exc = ProxyError(502, "The identical request whose answer this stream was sharing ended before the "
-                             "answer was complete (upstream error); retry the request.", "upstream_error")
+            exc = ProxyError(
+                502,
+                "The identical request whose answer this stream was sharing ended before the "
+                "answer was complete (upstream error); retry the request.",
+                "upstream_error",
+            )
             # Nothing complete was delivered: an error, not a replay to bill.
             ex.served_mode, ex.usage, ex.usage_source = "error", None, "none"
             ex.fail(exc.status, exc.code)
@@ -271,16 +308,20 @@ class Pipeline:
         if keepalive is None:  # the leader asked without streaming: its whole answer, replayed as events
             assert flight.final is not None
             self._served_by_leader(ex, leader_receipt, caching.usage_from("json", flight.final))
-            return await self._write_replay(ex, replay.replay("json", flight.final, stream=True,
-                                                              include_usage=ex.client_wants_usage), sink)
+            return await self._write_replay(
+                ex,
+                replay.replay("json", flight.final, stream=True, include_usage=ex.client_wants_usage),
+                sink,
+            )
         ex.usage, ex.response_id = tee.usage, tee.response_id
         await self._finish(ex, wait=False)
         return None
 
     # --- upstream ----------------------------------------------------------------------------
 
-    async def _serve_upstream(self, ex: Exchange, targets: list[Target], sink: StreamSink,
-                              flight: Flight | None) -> Reply | None:
+    async def _serve_upstream(
+        self, ex: Exchange, targets: list[Target], sink: StreamSink, flight: Flight | None
+    ) -> Reply | None:
         call = await open_first(self.session, ex, targets)
         if call.is_stream and ex.stream:
             await self._relay_stream(ex, call, sink, flight)
@@ -311,7 +352,9 @@ class Pipeline:
         headers.update(self._budget_headers(ex))  # after settling, so they count this answer's cost
         return Reply(call.status, headers, raw)
 
-    async def _relay_stream(self, ex: Exchange, call: UpstreamCall, sink: StreamSink, flight: Flight | None) -> None:
+    async def _relay_stream(
+        self, ex: Exchange, call: UpstreamCall, sink: StreamSink, flight: Flight | None
+    ) -> None:
         storing = ex.cache_plan is not None and ex.cache_plan.decision.write and ex.target is ex.cache_target
         tee = StreamTee(collect=True)
         await self._start_stream(ex, sink)
@@ -319,14 +362,22 @@ class Pipeline:
         lost = False
         try:
             lost = await relay_batches(
-                event_batches(call), sink, tee, keepalive_s=self.config.server.keepalive_s,
-                wants_usage=ex.client_wants_usage, on_first=ex.mark_first_byte,
+                event_batches(call),
+                sink,
+                tee,
+                keepalive_s=self.config.server.keepalive_s,
+                wants_usage=ex.client_wants_usage,
+                on_first=ex.mark_first_byte,
                 publish=flight.publish if shared else None,
-                keep_reading=(lambda: flight.has_followers) if shared else None)
+                keep_reading=(lambda: flight.has_followers) if shared else None,
+            )
             if not tee.done and tee.error is None:
                 # A clean close before the end: tell the client rather than let a cut answer pass as whole.
-                raise ProxyError(502, f"upstream {ex.provider_name!r} ended the stream before it was complete",
-                                 "upstream_error")
+                raise ProxyError(
+                    502,
+                    f"upstream {ex.provider_name!r} ended the stream before it was complete",
+                    "upstream_error",
+                )
         except ProxyError as exc:
             ex.fail(exc.status, exc.code)
             with contextlib.suppress(ClientGone):  # a client already gone needs no error event
@@ -347,7 +398,9 @@ class Pipeline:
                 # An answer from a fallback candidate is not this key's answer: followers go upstream themselves.
                 flight.finish(storing and complete)
             if lost and ex.error_code is None:
-                ex.error_code = "client_closed"  # its client left; the answer was read to the end for the others
+                ex.error_code = (
+                    "client_closed"  # its client left; the answer was read to the end for the others
+                )
             await self._finish(ex, wait=False)
 
     # --- the receipt -------------------------------------------------------------------------
@@ -355,11 +408,20 @@ class Pipeline:
     async def _start_stream(self, ex: Exchange, sink: StreamSink) -> None:
         """Send a 200 event-stream's headers."""
         ex.status = 200
-        await sink.start(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                               **ex.headers(), **self._budget_headers(ex)})
+        await sink.start(
+            200,
+            {
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                **ex.headers(),
+                **self._budget_headers(ex),
+            },
+        )
 
     def _budget_headers(self, ex: Exchange) -> dict[str, str]:
-        return budget_headers(self.services.budgets.status(ex)) if self.services.budgets.applicable(ex) else {}
+        return (
+            budget_headers(self.services.budgets.status(ex)) if self.services.budgets.applicable(ex) else {}
+        )
 
     async def _finish(self, ex: Exchange, *, wait: bool, raise_on_ledger: bool = True) -> None:
         """Build the receipt, settle budget and rate limit, queue cache writes, and record it (once)."""
@@ -405,8 +467,11 @@ class Pipeline:
             cfg = self.config.cache
             entry = caching.entry_for(ex.cache_plan, ex.target, ex, receipt, *ex.cache_payload)
             self.services.flush_cache_tally()  # recency first: eviction below must see the latest hits
-            writer.submit_op(lambda c: cache.store_and_evict(c, entry, max_entries=cfg.max_entries,
-                                                             max_bytes=cfg.max_bytes, ttl_s=cfg.ttl_s))
+            writer.submit_op(
+                lambda c: cache.store_and_evict(
+                    c, entry, max_entries=cfg.max_entries, max_bytes=cfg.max_bytes, ttl_s=cfg.ttl_s
+                )
+            )
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

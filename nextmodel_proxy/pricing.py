@@ -31,7 +31,13 @@ class Usage:
     reasoning_tokens: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens"):
+        for name in (
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
@@ -180,8 +186,14 @@ class ReceiptCosts:
 _ZERO = Decimal(0).quantize(PICO)
 
 
-def receipt_costs(served_mode: str, usage: Usage | None, price: Price | None, *, replay_ratio: Decimal,
-                  model: str | None = None) -> ReceiptCosts:
+def receipt_costs(
+    served_mode: str,
+    usage: Usage | None,
+    price: Price | None,
+    *,
+    replay_ratio: Decimal,
+    model: str | None = None,
+) -> ReceiptCosts:
     """What a request cost upstream, what it is billed, what a fresh call would have cost, and the saving.
     refused: nothing went upstream, all 0. exact-cache: upstream 0, billed = fresh x replay_ratio.
     fresh/error: billed = upstream = fresh. Unknown price or usage: all None with the reason."""
@@ -249,7 +261,9 @@ def price_version(price: Price | None) -> str | None:
     return hashlib.sha256(";".join(parts).encode()).hexdigest()[:12]
 
 
-def to_display(amount_usd: Decimal, currency: CurrencyConfig, code: str | None = None) -> tuple[Decimal, str, Decimal]:
+def to_display(
+    amount_usd: Decimal, currency: CurrencyConfig, code: str | None = None
+) -> tuple[Decimal, str, Decimal]:
     """(amount in the display currency, its code, the rate used = units per USD); exact, unrounded."""
     code = code or currency.display
     try:

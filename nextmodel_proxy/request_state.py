@@ -108,13 +108,20 @@ class Exchange:
         elif isinstance(estimated_from, dict):
             self.completion_chars = completion_chars(estimated_from)
 
-    def served_from(self, usage: dict[str, Any] | None, reused_receipt_id: str | None, cache_status: str,
-                    answer: Mapping[str, Any] | None = None) -> None:
+    def served_from(
+        self,
+        usage: dict[str, Any] | None,
+        reused_receipt_id: str | None,
+        cache_status: str,
+        answer: Mapping[str, Any] | None = None,
+    ) -> None:
         """This answer is a replay: usage from the stored answer, billed as a cache hit."""
         self.served_mode = "exact-cache"
         self.usage = usage
         self.usage_source = "cache"
-        if usage is None and answer is not None:  # its fresh call was estimated: estimate the replay the same way
+        if (
+            usage is None and answer is not None
+        ):  # its fresh call was estimated: estimate the replay the same way
             self.completion_chars = completion_chars(answer)
         self.reused_receipt_id = reused_receipt_id
         self.cache_status = cache_status

@@ -76,7 +76,9 @@ def _text_chars(value: Any) -> int:
 
 def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
     """Prompt size estimate: text characters / 4 plus a flat allowance per image."""
-    chars = _text_chars(body.get("messages")) + _text_chars(body.get("tools")) + _text_chars(body.get("input"))
+    chars = (
+        _text_chars(body.get("messages")) + _text_chars(body.get("tools")) + _text_chars(body.get("input"))
+    )
     images = sum(1 for part in _content_parts(body) if part.get("type") in _IMAGE_PART_TYPES)
     return math.ceil(chars / CHARS_PER_TOKEN) + images * IMAGE_TOKENS
 
@@ -202,15 +204,25 @@ def _plan_model(config: Config, model: ModelConfig, mode: str, today: dt.date, p
     check_not_retired(model, today)
     if model.mode != mode:
         endpoint = "/v1/embeddings" if model.mode == "embedding" else "/v1/chat/completions"
-        raise ProxyError(400, f"model {model.id!r} is a {model.mode} model; use {endpoint}",
-                         "invalid_value", param="model")
-    return RoutePlan(candidates=(_target(config, model),), route=None,
-                     decision=f"{prefix}model {model.id} via {model.provider}")
+        raise ProxyError(
+            400, f"model {model.id!r} is a {model.mode} model; use {endpoint}", "invalid_value", param="model"
+        )
+    return RoutePlan(
+        candidates=(_target(config, model),),
+        route=None,
+        decision=f"{prefix}model {model.id} via {model.provider}",
+    )
 
 
 def _plan_route(
-    config: Config, route: RouteConfig, body: Mapping[str, Any], mode: str, today: dt.date,
-    latency_stats: Mapping[str, float] | None, rng: random.Random | None, prefix: str,
+    config: Config,
+    route: RouteConfig,
+    body: Mapping[str, Any],
+    mode: str,
+    today: dt.date,
+    latency_stats: Mapping[str, float] | None,
+    rng: random.Random | None,
+    prefix: str,
 ) -> RoutePlan:
     needs = route.require | detect_requirements(body)
     eligible, skipped = [], []
@@ -224,18 +236,30 @@ def _plan_route(
     head = f"{prefix}route {route.name} ({route.strategy})"
     if not eligible:
         wanted = f" needing {', '.join(sorted(needs))}" if needs else ""
-        raise ProxyError(400, f"{head}: no candidate can serve this request{wanted}: {'; '.join(skipped)}",
-                         "no_eligible_model", param="model")
+        raise ProxyError(
+            400,
+            f"{head}: no candidate can serve this request{wanted}: {'; '.join(skipped)}",
+            "no_eligible_model",
+            param="model",
+        )
     ordered, why = _order(route, eligible, body, latency_stats, rng)
     skipped_note = f"skipped {'; '.join(skipped)}; " if skipped else ""
     decision = f"{head}: {skipped_note}{why}; chose {ordered[0].id}"
-    return RoutePlan(candidates=tuple(_target(config, m) for m in ordered), route=route.name,
-                     decision=decision, requirements=needs)
+    return RoutePlan(
+        candidates=tuple(_target(config, m) for m in ordered),
+        route=route.name,
+        decision=decision,
+        requirements=needs,
+    )
 
 
 def _switch_target(
-    config: Config, name: str, project: str | None, budget_share: Decimal | None,
-    switch_route: str | None, switch_at: Decimal | None,
+    config: Config,
+    name: str,
+    project: str | None,
+    budget_share: Decimal | None,
+    switch_route: str | None,
+    switch_at: Decimal | None,
 ) -> str | None:
     """The route (or model) to use instead of `name` once the project's budget share is reached."""
     budget = config.projects[project].budget if project in config.projects else None
@@ -273,19 +297,38 @@ def plan(
         return _plan_name(config, name, body, mode, today, latency_stats, rng, "")
     share = format(budget_share.normalize(), "f") if budget_share is not None else "?"
     try:
-        result = _plan_name(config, target, body, mode, today, latency_stats, rng,
-                            f"budget {share} spent, switched {name} -> {target}; ")
+        result = _plan_name(
+            config,
+            target,
+            body,
+            mode,
+            today,
+            latency_stats,
+            rng,
+            f"budget {share} spent, switched {name} -> {target}; ",
+        )
     except ProxyError as exc:
         # The cheaper route may lack what this request needs; serving it as asked beats refusing it.
         note = f"budget {share} spent, but {target} cannot serve this request ({exc.code}); kept {name}; "
         return _plan_name(config, name, body, mode, today, latency_stats, rng, note)
-    return RoutePlan(candidates=result.candidates, route=result.route, decision=result.decision,
-                     requirements=result.requirements, switched_from=name)
+    return RoutePlan(
+        candidates=result.candidates,
+        route=result.route,
+        decision=result.decision,
+        requirements=result.requirements,
+        switched_from=name,
+    )
 
 
 def _plan_name(
-    config: Config, name: str, body: Mapping[str, Any], mode: str, today: dt.date,
-    latency_stats: Mapping[str, float] | None, rng: random.Random | None, prefix: str,
+    config: Config,
+    name: str,
+    body: Mapping[str, Any],
+    mode: str,
+    today: dt.date,
+    latency_stats: Mapping[str, float] | None,
+    rng: random.Random | None,
+    prefix: str,
 ) -> RoutePlan:
     if name in config.routes:
         return _plan_route(config, config.routes[name], body, mode, today, latency_stats, rng, prefix)

@@ -15,7 +15,17 @@ _PROBES = (b'"finish_reason":"', b'"finish_reason": "', b'"usage":{', b'"usage":
 class StreamTee:
     """Observes one stream's events in order; never changes or delays them."""
 
-    __slots__ = ("events", "usage", "finish_reasons", "done", "error", "collect", "response_id", "model", "_n")
+    __slots__ = (
+        "events",
+        "usage",
+        "finish_reasons",
+        "done",
+        "error",
+        "collect",
+        "response_id",
+        "model",
+        "_n",
+    )
 
     def __init__(self, *, collect: bool) -> None:
         self.collect = collect

@@ -13,7 +13,9 @@ _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"
 def parse_time(text: str, now: dt.datetime | None = None) -> dt.datetime:
     """An aware UTC datetime from ISO 8601 (date, or datetime with Z/offset; naive means UTC) or `30s/15m/24h/7d/2w`."""
     if not isinstance(text, str) or not text.strip():
-        raise ValueError("a time is ISO 8601 (2026-01-31, 2026-01-31T12:00:00Z) or relative (30s, 15m, 24h, 7d, 2w)")
+        raise ValueError(
+            "a time is ISO 8601 (2026-01-31, 2026-01-31T12:00:00Z) or relative (30s, 15m, 24h, 7d, 2w)"
+        )
     match = _RELATIVE.match(text)
     if match:
         base = now or dt.datetime.now(dt.UTC)

@@ -74,7 +74,9 @@ def check_chat(body: dict[str, Any]) -> None:
         if not isinstance(msg, dict):
             raise bad_request(f"'messages[{i}]' must be an object.", "invalid_type", f"messages[{i}]")
         if not isinstance(msg.get("role"), str):
-            raise bad_request(f"'messages[{i}].role' must be a string.", "invalid_type", f"messages[{i}].role")
+            raise bad_request(
+                f"'messages[{i}].role' must be a string.", "invalid_type", f"messages[{i}].role"
+            )
     _check_common(body)
     opts = body.get("stream_options")
     if opts is not None and not isinstance(opts, dict):

@@ -149,15 +149,24 @@ async def fake_upstream() -> Any:
 
 
 @pytest.fixture
-def write_config(tmp_path: Path, fake_upstream: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Config]:
+def write_config(
+    tmp_path: Path, fake_upstream: Any, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Config]:
     monkeypatch.setenv("NMPROXY_TEST_FAKE_KEY", "sk-upstream-secret")
     monkeypatch.delenv("NMPROXY_TEST_UNSET_KEY", raising=False)
 
     def write(extra: str = "", *, keepalive_s: float = 15, timeout_s: float = 5) -> Config:
         path = tmp_path / "providers.yaml"
-        path.write_text(BASE_YAML.format(fake_url=fake_upstream.url, db=tmp_path / "ledger.db",
-                                         dead_port=free_port(), keepalive_s=keepalive_s,
-                                         timeout_s=timeout_s) + extra)
+        path.write_text(
+            BASE_YAML.format(
+                fake_url=fake_upstream.url,
+                db=tmp_path / "ledger.db",
+                dead_port=free_port(),
+                keepalive_s=keepalive_s,
+                timeout_s=timeout_s,
+            )
+            + extra
+        )
         return load_config(path)
 
     return write
@@ -186,6 +195,7 @@ async def proxy(write_config: Callable[..., Config], start_proxy: Any) -> Any:
 
 @pytest.fixture
 async def client(proxy: Any) -> Any:
-    async with openai.AsyncOpenAI(base_url=proxy.base, api_key="sk-client-not-forwarded", max_retries=0,
-                                  timeout=20) as c:
+    async with openai.AsyncOpenAI(
+        base_url=proxy.base, api_key="sk-client-not-forwarded", max_retries=0, timeout=20
+    ) as c:
         yield c

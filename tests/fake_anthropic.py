@@ -28,22 +28,35 @@ def add_routes(app: web.Application) -> None:
 
 
 def _error(status: int, name: str) -> web.Response:
-    return web.Response(status=status, body=(FIXTURES / name).read_bytes(), content_type="application/json",
-                        headers={"request-id": "req_fake_error"})
+    return web.Response(
+        status=status,
+        body=(FIXTURES / name).read_bytes(),
+        content_type="application/json",
+        headers={"request-id": "req_fake_error"},
+    )
 
 
 async def _messages(request: web.Request) -> web.StreamResponse:
     body = orjson.loads(await request.read())
     request.app[ANTHROPIC_REQUESTS].append((dict(request.headers), body))
     if not request.headers.get("x-api-key"):
-        return web.json_response({"type": "error", "error": {"type": "authentication_error",
-                                                             "message": "x-api-key header is required"}}, status=401)
+        return web.json_response(
+            {
+                "type": "error",
+                "error": {"type": "authentication_error", "message": "x-api-key header is required"},
+            },
+            status=401,
+        )
     if request.headers.get("anthropic-version") != "2023-06-01":
         return _error(400, "error_invalid_request.json")
     model = body.get("model", "")
     stream = bool(body.get("stream"))
     if model.endswith("-midstream-error"):
-        return await _sse(request, "stream_midstream_error.sse") if stream else _error(529, "error_overloaded.json")
+        return (
+            await _sse(request, "stream_midstream_error.sse")
+            if stream
+            else _error(529, "error_overloaded.json")
+        )
     if model.endswith("-truncated") and stream:  # a clean close before message_delta / message_stop
         data = (FIXTURES / "stream_text.sse").read_bytes()
         return await _send(request, data[: data.index(b"event: content_block_stop")])
@@ -53,17 +66,29 @@ async def _messages(request: web.Request) -> web.StreamResponse:
         return _error(400, "error_invalid_request.json")
     if model.endswith("-echo"):
         text = orjson.dumps(body).decode()
-        return web.json_response({"id": "msg_echo", "type": "message", "role": "assistant", "model": model,
-                                  "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
-                                  "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1}})
+        return web.json_response(
+            {
+                "id": "msg_echo",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": 1, "output_tokens": 1},
+            }
+        )
     tools = model.endswith("-tools")
     name = "message_tools_cache.json" if tools else "message_text.json"
     if stream and "-same" in model:
         return await _send(request, _stream_of(orjson.loads((FIXTURES / name).read_bytes())))
     if stream:
         return await _sse(request, "stream_tools.sse" if tools else "stream_text.sse")
-    return web.Response(body=(FIXTURES / name).read_bytes(), content_type="application/json",
-                        headers={"request-id": "req_fake_ok"})
+    return web.Response(
+        body=(FIXTURES / name).read_bytes(),
+        content_type="application/json",
+        headers={"request-id": "req_fake_ok"},
+    )
 
 
 def _pieces(text: str, size: int) -> list[str]:
@@ -72,21 +97,46 @@ def _pieces(text: str, size: int) -> list[str]:
 
 def _stream_of(msg: dict) -> bytes:
     """The event stream that builds `msg`: text in 5-character deltas, tool input JSON in 7-character fragments."""
-    events: list[dict] = [{"type": "message_start", "message": {**msg, "content": [], "stop_reason": None,
-                                                                "usage": {**msg["usage"], "output_tokens": 1}}}]
+    events: list[dict] = [
+        {
+            "type": "message_start",
+            "message": {
+                **msg,
+                "content": [],
+                "stop_reason": None,
+                "usage": {**msg["usage"], "output_tokens": 1},
+            },
+        }
+    ]
     for i, block in enumerate(msg["content"]):
         if block["type"] == "text":
-            events.append({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}})
-            events += [{"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": p}}
-                       for p in _pieces(block["text"], 5)]
+            events.append(
+                {"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}}
+            )
+            events += [
+                {"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": p}}
+                for p in _pieces(block["text"], 5)
+            ]
         else:
-            events.append({"type": "content_block_start", "index": i, "content_block": {**block, "input": {}}})
-            events += [{"type": "content_block_delta", "index": i,
-                        "delta": {"type": "input_json_delta", "partial_json": p}}
-                       for p in _pieces(orjson.dumps(block["input"]).decode(), 7)]
+            events.append(
+                {"type": "content_block_start", "index": i, "content_block": {**block, "input": {}}}
+            )
+            events += [
+                {
+                    "type": "content_block_delta",
+                    "index": i,
+                    "delta": {"type": "input_json_delta", "partial_json": p},
+                }
+                for p in _pieces(orjson.dumps(block["input"]).decode(), 7)
+            ]
         events.append({"type": "content_block_stop", "index": i})
-    events.append({"type": "message_delta", "delta": {"stop_reason": msg["stop_reason"], "stop_sequence": None},
-                   "usage": {"output_tokens": msg["usage"]["output_tokens"]}})
+    events.append(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": msg["stop_reason"], "stop_sequence": None},
+            "usage": {"output_tokens": msg["usage"]["output_tokens"]},
+        }
+    )
     events.append({"type": "message_stop"})
     return b"".join(b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n" for e in events)
 

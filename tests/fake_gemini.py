@@ -18,8 +18,13 @@ FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
 GEMINI_REQUESTS = web.AppKey("gemini_requests", list)
 CHUNK = 41  # odd-sized writes so events straddle network reads
 # Not in the public docs as an example: how a failure after the first event reaches an alt=sse client.
-MIDSTREAM_ERROR = {"error": {"code": 503, "message": "The model is overloaded. Please try again later.",
-                             "status": "UNAVAILABLE"}}
+MIDSTREAM_ERROR = {
+    "error": {
+        "code": 503,
+        "message": "The model is overloaded. Please try again later.",
+        "status": "UNAVAILABLE",
+    }
+}
 
 
 def add_routes(app: web.Application) -> None:
@@ -34,18 +39,29 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     body = orjson.loads(await request.read())
     request.app[GEMINI_REQUESTS].append((dict(request.headers), dict(request.query), model, body))
     if action not in ("generateContent", "streamGenerateContent"):
-        return web.json_response({"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}},
-                                 status=404)
+        return web.json_response(
+            {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}}, status=404
+        )
     if not request.headers.get("x-goog-api-key"):
         return _file(400, "error_invalid_argument.json")
     stream = action == "streamGenerateContent"
     if model.endswith("-error") and not model.endswith("-midstream-error"):
         return _file(400, "error_invalid_argument.json")
     if model.endswith("-echo"):
-        return web.json_response({"candidates": [{"content": {"role": "model", "parts": [
-            {"text": orjson.dumps(body).decode()}]}, "finishReason": "STOP", "index": 0}],
-            "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2},
-            "modelVersion": model, "responseId": "echo"})
+        return web.json_response(
+            {
+                "candidates": [
+                    {
+                        "content": {"role": "model", "parts": [{"text": orjson.dumps(body).decode()}]},
+                        "finishReason": "STOP",
+                        "index": 0,
+                    }
+                ],
+                "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2},
+                "modelVersion": model,
+                "responseId": "echo",
+            }
+        )
     whole = {"-tools": "response_function_calls.json", "-malformed": "response_malformed.json"}
     whole_name = next((v for k, v in whole.items() if model.endswith(k)), "response_text.json")
     if not stream:
@@ -83,8 +99,12 @@ def _stream_of(response: dict) -> bytes:
 
 
 def _file(status: int, name: str) -> web.Response:
-    return web.Response(status=status, body=(FIXTURES / name).read_bytes(), content_type="application/json",
-                        headers={"x-goog-request-id": "goog-fake"})
+    return web.Response(
+        status=status,
+        body=(FIXTURES / name).read_bytes(),
+        content_type="application/json",
+        headers={"x-goog-request-id": "goog-fake"},
+    )
 
 
 async def _sse(request: web.Request, data: bytes) -> web.StreamResponse:

@@ -55,12 +55,21 @@ def _usage(prompt: int, completion: int, cached: int = 0, deepseek: bool = False
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                      "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
     }
     if deepseek:
-        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-                 "prompt_cache_hit_tokens": cached, "prompt_cache_miss_tokens": prompt - cached}
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_cache_hit_tokens": cached,
+            "prompt_cache_miss_tokens": prompt - cached,
+        }
     return usage
 
 
@@ -103,7 +112,10 @@ def _completion(model: str, body: dict[str, Any], answer: dict[str, Any]) -> dic
             for c in answer["tool_calls"]
         ]
     obj: dict[str, Any] = {
-        "id": "chatcmpl-fake123", "object": "chat.completion", "created": 1700000000, "model": model,
+        "id": "chatcmpl-fake123",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": model,
         "system_fingerprint": "fp_fake",
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": answer["finish"]}],
     }
@@ -113,16 +125,23 @@ def _completion(model: str, body: dict[str, Any], answer: dict[str, Any]) -> dic
 
 
 def _token_counts(body: dict[str, Any], answer: dict[str, Any]) -> tuple[int, int, int]:
-    prompt = 9 + sum(len(str(m.get("content", ""))) // 4 for m in body.get("messages") or [] if isinstance(m, dict))
+    prompt = 9 + sum(
+        len(str(m.get("content", ""))) // 4 for m in body.get("messages") or [] if isinstance(m, dict)
+    )
     completion = 1 + len(answer.get("content") or "") // 4 + 12 * len(answer.get("tool_calls") or [])
     cached = 8 if "cached" in str(body.get("model")) or "deepseek" in str(body.get("model")) else 0
     return prompt, completion, min(cached, prompt)
 
 
 def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
-    obj = {"id": "chatcmpl-fake123", "object": "chat.completion.chunk", "created": 1700000000, "model": model,
-           "system_fingerprint": "fp_fake",
-           "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    obj = {
+        "id": "chatcmpl-fake123",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": model,
+        "system_fingerprint": "fp_fake",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
@@ -130,27 +149,53 @@ def _stream_events(model: str, body: dict[str, Any], answer: dict[str, Any]) -> 
     events = [_chunk(model, {"role": "assistant", "content": "", "refusal": None})]
     content = answer.get("content") or ""
     for i in range(0, len(content), 7):
-        events.append(_chunk(model, {"content": content[i:i + 7]}))
+        events.append(_chunk(model, {"content": content[i : i + 7]}))
     for idx, call in enumerate(answer.get("tool_calls") or []):
-        events.append(_chunk(model, {"tool_calls": [{"index": idx, "id": call["id"], "type": "function",
-                                                     "function": {"name": call["name"], "arguments": ""}}]}))
+        events.append(
+            _chunk(
+                model,
+                {
+                    "tool_calls": [
+                        {
+                            "index": idx,
+                            "id": call["id"],
+                            "type": "function",
+                            "function": {"name": call["name"], "arguments": ""},
+                        }
+                    ]
+                },
+            )
+        )
         args = call["arguments"]
         for i in range(0, len(args), 5):
-            events.append(_chunk(model, {"tool_calls": [{"index": idx, "function": {"arguments": args[i:i + 5]}}]}))
+            events.append(
+                _chunk(model, {"tool_calls": [{"index": idx, "function": {"arguments": args[i : i + 5]}}]})
+            )
     events.append(_chunk(model, {}, answer["finish"]))
     opts = body.get("stream_options") or {}
     if opts.get("include_usage") and "nousage" not in model:
         usage = _usage(*_token_counts(body, answer), deepseek="deepseek" in model)
-        obj = {"id": "chatcmpl-fake123", "object": "chat.completion.chunk", "created": 1700000000, "model": model,
-               "system_fingerprint": "fp_fake", "choices": [], "usage": usage}
+        obj = {
+            "id": "chatcmpl-fake123",
+            "object": "chat.completion.chunk",
+            "created": 1700000000,
+            "model": model,
+            "system_fingerprint": "fp_fake",
+            "choices": [],
+            "usage": usage,
+        }
         events.append(b"data: " + orjson.dumps(obj) + b"\n\n")
     events.append(b"data: [DONE]\n\n")
     return events
 
 
-def _error(status: int, message: str, type_: str, code: str | None, headers: dict | None = None) -> web.Response:
+def _error(
+    status: int, message: str, type_: str, code: str | None, headers: dict | None = None
+) -> web.Response:
     body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
+    return web.Response(
+        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
+    )
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
@@ -172,7 +217,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
             return _error(429, "Slow down", "requests", "rate_limit_exceeded", {"Retry-After": "0.05"})
         return _error(500, "The server had an error while processing your request.", "server_error", None)
     if "error-429" in model:
-        return _error(429, "Rate limit reached for requests", "requests", "rate_limit_exceeded", {"Retry-After": "1"})
+        return _error(
+            429, "Rate limit reached for requests", "requests", "rate_limit_exceeded", {"Retry-After": "1"}
+        )
     if "error-500" in model:
         return _error(500, "The server had an error while processing your request.", "server_error", None)
     if "error-400" in model:
@@ -180,13 +227,22 @@ async def chat(request: web.Request) -> web.StreamResponse:
     answer = _answer(model, body)
     headers = {"x-request-id": f"req_fake_{state.calls}"}
     if not body.get("stream"):
-        return web.Response(body=orjson.dumps(_completion(model, body, answer)), content_type="application/json",
-                            headers=headers)
+        return web.Response(
+            body=orjson.dumps(_completion(model, body, answer)),
+            content_type="application/json",
+            headers=headers,
+        )
     return await _stream(request, state, model, body, answer, headers)
 
 
-async def _stream(request: web.Request, state: FakeState, model: str, body: dict[str, Any],
-                  answer: dict[str, Any], headers: dict[str, str]) -> web.StreamResponse:
+async def _stream(
+    request: web.Request,
+    state: FakeState,
+    model: str,
+    body: dict[str, Any],
+    answer: dict[str, Any],
+    headers: dict[str, str],
+) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", **headers})
     await resp.prepare(request)
     events = _stream_events(model, body, answer)
@@ -214,10 +270,19 @@ async def embeddings(request: web.Request) -> web.Response:
     state.requests.append(body)
     state.headers.append(dict(request.headers))
     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-    data = [{"object": "embedding", "index": i, "embedding": [0.001 * (i + 1), -0.002, 0.5]} for i in range(len(inputs))]
+    data = [
+        {"object": "embedding", "index": i, "embedding": [0.001 * (i + 1), -0.002, 0.5]}
+        for i in range(len(inputs))
+    ]
     tokens = sum(max(1, len(str(x)) // 4) for x in inputs)
-    return web.json_response({"object": "list", "data": data, "model": body["model"],
-                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+    return web.json_response(
+        {
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
 
 
 def create_fake_app(state: FakeState | None = None) -> web.Application:

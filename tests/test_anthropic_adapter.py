@@ -36,23 +36,45 @@ def test_request_maps_system_turns_images_tools_and_tool_results():
         "messages": [
             {"role": "system", "content": "Be brief."},
             {"role": "system", "content": [{"type": "text", "text": "Use tools."}]},
-            {"role": "user", "content": [
-                {"type": "text", "text": "What is in this image, and the weather?"},
-                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
-                {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
-            ]},
-            {"role": "assistant", "content": "Checking.", "tool_calls": [
-                {"id": "toolu_1", "type": "function", "function": {"name": "get_weather",
-                                                                   "arguments": '{"location": "Paris"}'}},
-                {"id": "toolu_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
-            ]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is in this image, and the weather?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": "Checking.",
+                "tool_calls": [
+                    {
+                        "id": "toolu_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"location": "Paris"}'},
+                    },
+                    {
+                        "id": "toolu_2",
+                        "type": "function",
+                        "function": {"name": "get_time", "arguments": "{}"},
+                    },
+                ],
+            },
             {"role": "tool", "tool_call_id": "toolu_1", "content": "18C"},
             {"role": "tool", "tool_call_id": "toolu_2", "content": [{"type": "text", "text": "09:00"}]},
             {"role": "user", "content": "Thanks"},
         ],
-        "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
-                                                    "parameters": {"type": "object", "properties": {}}}},
-                  {"type": "function", "function": {"name": "get_time"}}],
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "description": "Weather",
+                    "parameters": {"type": "object", "properties": {}},
+                },
+            },
+            {"type": "function", "function": {"name": "get_time"}},
+        ],
         "tool_choice": "required",
         "stop": "END",
         "max_completion_tokens": 300,
@@ -65,24 +87,40 @@ def test_request_maps_system_turns_images_tools_and_tool_results():
     assert out["model"] == "claude-sonnet-4-5"
     assert out["system"] == [{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Use tools."}]
     assert out["messages"] == [
-        {"role": "user", "content": [
-            {"type": "text", "text": "What is in this image, and the weather?"},
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
-            {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
-        ]},
-        {"role": "assistant", "content": [
-            {"type": "text", "text": "Checking."},
-            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"location": "Paris"}},
-            {"type": "tool_use", "id": "toolu_2", "name": "get_time", "input": {}},
-        ]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"},
-            {"type": "tool_result", "tool_use_id": "toolu_2", "content": "09:00"},
-            {"type": "text", "text": "Thanks"},
-        ]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is in this image, and the weather?"},
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},
+                },
+                {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"location": "Paris"}},
+                {"type": "tool_use", "id": "toolu_2", "name": "get_time", "input": {}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "09:00"},
+                {"type": "text", "text": "Thanks"},
+            ],
+        },
     ]
     assert out["tools"] == [
-        {"name": "get_weather", "description": "Weather", "input_schema": {"type": "object", "properties": {}}},
+        {
+            "name": "get_weather",
+            "description": "Weather",
+            "input_schema": {"type": "object", "properties": {}},
+        },
         {"name": "get_time", "input_schema": {"type": "object", "properties": {}}},
     ]
     assert out["tool_choice"] == {"type": "any"}
@@ -91,16 +129,23 @@ def test_request_maps_system_turns_images_tools_and_tool_results():
     assert out["metadata"] == {"user_id": "u-1"}
 
 
-@pytest.mark.parametrize(("choice", "parallel", "expected"), [
-    ("auto", None, {"type": "auto"}),
-    ("none", None, {"type": "none"}),
-    ("required", None, {"type": "any"}),
-    ({"type": "function", "function": {"name": "f"}}, None, {"type": "tool", "name": "f"}),
-    (None, False, {"type": "auto", "disable_parallel_tool_use": True}),
-])
+@pytest.mark.parametrize(
+    ("choice", "parallel", "expected"),
+    [
+        ("auto", None, {"type": "auto"}),
+        ("none", None, {"type": "none"}),
+        ("required", None, {"type": "any"}),
+        ({"type": "function", "function": {"name": "f"}}, None, {"type": "tool", "name": "f"}),
+        (None, False, {"type": "auto", "disable_parallel_tool_use": True}),
+    ],
+)
 def test_tool_choice_maps_to_anthropic_tool_choice(choice, parallel, expected):
-    body = {"messages": [{"role": "user", "content": "hi"}], "tool_choice": choice, "parallel_tool_calls": parallel,
-            "tools": [{"type": "function", "function": {"name": "f"}}]}
+    body = {
+        "messages": [{"role": "user", "content": "hi"}],
+        "tool_choice": choice,
+        "parallel_tool_calls": parallel,
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+    }
     assert to_messages_request(body, model())["tool_choice"] == expected
 
 
@@ -113,8 +158,10 @@ def test_max_tokens_defaults_to_model_max_output_then_4096():
 
 def test_json_schema_response_format_becomes_a_system_instruction_with_the_schema():
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
-    body = {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "hi"}],
-            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}}
+    body = {
+        "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+    }
     system = to_messages_request(body, model())["system"]
     assert system[0] == {"type": "text", "text": "S"}
     assert system[1]["text"].endswith(orjson.dumps(schema).decode())
@@ -122,10 +169,18 @@ def test_json_schema_response_format_becomes_a_system_instruction_with_the_schem
     assert "JSON object" in to_messages_request(body, model())["system"][1]["text"]
 
 
-@pytest.mark.parametrize(("param", "value"), [
-    ("n", 2), ("logprobs", True), ("top_logprobs", 3), ("logit_bias", {"50256": -100}),
-    ("presence_penalty", 0.5), ("frequency_penalty", 1), ("seed", 7),
-])
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("n", 2),
+        ("logprobs", True),
+        ("top_logprobs", 3),
+        ("logit_bias", {"50256": -100}),
+        ("presence_penalty", 0.5),
+        ("frequency_penalty", 1),
+        ("seed", 7),
+    ],
+)
 def test_parameters_anthropic_cannot_honour_are_400_naming_them(param, value):
     body = {"messages": [{"role": "user", "content": "hi"}], param: value}
     with pytest.raises(ProxyError) as info:
@@ -134,10 +189,18 @@ def test_parameters_anthropic_cannot_honour_are_400_naming_them(param, value):
 
 
 def test_harmless_defaults_of_unsupported_parameters_are_accepted():
-    body = {"messages": [{"role": "user", "content": "hi"}], "n": 1, "logprobs": False, "presence_penalty": 0,
-            "frequency_penalty": 0, "logit_bias": {}, "seed": None}
-    assert to_messages_request(body, model())["messages"] == [{"role": "user", "content": [
-        {"type": "text", "text": "hi"}]}]
+    body = {
+        "messages": [{"role": "user", "content": "hi"}],
+        "n": 1,
+        "logprobs": False,
+        "presence_penalty": 0,
+        "frequency_penalty": 0,
+        "logit_bias": {},
+        "seed": None,
+    }
+    assert to_messages_request(body, model())["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "hi"}]}
+    ]
 
 
 def test_text_message_maps_to_chat_completion():
@@ -155,7 +218,11 @@ def test_tool_message_keeps_every_tool_call_and_maps_cache_usage():
     msg = out.choices[0].message
     assert msg.content == "I'll check the current weather in San Francisco for you."
     assert [(c.id, c.function.name, orjson.loads(c.function.arguments)) for c in msg.tool_calls] == [
-        ("toolu_01A09q90qw90lq917835lq9", "get_weather", {"location": "San Francisco, CA", "unit": "celsius"}),
+        (
+            "toolu_01A09q90qw90lq917835lq9",
+            "get_weather",
+            {"location": "San Francisco, CA", "unit": "celsius"},
+        ),
         ("toolu_01B19q90qw90lq917835lq0", "get_time", {"timezone": "America/Los_Angeles"}),
     ]
     assert out.choices[0].finish_reason == "tool_calls"
@@ -166,9 +233,16 @@ def test_tool_message_keeps_every_tool_call_and_maps_cache_usage():
     assert usage["completion_tokens"] == 503 and usage["total_tokens"] == 100801
 
 
-@pytest.mark.parametrize(("stop", "finish"), [("end_turn", "stop"), ("stop_sequence", "stop"),
-                                               ("max_tokens", "length"), ("tool_use", "tool_calls"),
-                                               ("refusal", "content_filter")])
+@pytest.mark.parametrize(
+    ("stop", "finish"),
+    [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("max_tokens", "length"),
+        ("tool_use", "tool_calls"),
+        ("refusal", "content_filter"),
+    ],
+)
 def test_stop_reasons_map_to_openai_finish_reasons(stop, finish):
     msg = orjson.loads((FIX / "message_text.json").read_bytes())
     msg["stop_reason"] = stop
@@ -187,8 +261,12 @@ def test_anthropic_errors_become_openai_errors_keeping_the_status():
 def test_overloaded_529_becomes_503_api_error():
     status, body = from_error(529, (FIX / "error_overloaded.json").read_bytes())
     assert status == 503
-    assert orjson.loads(body)["error"] == {"message": "Overloaded", "type": "api_error", "param": None,
-                                           "code": "overloaded_error"}
+    assert orjson.loads(body)["error"] == {
+        "message": "Overloaded",
+        "type": "api_error",
+        "param": None,
+        "code": "overloaded_error",
+    }
 
 
 def test_non_json_error_body_still_gives_an_openai_error():
@@ -205,7 +283,9 @@ def test_stream_with_text_and_two_tool_calls_keeps_every_name_and_argument_byte(
     msg = final.choices[0].message
     assert msg.content == "Okay, let's check the weather for San Francisco, CA:"
     assert [(c.index, c.id, c.function.name) for c in _tool_deltas(chunks) if c.id] == [
-        (0, "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "get_weather"), (1, "toolu_01D7FLrfh4GYq7yT1ULFeyMV", "get_time")]
+        (0, "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "get_weather"),
+        (1, "toolu_01D7FLrfh4GYq7yT1ULFeyMV", "get_time"),
+    ]
     assert [c.function.arguments for c in msg.tool_calls] == [WEATHER_ARGS, TIME_ARGS]
     assert [c.function.arguments for c in msg.tool_calls] == _fixture_arguments("stream_tools.sse")
     assert final.choices[0].finish_reason == "tool_calls"
@@ -262,13 +342,22 @@ def test_stream_cut_before_message_stop_is_left_without_done():
 
 def test_tool_without_argument_deltas_gets_an_empty_json_object():
     s = AnthropicStream("claude")
-    ev = [{"type": "message_start", "message": {"id": "msg_1", "model": "c", "usage": {"input_tokens": 3}}},
-          {"type": "content_block_start", "index": 0,
-           "content_block": {"type": "tool_use", "id": "toolu_x", "name": "now", "input": {}}},
-          {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": ""}},
-          {"type": "content_block_stop", "index": 0},
-          {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 5}},
-          {"type": "message_stop"}]
+    ev = [
+        {"type": "message_start", "message": {"id": "msg_1", "model": "c", "usage": {"input_tokens": 3}}},
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "tool_use", "id": "toolu_x", "name": "now", "input": {}},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": ""},
+        },
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 5}},
+        {"type": "message_stop"},
+    ]
     raw = b"".join(b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n" for e in ev)
     chunks, done, _ = parse_events(drive(s, raw))
     assert done and accumulate(chunks).choices[0].message.tool_calls[0].function.arguments == "{}"
@@ -286,12 +375,20 @@ async def anthropic_server(aiohttp_server, monkeypatch):
 
 
 async def _open(server, upstream_id: str, body: dict):
-    return await open_and_collect("anthropic", str(server.make_url("")).rstrip("/"), upstream_id, body, KEY_ENV,
-                                  {"Authorization": "Bearer nm-proxy-key", "anthropic-beta": "prompt-caching"})
+    return await open_and_collect(
+        "anthropic",
+        str(server.make_url("")).rstrip("/"),
+        upstream_id,
+        body,
+        KEY_ENV,
+        {"Authorization": "Bearer nm-proxy-key", "anthropic-beta": "prompt-caching"},
+    )
 
 
-HELLO = {"model": "claude", "messages": [{"role": "system", "content": "Be kind."},
-                                         {"role": "user", "content": "Hello"}]}
+HELLO = {
+    "model": "claude",
+    "messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hello"}],
+}
 
 
 async def test_adapter_sends_the_messages_request_with_key_and_version(anthropic_server):
@@ -302,8 +399,12 @@ async def test_adapter_sends_the_messages_request_with_key_and_version(anthropic
     headers, sent = anthropic_server.app[ANTHROPIC_REQUESTS][-1]
     assert headers["x-api-key"] == "sk-ant-test" and headers["anthropic-version"] == "2023-06-01"
     assert headers["anthropic-beta"] == "prompt-caching" and "Authorization" not in headers
-    assert sent == {"model": "claude-sonnet-4-5", "max_tokens": 4096, "system": [{"type": "text", "text": "Be kind."}],
-                    "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello"}]}]}
+    assert sent == {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 4096,
+        "system": [{"type": "text", "text": "Be kind."}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello"}]}],
+    }
 
 
 async def test_adapter_non_stream_tools_answer_parses_as_openai_completion(anthropic_server):
@@ -333,7 +434,9 @@ async def test_adapter_upstream_error_keeps_status_and_is_openai_shaped(anthropi
 
 
 async def test_adapter_midstream_error_reaches_the_client_as_an_error_event(anthropic_server):
-    call, events = await _open(anthropic_server, "claude-sonnet-4-5-midstream-error", {**HELLO, "stream": True})
+    call, events = await _open(
+        anthropic_server, "claude-sonnet-4-5-midstream-error", {**HELLO, "stream": True}
+    )
     _, done, error = parse_events(events)
     assert call.status == 200 and not done and error["code"] == "overloaded_error"
 
@@ -357,8 +460,14 @@ def test_usage_without_cache_fields_counts_zero_cache_tokens():
 
 
 def test_cache_writes_are_part_of_prompt_tokens_and_named_in_openai_details():
-    usage = map_usage({"input_tokens": 10, "cache_read_input_tokens": 30, "cache_creation_input_tokens": 60,
-                       "output_tokens": 5})
+    usage = map_usage(
+        {
+            "input_tokens": 10,
+            "cache_read_input_tokens": 30,
+            "cache_creation_input_tokens": 60,
+            "output_tokens": 5,
+        }
+    )
     assert usage["prompt_tokens"] == 100 and usage["total_tokens"] == 105
     assert usage["prompt_tokens_details"] == {"cached_tokens": 30, "cache_write_tokens": 60}
 
@@ -370,7 +479,11 @@ def test_midstream_rate_limit_error_keeps_its_openai_type():
 
 
 def test_reasoning_effort_enables_thinking_with_a_budget_below_max_tokens():
-    body = {"messages": [{"role": "user", "content": "27*453?"}], "reasoning_effort": "medium", "max_tokens": 20000}
+    body = {
+        "messages": [{"role": "user", "content": "27*453?"}],
+        "reasoning_effort": "medium",
+        "max_tokens": 20000,
+    }
     assert to_messages_request(body, model())["thinking"] == {"type": "enabled", "budget_tokens": 8192}
     body["max_tokens"] = 5000
     assert to_messages_request(body, model())["thinking"]["budget_tokens"] == 4999
@@ -381,28 +494,52 @@ def test_reasoning_effort_enables_thinking_with_a_budget_below_max_tokens():
 
 
 def test_streamed_thinking_becomes_reasoning_content_and_signed_blocks_that_go_back_next_turn():
-    chunks, done, _ = parse_events(drive(AnthropicStream("claude"), (FIX / "stream_thinking.sse").read_bytes()))
+    chunks, done, _ = parse_events(
+        drive(AnthropicStream("claude"), (FIX / "stream_thinking.sse").read_bytes())
+    )
     assert done and all(c["choices"] for c in chunks)  # no usage reported, so no usage chunk
     deltas = [c["choices"][0]["delta"] for c in chunks]
     reasoning = "".join(d.get("reasoning_content", "") for d in deltas)
-    assert reasoning == "Let me solve this step by step:\n\n1. First break down 27 * 453\n2. 453 = 400 + 50 + 3"
+    assert (
+        reasoning == "Let me solve this step by step:\n\n1. First break down 27 * 453\n2. 453 = 400 + 50 + 3"
+    )
     extra = next(d["extra_content"] for d in deltas if "extra_content" in d)
     block = extra["anthropic"]["thinking_blocks"][0]
-    assert block == {"type": "thinking", "thinking": reasoning,
-                     "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds..."}
+    assert block == {
+        "type": "thinking",
+        "thinking": reasoning,
+        "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds...",
+    }
     final = accumulate(chunks)
     assert final.choices[0].message.content == "27 * 453 = 12,231"
     history = {"role": "assistant", "content": final.choices[0].message.content, "extra_content": extra}
-    out = to_messages_request({"messages": [{"role": "user", "content": "27*453?"}, history,
-                                            {"role": "user", "content": "Thanks"}]}, model())
+    out = to_messages_request(
+        {
+            "messages": [
+                {"role": "user", "content": "27*453?"},
+                history,
+                {"role": "user", "content": "Thanks"},
+            ]
+        },
+        model(),
+    )
     assert out["messages"][1]["content"] == [block, {"type": "text", "text": "27 * 453 = 12,231"}]
 
 
 def test_non_stream_thinking_blocks_are_kept_for_the_next_turn():
-    msg = {"id": "msg_t", "type": "message", "role": "assistant", "model": "c", "stop_reason": "end_turn",
-           "content": [{"type": "thinking", "thinking": "hmm", "signature": "sig"},
-                       {"type": "redacted_thinking", "data": "EmwKAhgB"},
-                       {"type": "text", "text": "42"}], "usage": {"input_tokens": 1, "output_tokens": 2}}
+    msg = {
+        "id": "msg_t",
+        "type": "message",
+        "role": "assistant",
+        "model": "c",
+        "stop_reason": "end_turn",
+        "content": [
+            {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+            {"type": "redacted_thinking", "data": "EmwKAhgB"},
+            {"type": "text", "text": "42"},
+        ],
+        "usage": {"input_tokens": 1, "output_tokens": 2},
+    }
     out = orjson.loads(from_message(orjson.dumps(msg), "c"))["choices"][0]["message"]
     assert out["reasoning_content"] == "hmm" and out["content"] == "42"
     assert out["extra_content"]["anthropic"]["thinking_blocks"] == msg["content"][:2]
@@ -410,11 +547,21 @@ def test_non_stream_thinking_blocks_are_kept_for_the_next_turn():
 
 def test_cache_control_marks_on_system_and_user_text_parts_reach_anthropic():
     mark = {"type": "ephemeral"}
-    body = {"messages": [
-        {"role": "system", "content": [{"type": "text", "text": "Long manual", "cache_control": mark}]},
-        {"role": "user", "content": [{"type": "text", "text": "Long doc", "cache_control": mark},
-                                     {"type": "text", "text": "Question"}]}]}
+    body = {
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "Long manual", "cache_control": mark}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Long doc", "cache_control": mark},
+                    {"type": "text", "text": "Question"},
+                ],
+            },
+        ]
+    }
     out = to_messages_request(body, model())
     assert out["system"] == [{"type": "text", "text": "Long manual", "cache_control": mark}]
-    assert out["messages"][0]["content"] == [{"type": "text", "text": "Long doc", "cache_control": mark},
-                                             {"type": "text", "text": "Question"}]
+    assert out["messages"][0]["content"] == [
+        {"type": "text", "text": "Long doc", "cache_control": mark},
+        {"type": "text", "text": "Question"},
+    ]

@@ -77,12 +77,18 @@ def test_plaintext_key_is_nowhere_in_the_database_file(tmp_path: Path) -> None:
 
 def test_a_valid_key_authenticates_with_its_settings(tmp_path: Path) -> None:
     conn = ledger(tmp_path / "l.db")
-    new, record = _create(conn, project="acme", team="growth", environment="prod", rpm=10,
-                          models=frozenset({"gpt-x"}))
+    new, record = _create(
+        conn, project="acme", team="growth", environment="prod", rpm=10, models=frozenset({"gpt-x"})
+    )
     principal = _store(conn).authenticate(f"Bearer {new.plaintext}", now=NOW)
     assert principal is not None
     assert (principal.key_id, principal.project, principal.team, principal.environment, principal.rpm) == (
-        record.key_id, "acme", "growth", "prod", 10)
+        record.key_id,
+        "acme",
+        "growth",
+        "prod",
+        10,
+    )
     assert principal.models == frozenset({"gpt-x"}) and not principal.is_admin
 
 
@@ -198,7 +204,10 @@ def test_rotation_revokes_the_old_secret_and_keeps_settings(tmp_path: Path) -> N
     assert "revoked" in _refused(store, f"Bearer {old.plaintext}").message
     principal = store.authenticate(f"Bearer {new.plaintext}", now=NOW)
     assert (principal.project, principal.team, principal.rpm) == ("acme", "core", 5)
-    assert record.rotated_from == old.key_id and key_lineage(conn, record.key_id) == [record.key_id, old.key_id]
+    assert record.rotated_from == old.key_id and key_lineage(conn, record.key_id) == [
+        record.key_id,
+        old.key_id,
+    ]
     with pytest.raises(ValueError, match="revoked"):
         in_transaction(conn, lambda c: rotate_key(c, old.key_id))
 
@@ -213,7 +222,8 @@ def test_keys_are_found_by_id_or_display_prefix(tmp_path: Path) -> None:
 
 
 async def test_keystore_notices_a_key_created_and_revoked_by_another_connection_within_a_second(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "l.db"
     cli_conn = ledger(path)  # stands for the CLI process
     store = KeyStore.from_db(db.connect(path, readonly=True), admin_key="")

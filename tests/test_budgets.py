@@ -25,8 +25,14 @@ WEB = Attribution(None, "web", "growth")
 PUSD = 10**12
 
 
-def _book(amount: str, period: str = "month", currency: str = "USD", rates=None, scope: str = "project",
-          scope_id: str = "web") -> BudgetBook:  # noqa: ANN001
+def _book(
+    amount: str,
+    period: str = "month",
+    currency: str = "USD",
+    rates=None,
+    scope: str = "project",
+    scope_id: str = "web",
+) -> BudgetBook:  # noqa: ANN001
     budget = Budget("bud_t", scope, scope_id, Decimal(amount), currency, period)
     return BudgetBook(rates or USD, [budget])
 
@@ -38,18 +44,26 @@ def _spend(book: BudgetBook, usd: str, now: dt.datetime = NOW, who: Attribution 
 def _refusal(book: BudgetBook, usd: str, now: dt.datetime = NOW) -> ProxyError:
     with pytest.raises(ProxyError) as info:
         book.reserve(WEB, Decimal(usd), now)
-    assert (info.value.status, info.value.code, info.value.type) == (429, "budget_exceeded", "budget_exceeded")
+    assert (info.value.status, info.value.code, info.value.type) == (
+        429,
+        "budget_exceeded",
+        "budget_exceeded",
+    )
     assert info.value.headers == {"x-should-retry": "false"}  # the SDKs would otherwise retry a 429
     return info.value
 
 
-@pytest.mark.parametrize(("period", "start", "reset"), [
-    ("day", dt.datetime(2026, 11, 22), dt.datetime(2026, 11, 23)),
-    ("week", dt.datetime(2026, 11, 16), dt.datetime(2026, 11, 23)),
-    ("month", dt.datetime(2026, 11, 1), dt.datetime(2026, 12, 1)),
-])
-def test_periods_are_utc_calendar_day_monday_week_and_month(period: str, start: dt.datetime,
-                                                             reset: dt.datetime) -> None:
+@pytest.mark.parametrize(
+    ("period", "start", "reset"),
+    [
+        ("day", dt.datetime(2026, 11, 22), dt.datetime(2026, 11, 23)),
+        ("week", dt.datetime(2026, 11, 16), dt.datetime(2026, 11, 23)),
+        ("month", dt.datetime(2026, 11, 1), dt.datetime(2026, 12, 1)),
+    ],
+)
+def test_periods_are_utc_calendar_day_monday_week_and_month(
+    period: str, start: dt.datetime, reset: dt.datetime
+) -> None:
     assert period_bounds(period, NOW) == (start.replace(tzinfo=dt.UTC), reset.replace(tzinfo=dt.UTC))
 
 
@@ -59,7 +73,8 @@ def test_december_resets_in_january_and_total_never_resets() -> None:
     assert period_bounds("total", eve) == (None, None)
     tokyo = dt.timezone(dt.timedelta(hours=9))
     assert period_bounds("day", dt.datetime(2026, 11, 23, 5, 0, tzinfo=tokyo))[0] == dt.datetime(
-        2026, 11, 22, tzinfo=dt.UTC)
+        2026, 11, 22, tzinfo=dt.UTC
+    )
 
 
 def test_a_budget_can_be_reached_exactly_and_then_refuses() -> None:
@@ -161,7 +176,9 @@ def test_limits_in_other_currencies_are_compared_exactly_through_the_rate() -> N
     with pytest.raises(ProxyError) as info:
         gbp.reserve(WEB, Decimal("0.6"), NOW)  # 0.48 GBP more would be 8.08 GBP
     err = info.value
-    assert "is 8.00 GBP" in err.message and "spent 7.60 GBP" in err.message and "up to 0.48 GBP" in err.message
+    assert (
+        "is 8.00 GBP" in err.message and "spent 7.60 GBP" in err.message and "up to 0.48 GBP" in err.message
+    )
     _spend(gbp, "0.5")  # exactly 8 GBP
 
 
@@ -192,7 +209,9 @@ def test_spent_is_loaded_from_existing_receipts_at_startup(tmp_path: Path) -> No
     add_receipt(conn, dt.datetime(2026, 11, 3, tzinfo=dt.UTC), 4 * 10**11, project="web")
     add_receipt(conn, dt.datetime(2026, 11, 20, tzinfo=dt.UTC), 3 * 10**11, project="web")
     add_receipt(conn, dt.datetime(2026, 11, 20, tzinfo=dt.UTC), None, project="web")  # cost unknown
-    add_receipt(conn, dt.datetime(2026, 10, 31, 23, 59, tzinfo=dt.UTC), 9 * 10**11, project="web")  # last month
+    add_receipt(
+        conn, dt.datetime(2026, 10, 31, 23, 59, tzinfo=dt.UTC), 9 * 10**11, project="web"
+    )  # last month
     add_receipt(conn, dt.datetime(2026, 11, 20, tzinfo=dt.UTC), 9 * 10**11, project="app")
     book = BudgetBook.load(conn, None, now=NOW)
     assert book.status(WEB, NOW).spent == Decimal("0.7")
@@ -201,11 +220,15 @@ def test_spent_is_loaded_from_existing_receipts_at_startup(tmp_path: Path) -> No
 
 
 def test_config_budgets_are_enforced_with_their_currency(tmp_path: Path) -> None:
-    config = parse_config({
-        "currency": {"rates": {"GBP": 0.5}},
-        "projects": {"web": {"team": "growth", "budget": {"amount": 1, "currency": "GBP", "period": "day"}}},
-        "teams": {"growth": {"budget": {"amount": 100, "period": "total"}}},
-    })
+    config = parse_config(
+        {
+            "currency": {"rates": {"GBP": 0.5}},
+            "projects": {
+                "web": {"team": "growth", "budget": {"amount": 1, "currency": "GBP", "period": "day"}}
+            },
+            "teams": {"growth": {"budget": {"amount": 100, "period": "total"}}},
+        }
+    )
     conn = ledger(tmp_path / "l.db")
     add_receipt(conn, NOW.replace(hour=1), int(Decimal("1.5") * PUSD), project="web", team="growth")
     book = BudgetBook.load(conn, config, now=NOW)
@@ -213,7 +236,8 @@ def test_config_budgets_are_enforced_with_their_currency(tmp_path: Path) -> None
     assert "daily budget of project 'web' is 1.00 GBP" in err.message and "spent 0.75 GBP" in err.message
     usages = spend_against_budgets(conn, "team", config, NOW)
     assert [(u.budget.budget_id, u.spent, u.reset_at) for u in usages] == [
-        ("config:team:growth", Decimal("1.5"), None)]
+        ("config:team:growth", Decimal("1.5"), None)
+    ]
 
 
 def test_a_budget_added_while_running_is_enforced_after_refresh(tmp_path: Path) -> None:
@@ -240,7 +264,9 @@ def test_a_rotated_key_keeps_the_spend_of_its_period(tmp_path: Path) -> None:
         book.reserve(who, Decimal("0.3"), NOW)
 
 
-async def test_a_running_book_enforces_a_budget_set_by_another_process_within_a_second(tmp_path: Path) -> None:
+async def test_a_running_book_enforces_a_budget_set_by_another_process_within_a_second(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "l.db"
     cli_conn = ledger(path)  # stands for `nmproxy budgets set` in another process
     now = dt.datetime.now(dt.UTC)  # the refresher uses the real clock

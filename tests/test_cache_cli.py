@@ -44,26 +44,43 @@ def seed(path, rows):
     conn = db.open_db(path)
     for i, (model, age_s) in enumerate(rows):
         canonical = f"req{i}".encode()
-        cache.store(conn, cache.CacheEntry(
-            key=cache_key(canonical), scope="project:", provider="openai", model=model, endpoint="chat",
-            canonical=canonical, response_kind="json", body=b"{}", usage=None, fresh_receipt_id=None,
-            fresh_cost_pusd=None, created_at=time.time() - age_s))
+        cache.store(
+            conn,
+            cache.CacheEntry(
+                key=cache_key(canonical),
+                scope="project:",
+                provider="openai",
+                model=model,
+                endpoint="chat",
+                canonical=canonical,
+                response_kind="json",
+                body=b"{}",
+                usage=None,
+                fresh_receipt_id=None,
+                fresh_cost_pusd=None,
+                created_at=time.time() - age_s,
+            ),
+        )
     return conn
 
 
 def test_explain_resolves_the_model_through_the_config_and_prints_the_key(files):
     result = run("explain", files["body"], "--config", files["config"], "--project", "web")
     assert result.exit_code == 0, result.output
-    expected = cache_key(canonical_request(BODY, scope="project:web", provider="openai",
-                                           upstream_model="gpt-4o-mini", endpoint="chat"))
+    expected = cache_key(
+        canonical_request(
+            BODY, scope="project:web", provider="openai", upstream_model="gpt-4o-mini", endpoint="chat"
+        )
+    )
     assert f"key: {expected}" in result.output
     assert '"upstream_model": "gpt-4o-mini"' in result.output
     assert "not in the key: model, stream" in result.output
 
 
 def test_explain_reads_stdin_and_prints_json(files):
-    result = run("explain", "-", "--config", files["config"], "--scope", "global", "--json",
-                 input=orjson.dumps(BODY))
+    result = run(
+        "explain", "-", "--config", files["config"], "--scope", "global", "--json", input=orjson.dumps(BODY)
+    )
     out = orjson.loads(result.output)
     assert orjson.loads(out["canonical"])["scope"] == "global"
     assert len(out["key"]) == 32

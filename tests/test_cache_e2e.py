@@ -17,8 +17,13 @@ from click.testing import CliRunner
 from nextmodel_proxy.cli.main import main as nmproxy
 
 MSG = [{"role": "user", "content": "cache me please"}]
-TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}}}}
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
 POLL_S = 2.0
 
 
@@ -74,8 +79,10 @@ def tool_calls_of(chunks: list[Any]) -> list[dict[str, str]]:
 
 
 def message_calls(message: Any) -> list[dict[str, str]]:
-    return [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments}
-            for c in message.tool_calls or []]
+    return [
+        {"id": c.id, "name": c.function.name, "arguments": c.function.arguments}
+        for c in message.tool_calls or []
+    ]
 
 
 def query(db_path: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -154,13 +161,26 @@ async def test_repeat_is_replayed_without_an_upstream_call(client, fake_upstream
     assert second.parse().usage == first.parse().usage
 
 
-@pytest.mark.parametrize("change", [
-    {"messages": [{"role": "user", "content": "cache me pleasE"}]},
-    {"tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "integer"}}}}}]},
-    {"seed": 7},
-    {"max_tokens": 50},
-], ids=["one-character", "tool-schema", "seed-instead-of-temperature-0", "max-tokens"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"messages": [{"role": "user", "content": "cache me pleasE"}]},
+        {
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "get_weather",
+                        "parameters": {"type": "object", "properties": {"city": {"type": "integer"}}},
+                    },
+                }
+            ]
+        },
+        {"seed": 7},
+        {"max_tokens": 50},
+    ],
+    ids=["one-character", "tool-schema", "seed-instead-of-temperature-0", "max-tokens"],
+)
 async def test_changed_output_affecting_field_misses(client, fake_upstream, db_path, change):
     base = {"tools": [TOOL]} if "tools" in change else {}
     first = await cached(client, db_path, **base)
@@ -216,8 +236,9 @@ async def test_non_stream_replayed_to_stream_equals_original(client, fake_upstre
 
 
 @pytest.mark.parametrize("include_usage", [True, False])
-async def test_stream_replayed_to_stream_reproduces_the_original_events(client, fake_upstream, db_path,
-                                                                        include_usage):
+async def test_stream_replayed_to_stream_reproduces_the_original_events(
+    client, fake_upstream, db_path, include_usage
+):
     opts = {"stream_options": {"include_usage": True}} if include_usage else {}
     headers, original = await stream_chat(client, model="fake-tools", **opts)
     await until_stored(db_path, headers["x-nextmodel-cache-key"])
@@ -239,10 +260,16 @@ async def _consume_stream(client, model: str) -> None:
         pass
 
 
-@pytest.mark.parametrize("model,stream", [
-    ("fake-broken", True), ("fake-error-500", False), ("fake-error-500", True),
-    ("fake-filter", False), ("fake-filter", True),
-])
+@pytest.mark.parametrize(
+    "model,stream",
+    [
+        ("fake-broken", True),
+        ("fake-error-500", False),
+        ("fake-error-500", True),
+        ("fake-filter", False),
+        ("fake-filter", True),
+    ],
+)
 async def test_incomplete_or_failed_answers_are_not_stored(client, fake_upstream, db_path, model, stream):
     for sent in (1, 2):
         if stream:
@@ -322,7 +349,9 @@ async def test_stream_follower_receives_the_leaders_events_as_they_come(client, 
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
 
 
-async def test_stream_follower_of_a_leader_failing_mid_stream_ends_with_an_error(client, fake_upstream, proxy):
+async def test_stream_follower_of_a_leader_failing_mid_stream_ends_with_an_error(
+    client, fake_upstream, proxy
+):
     fake_upstream.state.cut_after = 3
     leader = asyncio.create_task(_consume_stream(client, "fake-slow"))
     await asyncio.sleep(0.1)
@@ -387,7 +416,11 @@ async def test_stream_from_a_fallback_model_is_neither_stored_nor_shared(client,
 async def test_followers_of_a_failed_leader_go_upstream_themselves(client, fake_upstream, stream):
     fake_upstream.state.hang_s = 0.3
     fake_upstream.state.fail_next = 1
-    call = (lambda: stream_chat(client, model="fake-hang")) if stream else (lambda: chat(client, model="fake-hang"))
+    call = (
+        (lambda: stream_chat(client, model="fake-hang"))
+        if stream
+        else (lambda: chat(client, model="fake-hang"))
+    )
     results = await asyncio.gather(*(call() for _ in range(4)), return_exceptions=True)
     failed = [r for r in results if isinstance(r, BaseException)]
     assert len(failed) == 1 and isinstance(failed[0], openai.InternalServerError)
@@ -432,8 +465,12 @@ async def test_forged_collision_is_detected_and_not_replayed(client, fake_upstre
     other = await cached(client, db_path, messages=[{"role": "user", "content": "another request"}])
     key, other_key = first.headers["x-nextmodel-cache-key"], other.headers["x-nextmodel-cache-key"]
     # Force the other request's canonical bytes (and answer) under the first request's key.
-    execute(db_path, "UPDATE cache_entries SET (canonical, body, body_hash) = "
-            "(SELECT canonical, body, body_hash FROM cache_entries WHERE key = ?) WHERE key = ?", (other_key, key))
+    execute(
+        db_path,
+        "UPDATE cache_entries SET (canonical, body, body_hash) = "
+        "(SELECT canonical, body, body_hash FROM cache_entries WHERE key = ?) WHERE key = ?",
+        (other_key, key),
+    )
     await _tampered_entry_is_answered_fresh(client, db_path, key)
     assert fake_upstream.state.calls == 3
 
@@ -475,7 +512,9 @@ async def test_least_recently_used_entry_is_evicted_past_max_entries(proxy_with,
     _, client = await proxy_with("cache: {max_entries: 2}\n")
     one = await cached(client, db_path, messages=[{"role": "user", "content": "one"}])
     await cached(client, db_path, messages=[{"role": "user", "content": "two"}])
-    assert (await chat(client, messages=[{"role": "user", "content": "one"}])).headers["x-nextmodel-cache"] == "hit"
+    assert (await chat(client, messages=[{"role": "user", "content": "one"}])).headers[
+        "x-nextmodel-cache"
+    ] == "hit"
     await asyncio.sleep(0.05)  # let the hit's recency reach the file before the next store evicts
     await cached(client, db_path, messages=[{"role": "user", "content": "three"}])
     assert len(stored_keys(db_path)) == 2
@@ -489,8 +528,11 @@ async def test_oldest_entries_are_evicted_past_max_bytes(proxy_with, fake_upstre
     _, client = await proxy_with("cache: {max_bytes: 2500}\n")
     keys = []
     for word in ("one", "two", "three", "four"):
-        keys.append((await cached(client, db_path, messages=[{"role": "user", "content": word}]))
-                    .headers["x-nextmodel-cache-key"])
+        keys.append(
+            (await cached(client, db_path, messages=[{"role": "user", "content": word}])).headers[
+                "x-nextmodel-cache-key"
+            ]
+        )
     (size,) = query(db_path, "SELECT SUM(size_bytes) FROM cache_entries")[0]
     assert size <= 2500
     assert keys[-1] in stored_keys(db_path) and keys[0] not in stored_keys(db_path)
@@ -537,9 +579,13 @@ async def test_only_answers_hits_and_refuses_misses_without_calling_upstream(cli
     assert fake_upstream.state.calls == 1
 
 
-@pytest.mark.parametrize("fields,reason", [({"temperature": 0.7}, "nondeterministic"),
-                                           ({"temperature": 0.7, "seed": 3, "n": 2}, "n>1")])
-async def test_uncacheable_request_bypasses_the_cache_and_says_why(client, fake_upstream, db_path, fields, reason):
+@pytest.mark.parametrize(
+    "fields,reason",
+    [({"temperature": 0.7}, "nondeterministic"), ({"temperature": 0.7, "seed": 3, "n": 2}, "n>1")],
+)
+async def test_uncacheable_request_bypasses_the_cache_and_says_why(
+    client, fake_upstream, db_path, fields, reason
+):
     for _ in range(2):
         resp = await chat(client, **fields)
         assert resp.headers["x-nextmodel-cache"] == "bypass"
@@ -570,10 +616,14 @@ async def test_replay_is_billed_at_the_replay_ratio_to_the_exact_digit(client, p
     assert replay["upstream_cost_usd"] == "0.00"
     assert replay["fresh_cost_usd"] == fresh["billed_cost_usd"]
     assert Decimal(replay["billed_cost_usd"]) == Decimal(fresh["billed_cost_usd"]) * Decimal("0.1")
-    assert Decimal(replay["savings_usd"]) == Decimal(fresh["billed_cost_usd"]) - Decimal(replay["billed_cost_usd"])
+    assert Decimal(replay["savings_usd"]) == Decimal(fresh["billed_cost_usd"]) - Decimal(
+        replay["billed_cost_usd"]
+    )
     assert replay["reused_receipt_id"] == fresh["id"]
-    assert (replay["prompt_tokens"], replay["completion_tokens"]) == (fresh["prompt_tokens"],
-                                                                      fresh["completion_tokens"])
+    assert (replay["prompt_tokens"], replay["completion_tokens"]) == (
+        fresh["prompt_tokens"],
+        fresh["completion_tokens"],
+    )
     assert second.headers["x-nextmodel-cost-usd"] == replay["billed_cost_usd"]
     assert first.headers["x-nextmodel-cost-usd"] == fresh["billed_cost_usd"]
     await settle(db_path, 2)

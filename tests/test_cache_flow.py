@@ -40,7 +40,9 @@ class Proxy:
         text = body["messages"][-1]["content"].upper()
         for piece in ([{"role": "assistant", "content": ""}, None], [{"content": text}, None], [{}, "stop"]):
             await asyncio.sleep(0.005)
-            yield data_event({**HEAD, "choices": [{"index": 0, "delta": piece[0], "finish_reason": piece[1]}]})
+            yield data_event(
+                {**HEAD, "choices": [{"index": 0, "delta": piece[0], "finish_reason": piece[1]}]}
+            )
         yield data_event({**HEAD, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
         yield DONE
 
@@ -65,11 +67,26 @@ class Proxy:
             ok = is_complete_stream(events)
             flight.finish(ok)
         if ok and decision.write:
-            cache.store_and_evict(self.writer, cache.CacheEntry(
-                key=key, scope="project:a", provider="openai", model="gpt-4o-mini", endpoint="chat",
-                canonical=canonical, response_kind="sse", body=encode_events(events), usage=None,
-                fresh_receipt_id="rcpt_fresh", fresh_cost_pusd=100, created_at=time.time()),
-                max_entries=CFG.max_entries, max_bytes=CFG.max_bytes, ttl_s=CFG.ttl_s)
+            cache.store_and_evict(
+                self.writer,
+                cache.CacheEntry(
+                    key=key,
+                    scope="project:a",
+                    provider="openai",
+                    model="gpt-4o-mini",
+                    endpoint="chat",
+                    canonical=canonical,
+                    response_kind="sse",
+                    body=encode_events(events),
+                    usage=None,
+                    fresh_receipt_id="rcpt_fresh",
+                    fresh_cost_pusd=100,
+                    created_at=time.time(),
+                ),
+                max_entries=CFG.max_entries,
+                max_bytes=CFG.max_bytes,
+                ttl_s=CFG.ttl_s,
+            )
         return "fresh", replay_stream(events, include_usage=include_usage)
 
 
@@ -105,6 +122,7 @@ async def test_changed_message_misses_and_non_stream_replay_matches(proxy):
 
 
 def _key_and_canonical(body):
-    canonical = canonical_request(body, scope="project:a", provider="openai", upstream_model="gpt-4o-mini",
-                                  endpoint="chat")
+    canonical = canonical_request(
+        body, scope="project:a", provider="openai", upstream_model="gpt-4o-mini", endpoint="chat"
+    )
     return cache_key(canonical), canonical

@@ -21,8 +21,18 @@ BODY = {
     ],
     "temperature": 0,
     "max_tokens": 50,
-    "tools": [{"type": "function", "function": {"name": "add", "parameters": {
-        "type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}}}}],
+    "tools": [
+        {
+            "type": "function",
+            "function": {
+                "name": "add",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+                },
+            },
+        }
+    ],
     "tool_choice": "auto",
 }
 
@@ -64,7 +74,12 @@ def test_any_output_affecting_change_changes_the_key(path, value):
 
 @pytest.mark.parametrize(
     "target",
-    [{"scope": "project:other"}, {"provider": "azure"}, {"upstream_model": "gpt-4o"}, {"endpoint": "embeddings"}],
+    [
+        {"scope": "project:other"},
+        {"provider": "azure"},
+        {"upstream_model": "gpt-4o"},
+        {"endpoint": "embeddings"},
+    ],
 )
 def test_scope_and_resolved_target_are_in_the_key(target):
     assert key_of(BODY, **target) != key_of(BODY)
@@ -79,8 +94,16 @@ def test_key_order_and_whitespace_do_not_change_the_key():
 
 
 def test_stream_and_delivery_fields_do_not_change_the_key():
-    extra = {**BODY, "stream": True, "stream_options": {"include_usage": True}, "user": "u-42",
-             "metadata": {"run": "7"}, "store": True, "safety_identifier": "s", "prompt_cache_key": "p"}
+    extra = {
+        **BODY,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "user": "u-42",
+        "metadata": {"run": "7"},
+        "store": True,
+        "safety_identifier": "s",
+        "prompt_cache_key": "p",
+    }
     assert key_of(extra) == key_of(BODY)
 
 
@@ -91,7 +114,8 @@ def test_model_alias_is_replaced_by_the_resolved_upstream_model():
 def test_integral_floats_equal_ints_but_other_numbers_and_bools_do_not():
     assert key_of({**BODY, "temperature": 0.0}) == key_of(BODY)
     assert key_of(changed(("tools", 0, "function", "parameters", "minimum"), 1.0)) == key_of(
-        changed(("tools", 0, "function", "parameters", "minimum"), 1))
+        changed(("tools", 0, "function", "parameters", "minimum"), 1)
+    )
     assert key_of({**BODY, "top_p": 1}) != key_of({**BODY, "top_p": True})
     assert key_of({**BODY, "top_p": 0.5}) != key_of({**BODY, "top_p": 0.50001})
 

@@ -28,16 +28,21 @@ POLICY_MODELS = (
 
 
 def sdk(proxy: Any, api_key: str = "sk-open-mode", **headers: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=proxy.base, api_key=api_key, max_retries=0, timeout=10,
-                              default_headers=headers or None)
+    return openai.AsyncOpenAI(
+        base_url=proxy.base, api_key=api_key, max_retries=0, timeout=10, default_headers=headers or None
+    )
 
 
-async def ask(client: openai.AsyncOpenAI, model: str = "fake-basic", temperature: float = 0,
-              **headers: str) -> Any:
+async def ask(
+    client: openai.AsyncOpenAI, model: str = "fake-basic", temperature: float = 0, **headers: str
+) -> Any:
     """One chat completion as a raw response (headers + parse())."""
     return await client.chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": "scope me"}], temperature=temperature,
-        extra_headers=headers)
+        model=model,
+        messages=[{"role": "user", "content": "scope me"}],
+        temperature=temperature,
+        extra_headers=headers,
+    )
 
 
 def rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -87,8 +92,9 @@ def cli(*args: str) -> str:
 # --- scope ---------------------------------------------------------------------------------------------
 
 
-async def test_per_key_scope_keeps_two_keys_of_one_project_apart(write_config, start_proxy, fake_upstream,
-                                                                   tmp_path):
+async def test_per_key_scope_keeps_two_keys_of_one_project_apart(
+    write_config, start_proxy, fake_upstream, tmp_path
+):
     ledger = tmp_path / "ledger.db"
     (first, first_id), (second, second_id) = new_keys(ledger, 2, project="web")
     proxy = await start_proxy(write_config("cache: {scope: key}\n"))
@@ -107,7 +113,9 @@ async def test_per_key_scope_keeps_two_keys_of_one_project_apart(write_config, s
     assert scopes == {f"key:{first_id}", f"key:{second_id}"}
 
 
-async def test_global_scope_shares_entries_across_projects(write_config, start_proxy, fake_upstream, tmp_path):
+async def test_global_scope_shares_entries_across_projects(
+    write_config, start_proxy, fake_upstream, tmp_path
+):
     ledger = tmp_path / "ledger.db"
     proxy = await start_proxy(write_config("cache: {scope: global}\n"))
     async with sdk(proxy) as client:
@@ -120,10 +128,13 @@ async def test_global_scope_shares_entries_across_projects(write_config, start_p
     assert fake_upstream.state.calls == 1
     assert rows(ledger, "SELECT scope FROM cache_entries") == [("global",)]
     receipt_id = shared.headers["x-nextmodel-receipt-id"]
-    await until(lambda: bool(rows(ledger, "SELECT 1 FROM receipts WHERE receipt_id = ?", (receipt_id,))),
-                "the replay's receipt")
-    (project, reused), = rows(ledger, "SELECT project, reused_receipt_id FROM receipts WHERE receipt_id = ?",
-                              (receipt_id,))
+    await until(
+        lambda: bool(rows(ledger, "SELECT 1 FROM receipts WHERE receipt_id = ?", (receipt_id,))),
+        "the replay's receipt",
+    )
+    ((project, reused),) = rows(
+        ledger, "SELECT project, reused_receipt_id FROM receipts WHERE receipt_id = ?", (receipt_id,)
+    )
     assert (project, reused) == ("beta", stored.headers["x-nextmodel-receipt-id"])
 
 
@@ -134,8 +145,9 @@ def _stats(path: Path) -> dict[str, Any]:
     return orjson.loads(cli("cache", "stats", "--json", "--db", str(path)))
 
 
-async def test_cache_path_keeps_entries_and_counters_out_of_the_ledger(write_config, start_proxy, fake_upstream,
-                                                                       tmp_path, monkeypatch):
+async def test_cache_path_keeps_entries_and_counters_out_of_the_ledger(
+    write_config, start_proxy, fake_upstream, tmp_path, monkeypatch
+):
     monkeypatch.delenv("NMPROXY_DB", raising=False)  # the env var would count as --db and hide cache.path
     ledger, cache_file = tmp_path / "ledger.db", tmp_path / "cache.db"
     config = write_config(f"cache: {{path: {cache_file}}}\n")
@@ -151,20 +163,25 @@ async def test_cache_path_keeps_entries_and_counters_out_of_the_ledger(write_con
         assert rows(ledger, "SELECT COUNT(*) FROM cache_entries") == [(0,)]
         assert rows(ledger, "SELECT hits, misses FROM cache_stats") == [(0, 0)]
         # Without --db the CLI finds the cache through the config's cache.path, not the ledger.
-        assert orjson.loads(cli("cache", "stats", "--json", "--config", str(config.source_path)))["entries"] == 1
+        assert (
+            orjson.loads(cli("cache", "stats", "--json", "--config", str(config.source_path)))["entries"] == 1
+        )
         assert "purged 1 cache entry" in cli("cache", "purge", "--all", "--config", str(config.source_path))
         assert rows(cache_file, "SELECT key FROM cache_entries WHERE key = ?", (key,)) == []
         after = await ask(client)
         assert after.headers["x-nextmodel-cache"] == "miss"
         assert fake_upstream.state.calls == 2
     ids = {r.headers["x-nextmodel-receipt-id"] for r in (hit, after)}
-    await until(lambda: rows(ledger, "SELECT COUNT(*) FROM receipts")[0][0] == 3, "three receipts in the ledger")
+    await until(
+        lambda: rows(ledger, "SELECT COUNT(*) FROM receipts")[0][0] == 3, "three receipts in the ledger"
+    )
     assert ids <= {row[0] for row in rows(ledger, "SELECT receipt_id FROM receipts")}
     assert rows(cache_file, "SELECT COUNT(*) FROM receipts") == [(0,)]
 
 
-async def test_cache_path_naming_the_ledger_another_way_keeps_one_writer(write_config, start_proxy, fake_upstream,
-                                                                          tmp_path):
+async def test_cache_path_naming_the_ledger_another_way_keeps_one_writer(
+    write_config, start_proxy, fake_upstream, tmp_path
+):
     ledger = tmp_path / "ledger.db"
     proxy = await start_proxy(write_config(f"cache: {{path: {tmp_path}/./ledger.db}}\n"))
     services = proxy.app[SERVICES]
@@ -178,7 +195,9 @@ async def test_cache_path_naming_the_ledger_another_way_keeps_one_writer(write_c
 # --- per-model policy ----------------------------------------------------------------------------------
 
 
-async def test_model_policy_always_caches_a_sampled_request(write_config, start_proxy, fake_upstream, tmp_path):
+async def test_model_policy_always_caches_a_sampled_request(
+    write_config, start_proxy, fake_upstream, tmp_path
+):
     proxy = await start_proxy(with_models(write_config(), POLICY_MODELS))
     async with sdk(proxy) as client:
         assert (await ask(client, temperature=0.7)).headers["x-nextmodel-cache-reason"] == "nondeterministic"
@@ -188,8 +207,9 @@ async def test_model_policy_always_caches_a_sampled_request(write_config, start_
     assert fake_upstream.state.calls == 2
 
 
-async def test_model_policy_never_bypasses_a_deterministic_request(write_config, start_proxy, fake_upstream,
-                                                                    tmp_path):
+async def test_model_policy_never_bypasses_a_deterministic_request(
+    write_config, start_proxy, fake_upstream, tmp_path
+):
     proxy = await start_proxy(with_models(write_config(), POLICY_MODELS))
     async with sdk(proxy) as client:
         # The same upstream model's answer is stored: `never` must not read it either.

@@ -20,26 +20,50 @@ def conn(tmp_path):
 
 
 def make_entry(text="What is 2+2?", *, model="gpt-4o-mini", provider="openai", at=T0, body=None, key=None):
-    canonical = canonical_request({"messages": [{"role": "user", "content": text}], "temperature": 0},
-                                  scope="project:a", provider=provider, upstream_model=model, endpoint="chat")
+    canonical = canonical_request(
+        {"messages": [{"role": "user", "content": text}], "temperature": 0},
+        scope="project:a",
+        provider=provider,
+        upstream_model=model,
+        endpoint="chat",
+    )
     return cache.CacheEntry(
-        key=key or cache_key(canonical), scope="project:a", provider=provider, model=model, endpoint="chat",
-        canonical=canonical, response_kind="json", body=body or b'{"id":"x","choices":[]}',
-        usage={"prompt_tokens": 10, "completion_tokens": 2}, fresh_receipt_id="rcpt_1",
-        fresh_cost_pusd=1234, created_at=at,
+        key=key or cache_key(canonical),
+        scope="project:a",
+        provider=provider,
+        model=model,
+        endpoint="chat",
+        canonical=canonical,
+        response_kind="json",
+        body=body or b'{"id":"x","choices":[]}',
+        usage={"prompt_tokens": 10, "completion_tokens": 2},
+        fresh_receipt_id="rcpt_1",
+        fresh_cost_pusd=1234,
+        created_at=at,
     )
 
 
 def put(conn, entry, **caps):
     conn.execute("BEGIN IMMEDIATE")
-    cache.store_and_evict(conn, entry, max_entries=caps.get("max_entries", 1000),
-                          max_bytes=caps.get("max_bytes", 10**9), ttl_s=TTL)
+    cache.store_and_evict(
+        conn,
+        entry,
+        max_entries=caps.get("max_entries", 1000),
+        max_bytes=caps.get("max_bytes", 10**9),
+        ttl_s=TTL,
+    )
     conn.execute("COMMIT")
 
 
 def get(conn, entry, *, now=T0 + 1, canonical=None, bad=None):
-    return cache.lookup(conn, entry.key, canonical or entry.canonical, now=now, ttl_s=TTL,
-                        on_bad=bad.append if bad is not None else None)
+    return cache.lookup(
+        conn,
+        entry.key,
+        canonical or entry.canonical,
+        now=now,
+        ttl_s=TTL,
+        on_bad=bad.append if bad is not None else None,
+    )
 
 
 def test_stored_entry_is_returned_with_its_usage_and_receipt(conn):
@@ -48,7 +72,11 @@ def test_stored_entry_is_returned_with_its_usage_and_receipt(conn):
     hit = get(conn, entry)
     assert hit is not None
     assert (hit.body, hit.usage, hit.fresh_receipt_id, hit.fresh_cost_pusd) == (
-        entry.body, entry.usage, "rcpt_1", 1234)
+        entry.body,
+        entry.usage,
+        "rcpt_1",
+        1234,
+    )
 
 
 def test_absent_key_is_a_miss(conn):

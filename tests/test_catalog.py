@@ -53,7 +53,9 @@ def shipped():
 
 
 def run_models(config_path: Path, *args: str) -> str:
-    result = CliRunner().invoke(models_command, ["--config", str(config_path), "--today", "2026-11-22", *args])
+    result = CliRunner().invoke(
+        models_command, ["--config", str(config_path), "--today", "2026-11-22", *args]
+    )
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -62,8 +64,9 @@ def run_models(config_path: Path, *args: str) -> str:
 
 
 def test_shipped_config_has_at_least_42_real_priced_models_with_source_and_date(shipped):
-    real = [m for m in shipped.models.values()
-            if m.provider not in ("demo", "ollama") and m.price is not None]
+    real = [
+        m for m in shipped.models.values() if m.provider not in ("demo", "ollama") and m.price is not None
+    ]
     distinct_upstream = {(m.provider, m.upstream_id) for m in real}  # an alias is not a second model
     assert len(distinct_upstream) >= 42
     for m in real:
@@ -74,8 +77,21 @@ def test_shipped_config_has_at_least_42_real_priced_models_with_source_and_date(
 
 def test_shipped_config_covers_global_domestic_and_local_sources(shipped):
     providers = {m.provider for m in shipped.models.values()}
-    assert {"openai", "anthropic", "gemini", "xai", "mistral", "deepseek", "doubao", "qwen", "moonshot",
-            "zhipu", "minimax", "ollama", "demo"} <= providers
+    assert {
+        "openai",
+        "anthropic",
+        "gemini",
+        "xai",
+        "mistral",
+        "deepseek",
+        "doubao",
+        "qwen",
+        "moonshot",
+        "zhipu",
+        "minimax",
+        "ollama",
+        "demo",
+    } <= providers
     tags = {t for m in shipped.models.values() for t in m.tags}
     assert {"global", "domestic", "local"} <= tags
 
@@ -146,8 +162,13 @@ def test_models_list_rows_carry_pricing_as_exact_strings_and_flags():
     rows = {r["id"]: r for r in body["data"]}
     fresh = rows["fresh"]
     assert fresh["object"] == "model" and fresh["owned_by"] == "acme" and isinstance(fresh["created"], int)
-    assert fresh["pricing"] == {"input": "1", "output": "4", "cached_input": "0.1", "cache_write": None,
-                                "unit": "USD per 1M tokens"}
+    assert fresh["pricing"] == {
+        "input": "1",
+        "output": "4",
+        "cached_input": "0.1",
+        "cache_write": None,
+        "unit": "USD per 1M tokens",
+    }
     assert fresh["capabilities"] == ["tools", "vision"] and fresh["tags"] == ["global"]
     assert fresh["latency"]["ttft_ms"] == 900 and fresh["latency"]["estimate"] is True
     assert rows["old"]["stale"] is True
@@ -160,8 +181,13 @@ def test_models_list_includes_routes_as_models():
     rows = {r["id"]: r for r in models_list(small_config(), TODAY)["data"]}
     pick = rows["pick"]
     assert pick["object"] == "model"
-    assert pick["route"] == {"strategy": "cheapest", "candidates": ["fresh", "old"], "require": ["tools"],
-                             "tags": [], "max_price": {"output": "5"}}
+    assert pick["route"] == {
+        "strategy": "cheapest",
+        "candidates": ["fresh", "old"],
+        "require": ["tools"],
+        "tags": [],
+        "max_price": {"output": "5"},
+    }
 
 
 def test_blended_price_weighs_input_three_to_one():
@@ -180,8 +206,11 @@ def small_path(tmp_path):
 
 def _model_names(output: str) -> list[str]:
     lines = output.strip().splitlines()
-    return [line.split()[0] for line in lines[1:] if line.strip() and not line.startswith(" ")
-            and "models." not in line]
+    return [
+        line.split()[0]
+        for line in lines[1:]
+        if line.strip() and not line.startswith(" ") and "models." not in line
+    ]
 
 
 def test_models_cli_sorts_by_blended_price_with_unpriced_last(small_path):
@@ -197,7 +226,12 @@ def test_models_cli_sorts_by_latency_estimate(small_path):
 def test_models_cli_filters_by_capability_provider_and_tag(small_path):
     assert _model_names(run_models(small_path, "--capability", "vision")) == ["fresh"]
     assert _model_names(run_models(small_path, "--tag", "local")) == ["lan"]
-    assert set(_model_names(run_models(small_path, "--provider", "acme"))) == {"fresh", "old", "leaving", "gone"}
+    assert set(_model_names(run_models(small_path, "--provider", "acme"))) == {
+        "fresh",
+        "old",
+        "leaving",
+        "gone",
+    }
 
 
 def test_models_cli_table_shows_flags(small_path):

@@ -91,8 +91,12 @@ def run(config_path, ledger, *args):
 
 
 def test_usage_cost_splits_cached_reads_and_writes_out_of_the_prompt():
-    price = Price(input=Decimal(1), output=Decimal(4), cached_input=Decimal("0.1"), cache_write=Decimal("1.25"))
-    usage = Usage(requests=1, prompt_tokens=1000, cached_tokens=200, cache_write_tokens=100, completion_tokens=500)
+    price = Price(
+        input=Decimal(1), output=Decimal(4), cached_input=Decimal("0.1"), cache_write=Decimal("1.25")
+    )
+    usage = Usage(
+        requests=1, prompt_tokens=1000, cached_tokens=200, cache_write_tokens=100, completion_tokens=500
+    )
     # 700 x 1 + 200 x 0.1 + 100 x 1.25 + 500 x 4 = 2845 per 1M
     assert usage_cost(usage, price) == Decimal("0.002845")
     no_cache_prices = Price(input=Decimal(2), output=Decimal(1))
@@ -110,7 +114,9 @@ def test_workload_groups_fresh_and_replays_per_model_within_window_and_project(l
     assert workload.fresh == Usage(2, 4000, 200, 0, 600)
     assert workload.hit_rate == Decimal(1) / Decimal(3)
     assert workload.billed == Decimal("0.009202")
-    assert len(load_workload(conn).models) == 2 and load_workload(conn).fresh.requests == 4  # all time, all projects
+    assert (
+        len(load_workload(conn).models) == 2 and load_workload(conn).fresh.requests == 4
+    )  # all time, all projects
 
 
 def test_repriced_figures_match_the_hand_computation(ledger):
@@ -132,8 +138,12 @@ def test_compare_cli_json_gives_exact_strings(ledger, config_path):
     assert data["requests"] == 3 and data["replayed"] == 1 and data["hit_rate"] == "0.3333"
     assert data["billed_usd"] == "0.009202"
     assert [m["model"] for m in data["models"]] == ["model-a", "model-b"]  # embedding and unpriced left out
-    assert data["models"][0] == {"model": "model-a", "all_fresh_usd": "0.00904", "with_cache_usd": "0.006502",
-                                 "assumed_input_price_for": []}
+    assert data["models"][0] == {
+        "model": "model-a",
+        "all_fresh_usd": "0.00904",
+        "with_cache_usd": "0.006502",
+        "assumed_input_price_for": [],
+    }
 
 
 def test_compare_cli_table_shows_workload_and_each_model(ledger, config_path):
@@ -151,10 +161,13 @@ def test_compare_cli_since_excludes_old_rows(ledger, config_path):
 
 
 def test_compare_cli_reports_unknown_models_and_missing_ledger_cleanly(ledger, config_path, tmp_path):
-    bad = CliRunner().invoke(compare_command, ["--config", str(config_path), "--db", str(ledger),
-                                               "--models", "model-a,nope"])
+    bad = CliRunner().invoke(
+        compare_command, ["--config", str(config_path), "--db", str(ledger), "--models", "model-a,nope"]
+    )
     assert bad.exit_code == 1 and "unknown model nope" in bad.output
-    missing = CliRunner().invoke(compare_command, ["--config", str(config_path), "--db", str(tmp_path / "x.db")])
+    missing = CliRunner().invoke(
+        compare_command, ["--config", str(config_path), "--db", str(tmp_path / "x.db")]
+    )
     assert missing.exit_code == 1 and "no ledger" in missing.output
     empty = tmp_path / "empty.db"
     sqlite3.connect(empty).execute("CREATE TABLE t (x)").connection.close()

@@ -15,15 +15,17 @@ PROJECT = {"x-nextmodel-project": "cmp"}
 
 async def send(client: openai.AsyncOpenAI, model: str, text: str, **kw: Any) -> str:
     raw = await client.chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": text}], **kw)
+        model=model, messages=[{"role": "user", "content": text}], **kw
+    )
     return raw.headers["x-nextmodel-served-mode"]
 
 
 async def test_compare_reprices_proxy_traffic_exactly(write_config, start_proxy, tmp_path):
     config = write_config()
     server = await start_proxy(config)
-    async with openai.AsyncOpenAI(base_url=server.base, api_key="sk-client", max_retries=0, timeout=20,
-                                  default_headers=PROJECT) as client:
+    async with openai.AsyncOpenAI(
+        base_url=server.base, api_key="sk-client", max_retries=0, timeout=20, default_headers=PROJECT
+    ) as client:
         # The fake reports prompt 9 + chars // 4, completion 1 + len(answer) // 4, DeepSeek models 8 cached.
         # "hello there" -> prompt 11 (8 cached), answer "Echo: hello there" -> completion 5.
         assert await send(client, "fake-deepseek", "hello there", temperature=0) == "fresh"
@@ -36,9 +38,20 @@ async def test_compare_reprices_proxy_traffic_exactly(write_config, start_proxy,
         except openai.InternalServerError:
             pass
 
-    result = CliRunner().invoke(compare_command, [
-        "--config", str(tmp_path / "providers.yaml"), "--db", config.ledger.path, "--project", "cmp",
-        "--models", "fake-deepseek,r-in-cheap", "--json"])
+    result = CliRunner().invoke(
+        compare_command,
+        [
+            "--config",
+            str(tmp_path / "providers.yaml"),
+            "--db",
+            config.ledger.path,
+            "--project",
+            "cmp",
+            "--models",
+            "fake-deepseek,r-in-cheap",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = orjson.loads(result.output)
     assert data["requests"] == 3 and data["replayed"] == 1 and data["hit_rate"] == "0.3333"

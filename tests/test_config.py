@@ -38,11 +38,17 @@ def test_good_config_parses_prices_exactly():
     [
         (GOOD.replace("input: 2.50", "input: -1"), "models.gpt-4o.price.input"),
         (GOOD.replace("input: 2.50", "input: cheap"), "models.gpt-4o.price.input"),
-        (GOOD.replace("    price: {input: 2.50", "    pricee: 1\n    price: {input: 2.50"), "models.gpt-4o.pricee"),
+        (
+            GOOD.replace("    price: {input: 2.50", "    pricee: 1\n    price: {input: 2.50"),
+            "models.gpt-4o.pricee",
+        ),
         (GOOD.replace("provider: demo,", "provider: nowhere,"), "models.demo-chat.provider"),
         (GOOD.replace("kind: demo", "kind: magic"), "providers.demo.kind"),
         (GOOD + "  gpt-4o: {provider: demo}\n", "models.gpt-4o"),
-        (GOOD.replace("api_key_env: OPENAI_API_KEY", "api_key_env: sk-abc-123"), "providers.openai.api_key_env"),
+        (
+            GOOD.replace("api_key_env: OPENAI_API_KEY", "api_key_env: sk-abc-123"),
+            "providers.openai.api_key_env",
+        ),
         (GOOD + "server: {port: eighty}\n", "server.port"),
         (GOOD + "extra: 1\n", "extra"),
     ],

@@ -12,14 +12,17 @@ import pytest
 
 async def test_non_stream_completion_passes_through_unchanged(client, fake_upstream):
     resp = await client.chat.completions.with_raw_response.create(
-        model="gpt-test", messages=[{"role": "user", "content": "hello proxy world"}])
+        model="gpt-test", messages=[{"role": "user", "content": "hello proxy world"}]
+    )
     completion = resp.parse()
     assert completion.choices[0].message.content == "Echo: hello proxy world"
     assert completion.usage.prompt_tokens > 0
     assert resp.headers["x-nextmodel-served-mode"] == "fresh"
     assert resp.headers["x-nextmodel-provider"] == "fake"
     assert resp.headers["x-nextmodel-receipt-id"].startswith("rcpt_")
-    assert resp.headers["x-nextmodel-receipt-url"].endswith("/v1/receipts/" + resp.headers["x-nextmodel-receipt-id"])
+    assert resp.headers["x-nextmodel-receipt-url"].endswith(
+        "/v1/receipts/" + resp.headers["x-nextmodel-receipt-id"]
+    )
     # the public model id was rewritten to the upstream id
     assert fake_upstream.state.requests[-1]["model"] == "fake-basic"
 
@@ -33,8 +36,10 @@ async def test_client_authorization_is_replaced_by_provider_key(client, fake_ups
 
 async def test_unknown_request_fields_pass_through_untouched(client, fake_upstream):
     await client.chat.completions.create(
-        model="gpt-test", messages=[{"role": "user", "content": "hi"}],
-        extra_body={"vendor_knob": {"nested": [1, 2.5, "x"]}, "reasoning_effort": "low"})
+        model="gpt-test",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_body={"vendor_knob": {"nested": [1, 2.5, "x"]}, "reasoning_effort": "low"},
+    )
     sent = fake_upstream.state.requests[-1]
     assert sent["vendor_knob"] == {"nested": [1, 2.5, "x"]}
     assert sent["reasoning_effort"] == "low"
@@ -42,7 +47,8 @@ async def test_unknown_request_fields_pass_through_untouched(client, fake_upstre
 
 async def test_stream_delivers_every_event_and_hides_injected_usage(client, fake_upstream):
     stream = await client.chat.completions.create(
-        model="gpt-test", messages=[{"role": "user", "content": "one two three four"}], stream=True)
+        model="gpt-test", messages=[{"role": "user", "content": "one two three four"}], stream=True
+    )
     chunks = [c async for c in stream]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Echo: one two three four"
@@ -54,8 +60,11 @@ async def test_stream_delivers_every_event_and_hides_injected_usage(client, fake
 
 async def test_stream_usage_chunk_kept_when_client_asked(client):
     stream = await client.chat.completions.create(
-        model="gpt-test", messages=[{"role": "user", "content": "count me"}], stream=True,
-        stream_options={"include_usage": True})
+        model="gpt-test",
+        messages=[{"role": "user", "content": "count me"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = [c async for c in stream]
     assert chunks[-1].choices == []
     assert chunks[-1].usage.completion_tokens > 0
@@ -63,8 +72,11 @@ async def test_stream_usage_chunk_kept_when_client_asked(client):
 
 async def test_streamed_tool_calls_keep_every_argument_byte(client):
     stream = await client.chat.completions.create(
-        model="fake-tools", messages=[{"role": "user", "content": "weather and time"}], stream=True,
-        tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}])
+        model="fake-tools",
+        messages=[{"role": "user", "content": "weather and time"}],
+        stream=True,
+        tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+    )
     calls: dict[int, dict[str, str]] = {}
     async for chunk in stream:
         for delta in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
@@ -78,30 +90,40 @@ async def test_streamed_tool_calls_keep_every_argument_byte(client):
 
 async def test_non_stream_tools_and_json_response_format(client):
     tools = await client.chat.completions.create(
-        model="fake-tools", messages=[{"role": "user", "content": "x"}],
-        tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}])
+        model="fake-tools",
+        messages=[{"role": "user", "content": "x"}],
+        tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+    )
     assert [c.function.name for c in tools.choices[0].message.tool_calls] == ["get_weather", "get_time"]
     assert tools.choices[0].finish_reason == "tool_calls"
     js = await client.chat.completions.create(
-        model="fake-json", messages=[{"role": "user", "content": "give json"}],
-        response_format={"type": "json_object"})
+        model="fake-json",
+        messages=[{"role": "user", "content": "give json"}],
+        response_format={"type": "json_object"},
+    )
     assert json.loads(js.choices[0].message.content) == {"answer": "give json", "ok": True}
 
 
 async def test_upstream_error_passes_through_with_its_status_and_body(client):
     with pytest.raises(openai.RateLimitError) as info:
-        await client.chat.completions.create(model="fake-error-429", messages=[{"role": "user", "content": "x"}])
+        await client.chat.completions.create(
+            model="fake-error-429", messages=[{"role": "user", "content": "x"}]
+        )
     assert info.value.status_code == 429
     assert info.value.body["code"] == "rate_limit_exceeded"
     assert info.value.response.headers["retry-after"] == "1"
     with pytest.raises(openai.BadRequestError) as bad:
-        await client.chat.completions.create(model="fake-error-400", messages=[{"role": "user", "content": "x"}])
+        await client.chat.completions.create(
+            model="fake-error-400", messages=[{"role": "user", "content": "x"}]
+        )
     assert bad.value.body["message"] == "Invalid value for 'temperature'."
 
 
 async def test_unknown_model_is_404_model_not_found(client):
     with pytest.raises(openai.NotFoundError) as info:
-        await client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+        await client.chat.completions.create(
+            model="no-such-model", messages=[{"role": "user", "content": "x"}]
+        )
     assert info.value.body["code"] == "model_not_found"
     assert info.value.body["param"] == "model"
 
@@ -125,8 +147,10 @@ async def test_upstream_timeout_is_504(write_config, start_proxy, fake_upstream)
     fake_upstream.state.hang_s = 3
     proxy = await start_proxy(write_config(timeout_s=0.5))
     async with aiohttp.ClientSession() as s:
-        async with s.post(proxy.base + "/chat/completions",
-                          json={"model": "fake-hang", "messages": [{"role": "user", "content": "x"}]}) as r:
+        async with s.post(
+            proxy.base + "/chat/completions",
+            json={"model": "fake-hang", "messages": [{"role": "user", "content": "x"}]},
+        ) as r:
             body = await r.json()
     assert r.status == 504
     assert body["error"]["code"] == "upstream_timeout"
@@ -146,11 +170,14 @@ async def test_models_list_has_openai_shape(client):
 
 
 async def test_demo_provider_answers_offline_in_both_modes(client):
-    plain = await client.chat.completions.create(model="demo-chat", messages=[{"role": "user", "content": "ping"}])
+    plain = await client.chat.completions.create(
+        model="demo-chat", messages=[{"role": "user", "content": "ping"}]
+    )
     assert "ping" in plain.choices[0].message.content
     assert plain.usage.total_tokens == plain.usage.prompt_tokens + plain.usage.completion_tokens
-    stream = await client.chat.completions.create(model="demo-chat", stream=True,
-                                                  messages=[{"role": "user", "content": "ping"}])
+    stream = await client.chat.completions.create(
+        model="demo-chat", stream=True, messages=[{"role": "user", "content": "ping"}]
+    )
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == plain.choices[0].message.content
 
@@ -158,8 +185,10 @@ async def test_demo_provider_answers_offline_in_both_modes(client):
 async def test_client_disconnect_cancels_the_upstream_stream(proxy, fake_upstream):
     fake_upstream.state.silent_s = 3
     async with aiohttp.ClientSession() as s:
-        resp = await s.post(proxy.base + "/chat/completions",
-                            json={"model": "fake-silent", "stream": True, "messages": [{"role": "user", "content": "x"}]})
+        resp = await s.post(
+            proxy.base + "/chat/completions",
+            json={"model": "fake-silent", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+        )
         await resp.content.readuntil(b"\n\n")
         resp.close()
     for _ in range(40):
@@ -173,9 +202,10 @@ async def test_keepalive_comment_sent_while_upstream_is_silent(write_config, sta
     fake_upstream.state.silent_s = 0.6
     proxy = await start_proxy(write_config(keepalive_s=0.2))
     async with aiohttp.ClientSession() as s:
-        async with s.post(proxy.base + "/chat/completions",
-                          json={"model": "fake-silent", "stream": True,
-                                "messages": [{"role": "user", "content": "x"}]}) as r:
+        async with s.post(
+            proxy.base + "/chat/completions",
+            json={"model": "fake-silent", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+        ) as r:
             raw = await r.read()
     assert b": keep-alive\n\n" in raw
     assert raw.rstrip().endswith(b"data: [DONE]")

@@ -25,11 +25,24 @@ async def _post(url: str, data: bytes | str, headers: dict | None = None) -> tup
         (b'{"model": "gpt-test"}', 400, "missing_field", "messages"),
         (b'{"model": "gpt-test", "messages": "hi"}', 400, "invalid_type", "messages"),
         (b'{"model": "gpt-test", "messages": [1]}', 400, "invalid_type", "messages[0]"),
-        (b'{"model": "gpt-test", "messages": [{"role": "user"}], "stream": "yes"}', 400, "invalid_type", "stream"),
-        (b'{"model": "gpt-test", "messages": [{"role": "user"}], "temperature": "hot"}', 400, "invalid_type",
-         "temperature"),
-        (b'{"model": "gpt-test", "messages": [{"role": "user"}], "max_tokens": 0}', 400, "invalid_value",
-         "max_tokens"),
+        (
+            b'{"model": "gpt-test", "messages": [{"role": "user"}], "stream": "yes"}',
+            400,
+            "invalid_type",
+            "stream",
+        ),
+        (
+            b'{"model": "gpt-test", "messages": [{"role": "user"}], "temperature": "hot"}',
+            400,
+            "invalid_type",
+            "temperature",
+        ),
+        (
+            b'{"model": "gpt-test", "messages": [{"role": "user"}], "max_tokens": 0}',
+            400,
+            "invalid_value",
+            "max_tokens",
+        ),
         (b'{"model": "fake-embed", "messages": [{"role": "user"}]}', 400, "invalid_value", "model"),
         (b'{"model": "nope", "messages": [{"role": "user"}]}', 404, "model_not_found", "model"),
     ],
@@ -54,8 +67,10 @@ async def test_body_over_limit_is_413(write_config, start_proxy):
 
     small = replace(config, server=replace(config.server, max_body_bytes=2048))
     proxy = await start_proxy(small)
-    status, body = await _post(proxy.base + "/chat/completions",
-                               b'{"model": "gpt-test", "messages": [{"role": "user", "content": "' + b"x" * 5000 + b'"}]}')
+    status, body = await _post(
+        proxy.base + "/chat/completions",
+        b'{"model": "gpt-test", "messages": [{"role": "user", "content": "' + b"x" * 5000 + b'"}]}',
+    )
     assert status == 413
     assert body["error"]["code"] == "body_too_large"
 
@@ -75,5 +90,7 @@ async def test_proxy_keeps_serving_after_garbage(proxy, client):
     for junk in (b"\xff\xfe", b"{" * 10000, b"null", b'{"model": null}'):
         status, _ = await _post(proxy.base + "/chat/completions", junk)
         assert 400 <= status < 500
-    ok = await client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "alive"}])
+    ok = await client.chat.completions.create(
+        model="gpt-test", messages=[{"role": "user", "content": "alive"}]
+    )
     assert ok.choices[0].message.content == "Echo: alive"

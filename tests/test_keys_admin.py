@@ -42,13 +42,31 @@ async def test_admin_endpoints_need_an_admin_key(config: Config, start_proxy: An
     assert "hash" not in body["data"][0] and "key" not in body["data"][0]
 
 
-async def test_keys_made_revoked_and_rotated_over_http_apply_at_once(config: Config, start_proxy: Any) -> None:
+async def test_keys_made_revoked_and_rotated_over_http_apply_at_once(
+    config: Config, start_proxy: Any
+) -> None:
     proxy = await start_proxy(config)
-    status, made = await http(proxy, "POST", "/admin/keys", ADMIN,
-                              {"project": "web", "env": "prod", "rpm": 5, "models": ["metered"],
-                               "budget": "0.009", "budget_period": "day"})
+    status, made = await http(
+        proxy,
+        "POST",
+        "/admin/keys",
+        ADMIN,
+        {
+            "project": "web",
+            "env": "prod",
+            "rpm": 5,
+            "models": ["metered"],
+            "budget": "0.009",
+            "budget_period": "day",
+        },
+    )
     assert status == 201 and made["key"].startswith("nm-") and made["team"] == "growth"
-    assert (made["environment"], made["rpm"], made["models"], made["status"]) == ("prod", 5, ["metered"], "active")
+    assert (made["environment"], made["rpm"], made["models"], made["status"]) == (
+        "prod",
+        5,
+        ["metered"],
+        "active",
+    )
     assert made["budget"]["amount"] == "0.009" and made["budget"]["scope_id"] == made["key_id"]
     assert await works(proxy, made["key"])
     status, rotated = await http(proxy, "POST", f"/admin/keys/{made['key_id']}/rotate", ADMIN)
@@ -63,17 +81,21 @@ async def test_keys_made_revoked_and_rotated_over_http_apply_at_once(config: Con
     assert status == 404 and body["error"]["code"] == "not_found"
 
 
-@pytest.mark.parametrize(("body", "param"), [
-    ({"team": "t"}, "project"),
-    ({"project": "p", "rpm": 0}, "rpm"),
-    ({"project": "p", "models": ["no-such-model"]}, "models"),
-    ({"project": "p", "budget": "abc"}, "budget"),
-    ({"project": "p", "budget": "1", "budget_currency": "XYZ"}, "budget_currency"),
-    ({"project": "p", "expires": "soon"}, "expires"),
-    ({"project": "p", "colour": "red"}, "colour"),
-])
-async def test_bad_key_bodies_are_400_and_create_nothing(config: Config, start_proxy: Any,
-                                                         body: dict[str, Any], param: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"team": "t"}, "project"),
+        ({"project": "p", "rpm": 0}, "rpm"),
+        ({"project": "p", "models": ["no-such-model"]}, "models"),
+        ({"project": "p", "budget": "abc"}, "budget"),
+        ({"project": "p", "budget": "1", "budget_currency": "XYZ"}, "budget_currency"),
+        ({"project": "p", "expires": "soon"}, "expires"),
+        ({"project": "p", "colour": "red"}, "colour"),
+    ],
+)
+async def test_bad_key_bodies_are_400_and_create_nothing(
+    config: Config, start_proxy: Any, body: dict[str, Any], param: str
+) -> None:
     proxy = await start_proxy(config)
     status, answer = await http(proxy, "POST", "/admin/keys", ADMIN, body)
     assert status == 400 and answer["error"]["param"] == param
@@ -83,9 +105,18 @@ async def test_bad_key_bodies_are_400_and_create_nothing(config: Config, start_p
 async def test_budgets_set_over_http_are_enforced_and_listed(config: Config, start_proxy: Any) -> None:
     mobile_key = direct_key(Path(config.ledger.path), KeySettings(project="mobile"))
     proxy = await start_proxy(config)
-    status, budget = await http(proxy, "POST", "/admin/budgets", ADMIN,
-                                {"project": "mobile", "amount": "0.0024", "currency": "GBP", "period": "week"})
-    assert status == 200 and (budget["scope"], budget["amount"], budget["currency"]) == ("project", "0.0024", "GBP")
+    status, budget = await http(
+        proxy,
+        "POST",
+        "/admin/budgets",
+        ADMIN,
+        {"project": "mobile", "amount": "0.0024", "currency": "GBP", "period": "week"},
+    )
+    assert status == 200 and (budget["scope"], budget["amount"], budget["currency"]) == (
+        "project",
+        "0.0024",
+        "GBP",
+    )
     async with sdk(proxy, mobile_key) as client:
         await ask(client, "aa")  # 0.003 USD = 0.0024 GBP: the budget is now spent exactly
         with pytest.raises(openai.RateLimitError):
@@ -95,7 +126,9 @@ async def test_budgets_set_over_http_are_enforced_and_listed(config: Config, sta
     mobile = rows[("project", "mobile")]
     assert Decimal(mobile["spent"]) == Decimal("0.0024") and Decimal(mobile["remaining"]) == 0
     assert rows[("project", "web")]["source"] == "config"
-    status, body = await http(proxy, "POST", "/admin/budgets", ADMIN, {"project": "a", "team": "b", "amount": "1"})
+    status, body = await http(
+        proxy, "POST", "/admin/budgets", ADMIN, {"project": "a", "team": "b", "amount": "1"}
+    )
     assert status == 400 and body["error"]["code"] == "missing_field"
 
 
@@ -114,8 +147,12 @@ async def test_admin_reads_every_projects_receipts(config: Config, start_proxy: 
 
 async def test_a_bad_json_body_is_an_openai_shaped_400(config: Config, start_proxy: Any) -> None:
     proxy = await start_proxy(config)
-    async with aiohttp.ClientSession() as session, session.post(
-            str(proxy.make_url("/admin/keys")), data=b"{nope", headers={"Authorization": f"Bearer {ADMIN}"}) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            str(proxy.make_url("/admin/keys")), data=b"{nope", headers={"Authorization": f"Bearer {ADMIN}"}
+        ) as resp,
+    ):
         assert resp.status == 400 and (await resp.json())["error"]["code"] == "invalid_json"
 
 
@@ -131,21 +168,26 @@ def no_serving(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
 
 
 def serve(config: Config, *args: str) -> Any:
-    return CliRunner().invoke(main, ["serve", "--config", str(config.source_path), "--db", config.ledger.path,
-                                     "--port", "1", *args])
+    return CliRunner().invoke(
+        main, ["serve", "--config", str(config.source_path), "--db", config.ledger.path, "--port", "1", *args]
+    )
 
 
-def test_serve_refuses_a_public_host_in_open_mode(config: Config, monkeypatch: pytest.MonkeyPatch,
-                                                  no_serving: list[tuple[str, int]]) -> None:
+def test_serve_refuses_a_public_host_in_open_mode(
+    config: Config, monkeypatch: pytest.MonkeyPatch, no_serving: list[tuple[str, int]]
+) -> None:
     monkeypatch.delenv("NMPROXY_ADMIN_KEY")
     result = serve(config, "--host", "0.0.0.0")
     assert result.exit_code != 0 and no_serving == []
-    assert "refusing to serve on 0.0.0.0 without API keys" in result.output and "--allow-open" in result.output
+    assert (
+        "refusing to serve on 0.0.0.0 without API keys" in result.output and "--allow-open" in result.output
+    )
     assert "Traceback" not in result.output
 
 
 def test_serve_binds_a_public_host_with_allow_open_keys_or_an_admin_key(
-        config: Config, monkeypatch: pytest.MonkeyPatch, no_serving: list[tuple[str, int]]) -> None:
+    config: Config, monkeypatch: pytest.MonkeyPatch, no_serving: list[tuple[str, int]]
+) -> None:
     assert serve(config, "--host", "0.0.0.0").exit_code == 0  # NMPROXY_ADMIN_KEY is set by the fixture
     monkeypatch.delenv("NMPROXY_ADMIN_KEY")
     assert serve(config, "--host", "127.0.0.1").exit_code == 0

@@ -46,7 +46,9 @@ def nm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
     ledger(tmp_path / "l.db").close()
 
     def run(*args: str, code: int = 0, config: bool = True) -> Result:
-        extra = ["--db", str(tmp_path / "l.db")] + (["--config", str(tmp_path / "providers.yaml")] if config else [])
+        extra = ["--db", str(tmp_path / "l.db")] + (
+            ["--config", str(tmp_path / "providers.yaml")] if config else []
+        )
         result = CliRunner().invoke(root, [*args, *extra])
         assert result.exit_code == code, result.output
         assert "Traceback" not in result.output
@@ -69,14 +71,19 @@ def test_create_prints_the_key_once_and_list_and_show_never_print_secrets(nm, tm
     created = nm("keys", "create", "--project", "web", "--env", "prod", "--name", "site", "--rpm", "60")
     secret = _secret(created)
     key_id = re.search(r"key (key_[0-9a-f]+)", created.output).group(1)
-    outputs = [nm("keys", "list").output, nm("keys", "list", "--json").output, nm("keys", "show", key_id).output,
-               nm("keys", "show", secret[:11]).output]
+    outputs = [
+        nm("keys", "list").output,
+        nm("keys", "list", "--json").output,
+        nm("keys", "show", key_id).output,
+        nm("keys", "show", secret[:11]).output,
+    ]
     for out in outputs:
         assert secret not in out and secret[3:] not in out and hash_key(secret) not in out
         assert key_id in out
     listed = orjson.loads(outputs[1])
     assert [(k["project"], k["team"], k["environment"], k["status"], k["rpm"]) for k in listed] == [
-        ("web", "growth", "prod", "active", 60)]  # team filled in from the config's project
+        ("web", "growth", "prod", "active", 60)
+    ]  # team filled in from the config's project
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("l.db"))
     assert secret.encode() not in raw
     principal = _store(tmp_path).authenticate(f"Bearer {secret}")
@@ -84,20 +91,48 @@ def test_create_prints_the_key_once_and_list_and_show_never_print_secrets(nm, tm
 
 
 def test_a_key_budget_needs_a_currency_with_a_rate_and_is_stored_exactly(nm, tmp_path: Path) -> None:  # noqa: ANN001
-    refused = nm("keys", "create", "--project", "web", "--budget", "5", "--budget-currency", "GBP", code=1,
-                 config=False)
+    refused = nm(
+        "keys",
+        "create",
+        "--project",
+        "web",
+        "--budget",
+        "5",
+        "--budget-currency",
+        "GBP",
+        code=1,
+        config=False,
+    )
     assert "GBP has no rate" in refused.output
-    nm("keys", "create", "--project", "web", "--budget", "5.10", "--budget-currency", "GBP",
-       "--budget-period", "week")
-    rows = db.connect(tmp_path / "l.db").execute("SELECT scope, amount, currency, period FROM budgets").fetchall()
+    nm(
+        "keys",
+        "create",
+        "--project",
+        "web",
+        "--budget",
+        "5.10",
+        "--budget-currency",
+        "GBP",
+        "--budget-period",
+        "week",
+    )
+    rows = (
+        db.connect(tmp_path / "l.db")
+        .execute("SELECT scope, amount, currency, period FROM budgets")
+        .fetchall()
+    )
     assert rows == [("key", "5.10", "GBP", "week")]
-    assert "need --budget" in nm("keys", "create", "--project", "web", "--budget-period", "day", code=2).output
+    assert (
+        "need --budget" in nm("keys", "create", "--project", "web", "--budget-period", "day", code=2).output
+    )
 
 
 def test_create_checks_its_options(nm) -> None:  # noqa: ANN001
     assert "--project is required" in nm("keys", "create", code=2).output
-    assert "unknown model or route nope" in nm("keys", "create", "--project", "web", "--models", "cheap,nope",
-                                               code=1).output
+    assert (
+        "unknown model or route nope"
+        in nm("keys", "create", "--project", "web", "--models", "cheap,nope", code=1).output
+    )
     assert "--expires" in nm("keys", "create", "--project", "web", "--expires", "soon", code=2).output
     assert "(admin)" in nm("keys", "create", "--admin").output
 

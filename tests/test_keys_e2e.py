@@ -46,7 +46,9 @@ def ledger(tmp_path: Path) -> Path:
 
 
 def cli(config: Config, *args: str) -> str:
-    result = CliRunner().invoke(main, [*args, "--config", str(config.source_path), "--db", config.ledger.path])
+    result = CliRunner().invoke(
+        main, [*args, "--config", str(config.source_path), "--db", config.ledger.path]
+    )
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -70,27 +72,34 @@ def direct_key(path: Path, settings: KeySettings, *, revoked: bool = False) -> s
 
 
 def sdk(proxy: Any, key: str = "sk-open-mode", **headers: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=proxy.base, api_key=key, max_retries=0, timeout=10,
-                              default_headers=headers or None)
+    return openai.AsyncOpenAI(
+        base_url=proxy.base, api_key=key, max_retries=0, timeout=10, default_headers=headers or None
+    )
 
 
 async def ask(client: openai.AsyncOpenAI, word: str = "ab", model: str = "metered", **kw: Any) -> Any:
     """One chat completion; returns the raw response (headers + parse())."""
     return await client.chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": word}], max_tokens=3, **kw)
+        model=model, messages=[{"role": "user", "content": word}], max_tokens=3, **kw
+    )
 
 
-async def http(proxy: Any, method: str, path: str, key: str | None = None, body: Any = None) -> tuple[int, Any]:
+async def http(
+    proxy: Any, method: str, path: str, key: str | None = None, body: Any = None
+) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    async with aiohttp.ClientSession() as session, session.request(
-            method, str(proxy.make_url(path)), headers=headers, json=body) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, str(proxy.make_url(path)), headers=headers, json=body) as resp,
+    ):
         return resp.status, await resp.json()
 
 
 def billed(ledger: Path, column: str, value: str) -> int:
     with sqlite3.connect(ledger) as conn:
-        return conn.execute(f"SELECT COALESCE(SUM(billed_cost_pusd), 0) FROM receipts WHERE {column} = ?",
-                            (value,)).fetchone()[0]
+        return conn.execute(
+            f"SELECT COALESCE(SUM(billed_cost_pusd), 0) FROM receipts WHERE {column} = ?", (value,)
+        ).fetchone()[0]
 
 
 async def poll(check: Callable[[], Any], timeout_s: float = 2.0) -> float:
@@ -106,7 +115,9 @@ async def poll(check: Callable[[], Any], timeout_s: float = 2.0) -> float:
 # --- open mode and authentication ----------------------------------------------------------------
 
 
-async def test_open_mode_serves_without_keys_and_attributes_by_headers(config: Config, start_proxy: Any) -> None:
+async def test_open_mode_serves_without_keys_and_attributes_by_headers(
+    config: Config, start_proxy: Any
+) -> None:
     proxy = await start_proxy(config)
     async with sdk(proxy, **{"x-nextmodel-project": "mobile", "x-nextmodel-team": "apps"}) as client:
         raw = await ask(client)
@@ -116,8 +127,9 @@ async def test_open_mode_serves_without_keys_and_attributes_by_headers(config: C
     assert (receipt["key_id"], receipt["project"], receipt["team"]) == (None, "mobile", "apps")
 
 
-async def test_missing_wrong_revoked_and_expired_keys_get_distinct_401s(config: Config, ledger: Path,
-                                                                        start_proxy: Any) -> None:
+async def test_missing_wrong_revoked_and_expired_keys_get_distinct_401s(
+    config: Config, ledger: Path, start_proxy: Any
+) -> None:
     good = direct_key(ledger, KeySettings(project="web"))
     revoked = direct_key(ledger, KeySettings(project="web"), revoked=True)
     past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
@@ -125,8 +137,13 @@ async def test_missing_wrong_revoked_and_expired_keys_get_distinct_401s(config: 
     proxy = await start_proxy(config)
     async with sdk(proxy, good) as client:
         assert (await ask(client)).parse().choices[0].message.content == "Echo: ab"
-    status, body = await http(proxy, "POST", "/v1/chat/completions", None,
-                              {"model": "metered", "messages": [{"role": "user", "content": "ab"}]})
+    status, body = await http(
+        proxy,
+        "POST",
+        "/v1/chat/completions",
+        None,
+        {"model": "metered", "messages": [{"role": "user", "content": "ab"}]},
+    )
     assert status == 401 and body["error"]["code"] == "invalid_api_key"
     assert body["error"]["type"] == "invalid_request_error" and "didn't provide" in body["error"]["message"]
     messages = []
@@ -142,7 +159,8 @@ async def test_missing_wrong_revoked_and_expired_keys_get_distinct_401s(config: 
 
 
 async def test_keys_made_and_revoked_with_the_cli_apply_to_a_running_proxy_within_a_second(
-        config: Config, ledger: Path, start_proxy: Any) -> None:
+    config: Config, ledger: Path, start_proxy: Any
+) -> None:
     direct_key(ledger, KeySettings(project="ops"))  # projects without a budget: polling spends freely
     proxy = await start_proxy(config)
     plaintext, key_id = cli_key(config, "--project", "ops")
@@ -167,8 +185,9 @@ async def works(proxy: Any, key: str) -> bool:
     return True
 
 
-async def test_receipts_carry_the_key_and_other_projects_cannot_read_them(config: Config, ledger: Path,
-                                                                          start_proxy: Any) -> None:
+async def test_receipts_carry_the_key_and_other_projects_cannot_read_them(
+    config: Config, ledger: Path, start_proxy: Any
+) -> None:
     alpha, alpha_id = cli_key(config, "--project", "alpha", "--team", "t1", "--env", "prod")
     beta, _ = cli_key(config, "--project", "beta")
     proxy = await start_proxy(config)
@@ -176,8 +195,12 @@ async def test_receipts_carry_the_key_and_other_projects_cannot_read_them(config
         receipt_id = (await ask(client)).headers["x-nextmodel-receipt-id"]
     status, receipt = await http(proxy, "GET", f"/v1/receipts/{receipt_id}", alpha)
     assert status == 200
-    assert (receipt["key_id"], receipt["project"], receipt["team"], receipt["environment"]) == \
-        (alpha_id, "alpha", "t1", "prod")
+    assert (receipt["key_id"], receipt["project"], receipt["team"], receipt["environment"]) == (
+        alpha_id,
+        "alpha",
+        "t1",
+        "prod",
+    )
     assert (await http(proxy, "GET", f"/v1/receipts/{receipt_id}", beta))[0] == 404
     status, body = await http(proxy, "GET", "/v1/receipts?project=alpha", beta)
     assert status == 403 and body["error"]["code"] == "permission_denied"
@@ -200,8 +223,9 @@ async def test_a_key_limited_to_some_models_is_refused_others(config: Config, st
 # --- budgets -------------------------------------------------------------------------------------
 
 
-async def test_a_budget_is_reached_exactly_and_then_refused(config: Config, ledger: Path, fake_upstream: Any,
-                                                            start_proxy: Any) -> None:
+async def test_a_budget_is_reached_exactly_and_then_refused(
+    config: Config, ledger: Path, fake_upstream: Any, start_proxy: Any
+) -> None:
     key, key_id = cli_key(config, "--project", "p1", "--budget", "0.009", "--budget-period", "day")
     proxy = await start_proxy(config)
     async with sdk(proxy, key) as client:
@@ -219,21 +243,25 @@ async def test_a_budget_is_reached_exactly_and_then_refused(config: Config, ledg
     assert billed(ledger, "key_id", key_id) == 3 * COST_PUSD
 
 
-async def test_concurrent_requests_cannot_overshoot_a_nearly_spent_budget(config: Config, ledger: Path,
-                                                                          start_proxy: Any) -> None:
+async def test_concurrent_requests_cannot_overshoot_a_nearly_spent_budget(
+    config: Config, ledger: Path, start_proxy: Any
+) -> None:
     key, key_id = cli_key(config, "--project", "p1", "--budget", "0.010", "--budget-period", "total")
     proxy = await start_proxy(config)
     async with sdk(proxy, key) as client:
         await ask(client, "aa")
         await ask(client, "bb")  # 0.006 of 0.010 spent: room for exactly one more 0.003 request
-        results = await asyncio.gather(*(ask(client, f"{chr(99 + i)}{chr(99 + i)}") for i in range(10)),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(ask(client, f"{chr(99 + i)}{chr(99 + i)}") for i in range(10)), return_exceptions=True
+        )
     refused = [r for r in results if isinstance(r, openai.RateLimitError)]
     assert len(refused) == 9 and all(r.code == "budget_exceeded" for r in refused)
     assert billed(ledger, "key_id", key_id) == 3 * COST_PUSD <= 10 * COST_PUSD // 3
 
 
-async def test_budget_headers_show_remaining_and_warn_from_80_percent(config: Config, start_proxy: Any) -> None:
+async def test_budget_headers_show_remaining_and_warn_from_80_percent(
+    config: Config, start_proxy: Any
+) -> None:
     proxy = await start_proxy(config)  # providers.yaml: project web may spend 0.015 USD a month
     async with sdk(proxy, **{"x-nextmodel-project": "web"}) as client:
         first = await ask(client, "aa")
@@ -243,7 +271,9 @@ async def test_budget_headers_show_remaining_and_warn_from_80_percent(config: Co
             await ask(client, word)
         fourth = await ask(client, "dd")
     assert fourth.headers["x-nextmodel-budget-remaining"] == "0.003 USD"
-    assert fourth.headers["x-nextmodel-budget-warning"] == "80% of the monthly budget of project 'web' is spent"
+    assert (
+        fourth.headers["x-nextmodel-budget-warning"] == "80% of the monthly budget of project 'web' is spent"
+    )
 
 
 async def test_a_gbp_budget_is_compared_at_the_configured_rate(config: Config, start_proxy: Any) -> None:
@@ -259,8 +289,9 @@ async def test_a_gbp_budget_is_compared_at_the_configured_rate(config: Config, s
     assert "is 0.0072 GBP; spent 0.0072 GBP" in caught.value.message
 
 
-async def test_cache_hits_spend_their_discounted_cost_against_the_budget(config: Config, ledger: Path,
-                                                                         start_proxy: Any) -> None:
+async def test_cache_hits_spend_their_discounted_cost_against_the_budget(
+    config: Config, ledger: Path, start_proxy: Any
+) -> None:
     # fresh 0.003 + one replay at the default 0.1 ratio (0.0003) = 0.0033: the budget is then exactly spent.
     key, key_id = cli_key(config, "--project", "p1", "--budget", "0.0033", "--budget-period", "total")
     proxy = await start_proxy(config)
@@ -269,8 +300,10 @@ async def test_cache_hits_spend_their_discounted_cost_against_the_budget(config:
         hit = await ask(client, "aa", temperature=0)
         with pytest.raises(openai.RateLimitError) as caught:
             await ask(client, "aa", temperature=0)
-    assert (fresh.headers["x-nextmodel-served-mode"], hit.headers["x-nextmodel-served-mode"]) == \
-        ("fresh", "exact-cache")
+    assert (fresh.headers["x-nextmodel-served-mode"], hit.headers["x-nextmodel-served-mode"]) == (
+        "fresh",
+        "exact-cache",
+    )
     assert hit.headers["x-nextmodel-cost-usd"].startswith("0.0003")
     assert caught.value.code == "budget_exceeded"
     assert billed(ledger, "key_id", key_id) == COST_PUSD + COST_PUSD // 10
@@ -296,22 +329,28 @@ async def test_spend_by_key_project_and_team_shows_each_budget(config: Config, s
     rows = orjson.loads(cli(config, "spend", "--by", "key", "--json"))["rows"]
     assert rows[0]["budgets"][0]["amount"] == "0.009" and rows[0]["budgets"][0]["remaining"] == "0.006"
     rows = orjson.loads(cli(config, "spend", "--by", "project", "--json"))["rows"]
-    assert [(b["scope_id"], b["spent"], b["source"]) for b in rows[0]["budgets"]] == [("web", "0.003", "config")]
+    assert [(b["scope_id"], b["spent"], b["source"]) for b in rows[0]["budgets"]] == [
+        ("web", "0.003", "config")
+    ]
     table = cli(config, "spend", "--by", "key")
     assert "BUDGET" in table and "0.006 USD" in table
     assert orjson.loads(cli(config, "spend", "--by", "team", "--json"))["rows"][0]["budgets"] == []
 
 
-async def test_streamed_answers_settle_their_cost_against_the_budget(config: Config, ledger: Path,
-                                                                     start_proxy: Any) -> None:
+async def test_streamed_answers_settle_their_cost_against_the_budget(
+    config: Config, ledger: Path, start_proxy: Any
+) -> None:
     key, key_id = cli_key(config, "--project", "p1", "--budget", "0.006", "--budget-period", "total")
     proxy = await start_proxy(config)
     async with sdk(proxy, key) as client:
         for word in ("aa", "bb"):
             raw = await client.chat.completions.with_raw_response.create(
-                model="metered", messages=[{"role": "user", "content": word}], max_tokens=3, stream=True)
-            assert "".join([c.choices[0].delta.content or "" async for c in raw.parse() if c.choices]) == \
-                f"Echo: {word}"
+                model="metered", messages=[{"role": "user", "content": word}], max_tokens=3, stream=True
+            )
+            assert (
+                "".join([c.choices[0].delta.content or "" async for c in raw.parse() if c.choices])
+                == f"Echo: {word}"
+            )
         assert raw.headers["x-nextmodel-budget-remaining"] == "0.003 USD"  # known when the stream starts
         with pytest.raises(openai.RateLimitError):
             await ask(client, "cc")

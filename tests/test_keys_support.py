@@ -31,8 +31,15 @@ def ledger(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def add_receipt(conn: sqlite3.Connection, when: dt.datetime, billed_pusd: int | None, *, key_id: str | None = None,
-                project: str | None = None, team: str | None = None) -> None:
+def add_receipt(
+    conn: sqlite3.Connection,
+    when: dt.datetime,
+    billed_pusd: int | None,
+    *,
+    key_id: str | None = None,
+    project: str | None = None,
+    team: str | None = None,
+) -> None:
     created = when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     conn.execute(
         "INSERT INTO receipts (receipt_id, created_utc, key_id, project, team, served_mode, billed_cost_pusd)"

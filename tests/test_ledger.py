@@ -29,16 +29,45 @@ ROOT = Path(__file__).resolve().parents[1]
 def make_receipt(i: int = 0, **changes) -> Receipt:
     """A receipt with every field set to something other than its default."""
     base = Receipt(
-        receipt_id=new_receipt_id(), created_utc=utc_now_text(), request_id=f"req-{i}", key_id=f"key_{i % 2}",
-        project=f"proj-{i % 3}", team="team-a", environment="prod", tags=("batch", f"n{i}"), endpoint="chat",
-        model_requested="fast", model="gpt-4o-mini", provider="openai", upstream_model="gpt-4o-mini-2024-07-18",
-        route="fast", served_mode="fresh", stream=True, status=200, error_code="stream_incomplete",
-        prompt_tokens=2006, completion_tokens=300, cached_tokens=1920, cache_write_tokens=10, reasoning_tokens=64,
-        usage_source="upstream", upstream_cost_usd=Decimal("0.005615"), billed_cost_usd=Decimal("0.005615"),
-        fresh_cost_usd=Decimal("0.005615"), savings_usd=Decimal("0"), cost_unknown_reason="n/a",
-        display_currency="GBP", display_rate=Decimal("0.79"), latency_ms=12, ttft_ms=3.25,
-        reused_receipt_id="rcpt_0", upstream_request_id="req_abc", price_version="0123456789ab",
-        cache_key="k" * 32, cache_status="miss", attempts=({"provider": "openai", "status": 200, "ms": 11.5},),
+        receipt_id=new_receipt_id(),
+        created_utc=utc_now_text(),
+        request_id=f"req-{i}",
+        key_id=f"key_{i % 2}",
+        project=f"proj-{i % 3}",
+        team="team-a",
+        environment="prod",
+        tags=("batch", f"n{i}"),
+        endpoint="chat",
+        model_requested="fast",
+        model="gpt-4o-mini",
+        provider="openai",
+        upstream_model="gpt-4o-mini-2024-07-18",
+        route="fast",
+        served_mode="fresh",
+        stream=True,
+        status=200,
+        error_code="stream_incomplete",
+        prompt_tokens=2006,
+        completion_tokens=300,
+        cached_tokens=1920,
+        cache_write_tokens=10,
+        reasoning_tokens=64,
+        usage_source="upstream",
+        upstream_cost_usd=Decimal("0.005615"),
+        billed_cost_usd=Decimal("0.005615"),
+        fresh_cost_usd=Decimal("0.005615"),
+        savings_usd=Decimal("0"),
+        cost_unknown_reason="n/a",
+        display_currency="GBP",
+        display_rate=Decimal("0.79"),
+        latency_ms=12,
+        ttft_ms=3.25,
+        reused_receipt_id="rcpt_0",
+        upstream_request_id="req_abc",
+        price_version="0123456789ab",
+        cache_key="k" * 32,
+        cache_status="miss",
+        attempts=({"provider": "openai", "status": 200, "ms": 11.5},),
     )
     return dataclasses.replace(base, **changes)
 
@@ -78,8 +107,20 @@ async def test_concurrent_submits_share_few_transactions(tmp_path: Path) -> None
 
 async def test_every_receipt_field_round_trips(tmp_path: Path) -> None:
     ledger = await started(tmp_path / "l.db")
-    sent = [make_receipt(1), make_receipt(2, billed_cost_usd=None, upstream_cost_usd=None, fresh_cost_usd=None,
-                                          savings_usd=None, stream=False, tags=(), attempts=(), latency_ms=None)]
+    sent = [
+        make_receipt(1),
+        make_receipt(
+            2,
+            billed_cost_usd=None,
+            upstream_cost_usd=None,
+            fresh_cost_usd=None,
+            savings_usd=None,
+            stream=False,
+            tags=(),
+            attempts=(),
+            latency_ms=None,
+        ),
+    ]
     for receipt in sent:
         await ledger.submit(receipt)
     await ledger.close()
@@ -89,7 +130,8 @@ async def test_every_receipt_field_round_trips(tmp_path: Path) -> None:
     assert got[0].prev_hash == "0" * 64 and got[1].prev_hash == got[0].hash
     for want, have in zip(sent, got, strict=True):
         assert dataclasses.replace(have, seq=None, prev_hash=None, hash=None) == dataclasses.replace(
-            want, latency_ms=None if want.latency_ms is None else float(want.latency_ms))
+            want, latency_ms=None if want.latency_ms is None else float(want.latency_ms)
+        )
     stored = conn.execute("SELECT billed_cost_pusd, tags, stream FROM receipts WHERE seq = 1").fetchone()
     assert stored == (5_615_000_000, '["batch","n1"]', 1)
 
@@ -120,7 +162,9 @@ def test_verify_passes_an_intact_ledger(tmp_path: Path) -> None:
         ("DELETE FROM receipts WHERE seq = 1", 1, "deleted"),
     ],
 )
-def test_verify_names_the_first_edited_receipt_or_the_one_after_a_deletion(tmp_path, tamper, named, word) -> None:
+def test_verify_names_the_first_edited_receipt_or_the_one_after_a_deletion(
+    tmp_path, tamper, named, word
+) -> None:
     path, ids = _ledger_of(tmp_path, 20)
     with sqlite3.connect(path) as conn:
         conn.execute(tamper)
@@ -143,10 +187,15 @@ def test_verify_names_a_receipt_inserted_with_a_forged_hash(tmp_path: Path) -> N
         conn.execute("UPDATE receipts SET seq = -seq WHERE seq > 10")
         conn.execute("UPDATE receipts SET seq = 1 - seq WHERE seq < 0")
         prev = conn.execute("SELECT hash FROM receipts WHERE seq = 10").fetchone()[0]
-        values = list(conn.execute(f"SELECT {', '.join(CONTENT_COLUMNS)} FROM receipts WHERE seq = 10").fetchone())
+        values = list(
+            conn.execute(f"SELECT {', '.join(CONTENT_COLUMNS)} FROM receipts WHERE seq = 10").fetchone()
+        )
         values[0] = "rcpt_forged"
-        conn.execute(f"INSERT INTO receipts (seq, {', '.join(CONTENT_COLUMNS)}, prev_hash, hash) "
-                     f"VALUES ({', '.join('?' * (len(values) + 3))})", (11, *values, prev, link(prev, values)))
+        conn.execute(
+            f"INSERT INTO receipts (seq, {', '.join(CONTENT_COLUMNS)}, prev_hash, hash) "
+            f"VALUES ({', '.join('?' * (len(values) + 3))})",
+            (11, *values, prev, link(prev, values)),
+        )
     result = verify(sqlite3.connect(path))
     assert not result.ok and result.first_bad_receipt_id == "rcpt_forged" and "inserted" in result.reason
 
@@ -154,8 +203,10 @@ def test_verify_names_a_receipt_inserted_with_a_forged_hash(tmp_path: Path) -> N
 def test_verify_names_a_receipt_appended_behind_the_ledgers_back(tmp_path: Path) -> None:
     path, _ids = _ledger_of(tmp_path, 5)
     with sqlite3.connect(path) as conn:
-        conn.execute("INSERT INTO receipts (receipt_id, created_utc, prev_hash) "
-                     "SELECT 'rcpt_extra', created_utc, hash FROM receipts WHERE seq = 5")
+        conn.execute(
+            "INSERT INTO receipts (receipt_id, created_utc, prev_hash) "
+            "SELECT 'rcpt_extra', created_utc, hash FROM receipts WHERE seq = 5"
+        )
     result = verify(sqlite3.connect(path))
     assert not result.ok and result.first_bad_receipt_id == "rcpt_extra"
 

@@ -19,7 +19,9 @@ OLD_VERSION = [m for m in db.MIGRATIONS if m[0] < "m002"]
 def _old_ledger(path: Path, n: int) -> None:
     conn = db.connect(path)
     assert db.migrate(conn, OLD_VERSION) == ["m000_meta", "m001_receipts"]
-    rows, _head = chained_rows([make_receipt(i, billed_cost_usd=Decimal(i) / 1000) for i in range(n)], GENESIS)
+    rows, _head = chained_rows(
+        [make_receipt(i, billed_cost_usd=Decimal(i) / 1000) for i in range(n)], GENESIS
+    )
     conn.execute("BEGIN")
     insert_rows(conn, rows, rollups=False)  # the old version kept no rollups
     conn.execute("COMMIT")
@@ -41,7 +43,9 @@ async def test_an_older_ledger_upgrades_on_open_and_keeps_its_chain(tmp_path: Pa
     assert result.ok and result.checked == 31  # the new receipt chains onto the old ones
     total = spend_total(spend(conn, "project"))
     assert total.count == 31
-    assert total.billed_usd == sum(Decimal(i) / 1000 for i in range(30)) + Decimal("0.5")  # backfilled rollups
+    assert total.billed_usd == sum(Decimal(i) / 1000 for i in range(30)) + Decimal(
+        "0.5"
+    )  # backfilled rollups
 
 
 def test_migrations_apply_once(tmp_path: Path) -> None:

@@ -24,9 +24,21 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 async def _spawn(config_path: Path, port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nextmodel_proxy", "serve", "--config", str(config_path), "--port", str(port),
-         "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ},
+        [
+            sys.executable,
+            "-m",
+            "nextmodel_proxy",
+            "serve",
+            "--config",
+            str(config_path),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ},
     )
     deadline = time.monotonic() + 15
     async with aiohttp.ClientSession() as s:
@@ -62,7 +74,8 @@ async def test_sigterm_drains_open_streams_and_flushes_every_receipt(write_confi
 
     async def one_stream(i: int) -> tuple[str, str]:
         resp = await client.chat.completions.with_raw_response.create(
-            model="fake-slow", stream=True, messages=[{"role": "user", "content": f"slow stream {i}"}])
+            model="fake-slow", stream=True, messages=[{"role": "user", "content": f"slow stream {i}"}]
+        )
         text = "".join([c.choices[0].delta.content or "" async for c in resp.parse() if c.choices])
         return resp.headers["x-nextmodel-receipt-id"], text
 
@@ -78,7 +91,9 @@ async def test_sigterm_drains_open_streams_and_flushes_every_receipt(write_confi
     assert rows and all(status == 200 and err is None and out > 0 for status, err, out in rows)
 
 
-async def test_sigkill_under_load_leaves_an_intact_ledger_with_every_acknowledged_receipt(write_config, tmp_path):
+async def test_sigkill_under_load_leaves_an_intact_ledger_with_every_acknowledged_receipt(
+    write_config, tmp_path
+):
     config = write_config()
     port = free_port()
     proc = await _spawn(Path(config.source_path), port)
@@ -91,9 +106,14 @@ async def test_sigkill_under_load_leaves_an_intact_ledger_with_every_acknowledge
             while time.monotonic() < stop + 5:
                 i += 1
                 try:
-                    async with s.post(f"http://127.0.0.1:{port}/v1/chat/completions",
-                                      json={"model": "demo-chat", "temperature": 0.5,
-                                            "messages": [{"role": "user", "content": f"w{n} r{i}"}]}) as r:
+                    async with s.post(
+                        f"http://127.0.0.1:{port}/v1/chat/completions",
+                        json={
+                            "model": "demo-chat",
+                            "temperature": 0.5,
+                            "messages": [{"role": "user", "content": f"w{n} r{i}"}],
+                        },
+                    ) as r:
                         await r.read()
                         if r.status == 200:
                             seen.append(r.headers["x-nextmodel-receipt-id"])
@@ -115,7 +135,9 @@ async def test_sigkill_under_load_leaves_an_intact_ledger_with_every_acknowledge
     assert result.exit_code == 0, result.output
 
 
-async def test_locked_ledger_answers_503_then_recovers_by_itself(write_config, start_proxy, tmp_path, fake_upstream):
+async def test_locked_ledger_answers_503_then_recovers_by_itself(
+    write_config, start_proxy, tmp_path, fake_upstream
+):
     config = write_config("")
     from dataclasses import replace
 
@@ -127,12 +149,16 @@ async def test_locked_ledger_answers_503_then_recovers_by_itself(write_config, s
     blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
     try:
         with pytest.raises(openai.InternalServerError) as info:
-            await client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "locked"}])
+            await client.chat.completions.create(
+                model="gpt-test", messages=[{"role": "user", "content": "locked"}]
+            )
         assert info.value.status_code == 503
         assert info.value.body["code"] == "ledger_unavailable"
         calls = fake_upstream.state.calls
         with pytest.raises(openai.InternalServerError):  # refused up front while unhealthy
-            await client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "again"}])
+            await client.chat.completions.create(
+                model="gpt-test", messages=[{"role": "user", "content": "again"}]
+            )
         assert fake_upstream.state.calls == calls  # nothing is served that could not be recorded
     finally:
         blocker.execute("ROLLBACK")
@@ -140,7 +166,9 @@ async def test_locked_ledger_answers_503_then_recovers_by_itself(write_config, s
     deadline = time.monotonic() + 5
     while True:
         try:
-            ok = await client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "after"}])
+            ok = await client.chat.completions.create(
+                model="gpt-test", messages=[{"role": "user", "content": "after"}]
+            )
             break
         except openai.InternalServerError:
             assert time.monotonic() < deadline, "the proxy did not recover"

@@ -30,28 +30,53 @@ GEMINI_FLASH = Price(input=D("0.30"), output=D("2.50"), cached_input=D("0.075"))
 
 # Usage objects as the providers document them.
 OPENAI_USAGE = {
-    "prompt_tokens": 2006, "completion_tokens": 300, "total_tokens": 2306,
+    "prompt_tokens": 2006,
+    "completion_tokens": 300,
+    "total_tokens": 2306,
     "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0},
-    "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0,
-                                  "rejected_prediction_tokens": 0},
+    "completion_tokens_details": {
+        "reasoning_tokens": 0,
+        "audio_tokens": 0,
+        "accepted_prediction_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
 }
 OPENAI_REASONING_USAGE = {
-    "prompt_tokens": 75, "completion_tokens": 1186, "total_tokens": 1261,
-    "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 1024},
+    "prompt_tokens": 75,
+    "completion_tokens": 1186,
+    "total_tokens": 1261,
+    "prompt_tokens_details": {"cached_tokens": 0},
+    "completion_tokens_details": {"reasoning_tokens": 1024},
 }
-ANTHROPIC_WRITE = {"input_tokens": 21, "cache_creation_input_tokens": 188086, "cache_read_input_tokens": 0,
-                   "output_tokens": 393}
-ANTHROPIC_READ = {"input_tokens": 21, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 188086,
-                  "output_tokens": 393}
+ANTHROPIC_WRITE = {
+    "input_tokens": 21,
+    "cache_creation_input_tokens": 188086,
+    "cache_read_input_tokens": 0,
+    "output_tokens": 393,
+}
+ANTHROPIC_READ = {
+    "input_tokens": 21,
+    "cache_creation_input_tokens": 0,
+    "cache_read_input_tokens": 188086,
+    "output_tokens": 393,
+}
 DEEPSEEK_USAGE = {
-    "prompt_tokens": 1000, "completion_tokens": 50, "total_tokens": 1050,
+    "prompt_tokens": 1000,
+    "completion_tokens": 50,
+    "total_tokens": 1050,
     "prompt_tokens_details": {"cached_tokens": 896},
-    "prompt_cache_hit_tokens": 896, "prompt_cache_miss_tokens": 104,
+    "prompt_cache_hit_tokens": 896,
+    "prompt_cache_miss_tokens": 104,
 }
 GEMINI_RESPONSE = {
     "candidates": [{"content": {"parts": [{"text": "hi"}], "role": "model"}}],
-    "usageMetadata": {"promptTokenCount": 4500, "cachedContentTokenCount": 4000, "candidatesTokenCount": 200,
-                      "thoughtsTokenCount": 800, "totalTokenCount": 5500},
+    "usageMetadata": {
+        "promptTokenCount": 4500,
+        "cachedContentTokenCount": 4000,
+        "candidatesTokenCount": 200,
+        "thoughtsTokenCount": 800,
+        "totalTokenCount": 5500,
+    },
 }
 
 
@@ -62,7 +87,8 @@ def test_each_token_kind_is_priced_at_its_own_rate_to_the_picodollar() -> None:
     assert cost(Usage(1, 0, cached_tokens=1), price).amount == D("0.000000075000")
     assert cost(Usage(1, 0, cache_write_tokens=1), price).amount == D("0.000000187500")
     assert cost(Usage(10, 5, cached_tokens=3, cache_write_tokens=2, reasoning_tokens=4), price).amount == D(
-        "0.000004350000")  # 5*0.15 + 3*0.075 + 2*0.1875 + 5*0.60 = 4.35 per 1M
+        "0.000004350000"
+    )  # 5*0.15 + 3*0.075 + 2*0.1875 + 5*0.60 = 4.35 per 1M
 
 
 def test_missing_cached_and_write_prices_fall_back_to_the_input_price() -> None:
@@ -87,7 +113,9 @@ def test_openai_cached_tokens_are_part_of_prompt_tokens() -> None:
 def test_openai_reasoning_tokens_are_part_of_completion_tokens() -> None:
     usage = normalise_usage({"usage": OPENAI_REASONING_USAGE}, "openai")
     assert usage == Usage(75, 1186, reasoning_tokens=1024)
-    assert cost(usage, Price(input=D("1.10"), output=D("4.40"))).amount == D("0.0053009")  # 75*1.10 + 1186*4.40
+    assert cost(usage, Price(input=D("1.10"), output=D("4.40"))).amount == D(
+        "0.0053009"
+    )  # 75*1.10 + 1186*4.40
 
 
 def test_anthropic_cache_reads_and_writes_are_added_to_input_tokens() -> None:
@@ -119,22 +147,43 @@ def test_gemini_thoughts_are_billed_as_output_and_cached_content_is_part_of_the_
 @pytest.mark.parametrize(
     ("raw", "dialect", "expected"),
     [
-        ({"prompt_tokens": 10, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 50}}, "openai",
-         Usage(10, 5, cached_tokens=10)),
-        ({"prompt_tokens": -4, "completion_tokens": "7", "completion_tokens_details": {"reasoning_tokens": 9}},
-         "openai", Usage(0, 0)),
+        (
+            {"prompt_tokens": 10, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 50}},
+            "openai",
+            Usage(10, 5, cached_tokens=10),
+        ),
+        (
+            {
+                "prompt_tokens": -4,
+                "completion_tokens": "7",
+                "completion_tokens_details": {"reasoning_tokens": 9},
+            },
+            "openai",
+            Usage(0, 0),
+        ),
         ({"prompt_tokens": True, "completion_tokens": 3.0}, "openai", Usage(0, 0)),
         ({"input_tokens": 5, "cache_read_input_tokens": -3, "output_tokens": None}, "anthropic", Usage(5, 0)),
         ({"usageMetadata": "garbage"}, "gemini", Usage(0, 0)),
-        ({"promptTokenCount": 100, "cachedContentTokenCount": 300, "candidatesTokenCount": 7}, "gemini",
-         Usage(100, 7, cached_tokens=100)),
-        ({"prompt_tokens": 10, "completion_tokens": 1,
-          "prompt_tokens_details": {"cached_tokens": 8, "cache_write_tokens": 8}}, "openai",
-         Usage(10, 1, cached_tokens=8, cache_write_tokens=2)),
+        (
+            {"promptTokenCount": 100, "cachedContentTokenCount": 300, "candidatesTokenCount": 7},
+            "gemini",
+            Usage(100, 7, cached_tokens=100),
+        ),
+        (
+            {
+                "prompt_tokens": 10,
+                "completion_tokens": 1,
+                "prompt_tokens_details": {"cached_tokens": 8, "cache_write_tokens": 8},
+            },
+            "openai",
+            Usage(10, 1, cached_tokens=8, cache_write_tokens=2),
+        ),
         ({}, "deepseek", Usage(0, 0)),
     ],
 )
-def test_garbage_and_inconsistent_usage_is_clamped_never_negative_never_double(raw, dialect, expected) -> None:
+def test_garbage_and_inconsistent_usage_is_clamped_never_negative_never_double(
+    raw, dialect, expected
+) -> None:
     assert normalise_usage(raw, dialect) == expected
 
 
@@ -168,8 +217,15 @@ def test_picodollar_conversion_round_trips_exactly() -> None:
 
 @pytest.mark.parametrize(
     ("amount", "text"),
-    [(D("0.000150000000"), "0.00015"), (D("1.5"), "1.50"), (D("0E-12"), "0.00"), (D("12"), "12.00"),
-     (D("1e-12"), "0.000000000001"), (D("-0.25"), "-0.25"), (D("123456.789"), "123456.789")],
+    [
+        (D("0.000150000000"), "0.00015"),
+        (D("1.5"), "1.50"),
+        (D("0E-12"), "0.00"),
+        (D("12"), "12.00"),
+        (D("1e-12"), "0.000000000001"),
+        (D("-0.25"), "-0.25"),
+        (D("123456.789"), "123456.789"),
+    ],
 )
 def test_format_usd_is_plain_exact_and_round_trips(amount, text) -> None:
     assert format_usd(amount) == text
@@ -201,14 +257,19 @@ def test_display_currency_uses_the_configured_rate_exactly() -> None:
 def test_estimate_counts_a_quarter_token_per_char_plus_message_overhead() -> None:
     assert estimate_tokens("") == 0
     assert estimate_tokens("abcde") == 2
-    messages = [{"role": "system", "content": "x" * 8}, {"role": "user", "content": [{"type": "text", "text": "hey"}]}]
+    messages = [
+        {"role": "system", "content": "x" * 8},
+        {"role": "user", "content": [{"type": "text", "text": "hey"}]},
+    ]
     assert estimate_tokens(messages) == (4 + 2) + (4 + 1) + 3
     assert estimate_tokens(["abcd", "abcdefgh"]) == 3
     assert estimate_tokens([101, 102, 103]) == 3
     assert estimate_tokens(None) == 0
 
 
-@pytest.mark.parametrize("pusd", [0, 1, 10, 150_000_000, 5_615_000_000, 10**12, 123 * 10**12 + 5, -1, -10**12 - 10])
+@pytest.mark.parametrize(
+    "pusd", [0, 1, 10, 150_000_000, 5_615_000_000, 10**12, 123 * 10**12 + 5, -1, -(10**12) - 10]
+)
 def test_integer_money_formatting_matches_the_decimal_form(pusd: int) -> None:
     assert format_pusd(pusd) == format_usd(from_pusd(pusd))
 
@@ -219,9 +280,19 @@ def test_receipt_costs_per_served_mode() -> None:
     assert (fresh.upstream, fresh.billed, fresh.fresh, fresh.savings) == (D("0.005615"),) * 3 + (D(0),)
     replay = receipt_costs("exact-cache", usage, GPT_4O, replay_ratio=D("0.1"))
     assert (replay.upstream, replay.billed, replay.fresh, replay.savings) == (
-        D(0), D("0.0005615"), D("0.005615"), D("0.0050535"))
+        D(0),
+        D("0.0005615"),
+        D("0.005615"),
+        D("0.0050535"),
+    )
     refused = receipt_costs("refused", None, GPT_4O, replay_ratio=D("0.1"))
-    assert (refused.upstream, refused.billed, refused.fresh, refused.savings, refused.reason) == (0, 0, 0, 0, None)
+    assert (refused.upstream, refused.billed, refused.fresh, refused.savings, refused.reason) == (
+        0,
+        0,
+        0,
+        0,
+        None,
+    )
     unknown = receipt_costs("error", None, GPT_4O, replay_ratio=D("0.1"))
     assert (unknown.upstream, unknown.billed, unknown.fresh, unknown.savings) == (None,) * 4
     assert unknown.reason == "no usage"

@@ -49,8 +49,11 @@ def _receipt(i: int):
     unknown = i % 10 == 9
     billed = None if unknown else Decimal(i * 7919) / Decimal(10**9)
     return make_receipt(
-        i, created_utc=format_utc(NOW - dt.timedelta(hours=2 * i)), served_mode=mode,
-        project=("web", 'shop, "eu"', None)[i % 3], billed_cost_usd=billed,
+        i,
+        created_utc=format_utc(NOW - dt.timedelta(hours=2 * i)),
+        served_mode=mode,
+        project=("web", 'shop, "eu"', None)[i % 3],
+        billed_cost_usd=billed,
         upstream_cost_usd=None if unknown else Decimal("0.005615"),
         fresh_cost_usd=None if unknown else Decimal("0.005615"),
         savings_usd=None if unknown else Decimal("0.000000000001") * i,
@@ -102,8 +105,9 @@ def test_csv_export_round_trips_every_receipt_exactly(ledger_path: Path, config_
     assert len(rows) == N
     by_id = {r["receipt_id"]: r for r in rows}
     conn = sqlite3.connect(ledger_path)
-    for (receipt_id, project, billed, error_code) in conn.execute(
-            "SELECT receipt_id, project, billed_cost_pusd, error_code FROM receipts"):
+    for receipt_id, project, billed, error_code in conn.execute(
+        "SELECT receipt_id, project, billed_cost_pusd, error_code FROM receipts"
+    ):
         row = by_id[receipt_id]
         assert row["project"] == (project or "")
         assert row["error_code"] == (error_code or "")
@@ -116,7 +120,11 @@ def test_csv_export_round_trips_every_receipt_exactly(ledger_path: Path, config_
 
 
 def test_export_billed_total_equals_spend_total_exactly(ledger_path: Path, config_path: Path) -> None:
-    for window in ([], ["--since", "50h"], ["--since", format_utc(NOW - dt.timedelta(days=2)), "--until", "1d"]):
+    for window in (
+        [],
+        ["--since", "50h"],
+        ["--since", format_utc(NOW - dt.timedelta(days=2)), "--until", "1d"],
+    ):
         rows = _export_csv(ledger_path, config_path, *window)
         exported = sum((Decimal(r["billed_cost_usd"]) for r in rows if r["billed_cost_usd"]), Decimal(0))
         for by in ("project", "day", "mode"):
@@ -127,8 +135,18 @@ def test_export_billed_total_equals_spend_total_exactly(ledger_path: Path, confi
 
 def test_jsonl_export_writes_one_object_per_receipt_to_a_file(ledger_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
-    result = run("receipts", "export", "--db", str(ledger_path), "--format", "jsonl", "--output", str(out),
-                 "--mode", "exact-cache")
+    result = run(
+        "receipts",
+        "export",
+        "--db",
+        str(ledger_path),
+        "--format",
+        "jsonl",
+        "--output",
+        str(out),
+        "--mode",
+        "exact-cache",
+    )
     assert result.exit_code == 0 and result.stdout == ""
     records = [orjson.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == N // 3 and all(r["served_mode"] == "exact-cache" for r in records)
@@ -136,15 +154,29 @@ def test_jsonl_export_writes_one_object_per_receipt_to_a_file(ledger_path: Path,
 
 
 def test_list_filters_and_pages_with_a_cursor(ledger_path: Path) -> None:
-    page1 = orjson.loads(run("receipts", "list", "--db", str(ledger_path), "--json", "--project", "web",
-                             "--limit", "5").stdout)
+    page1 = orjson.loads(
+        run("receipts", "list", "--db", str(ledger_path), "--json", "--project", "web", "--limit", "5").stdout
+    )
     assert page1["object"] == "list" and len(page1["data"]) == 5 and page1["next_cursor"]
     assert all(r["project"] == "web" for r in page1["data"])
     seen = {r["id"] for r in page1["data"]}
     cursor = page1["next_cursor"]
     while cursor:
-        page = orjson.loads(run("receipts", "list", "--db", str(ledger_path), "--json", "--project", "web",
-                                "--limit", "5", "--cursor", cursor).stdout)
+        page = orjson.loads(
+            run(
+                "receipts",
+                "list",
+                "--db",
+                str(ledger_path),
+                "--json",
+                "--project",
+                "web",
+                "--limit",
+                "5",
+                "--cursor",
+                cursor,
+            ).stdout
+        )
         seen |= {r["id"] for r in page["data"]}
         cursor = page["next_cursor"]
     assert len(seen) == N // 3
@@ -160,9 +192,13 @@ def test_list_prints_a_readable_table_in_the_display_currency(ledger_path: Path,
 
 
 def test_show_prints_one_receipt_and_refuses_an_unknown_id(ledger_path: Path) -> None:
-    receipt_id = sqlite3.connect(ledger_path).execute("SELECT receipt_id FROM receipts WHERE seq = 3").fetchone()[0]
+    receipt_id = (
+        sqlite3.connect(ledger_path).execute("SELECT receipt_id FROM receipts WHERE seq = 3").fetchone()[0]
+    )
     shown = orjson.loads(run("receipts", "show", receipt_id, "--db", str(ledger_path), "--json").stdout)
-    assert shown["id"] == receipt_id and shown["seq"] == 3 and shown["billed_cost_usd"] == "0.000015838"  # i = 2
+    assert (
+        shown["id"] == receipt_id and shown["seq"] == 3 and shown["billed_cost_usd"] == "0.000015838"
+    )  # i = 2
     missing = run("receipts", "show", "rcpt_nope", "--db", str(ledger_path))
     assert missing.exit_code == 1 and "no receipt 'rcpt_nope'" in missing.output
 
@@ -176,10 +212,14 @@ def test_spend_shows_totals_savings_and_the_display_currency(ledger_path: Path, 
     assert data["display_currency"] == "GBP"
     assert {r["group"] for r in data["rows"]} == {"web", 'shop, "eu"', None}
     assert data["total"]["unknown_cost"] == N // 10
-    assert Decimal(data["total"]["savings_usd"]) == Decimal("0.000000000001") * sum(i for i in range(N) if i % 10 != 9)
+    assert Decimal(data["total"]["savings_usd"]) == Decimal("0.000000000001") * sum(
+        i for i in range(N) if i % 10 != 9
+    )
 
 
-def test_verify_exits_zero_on_an_intact_ledger_and_one_after_tampering(ledger_path: Path, tmp_path: Path) -> None:
+def test_verify_exits_zero_on_an_intact_ledger_and_one_after_tampering(
+    ledger_path: Path, tmp_path: Path
+) -> None:
     ok = run("receipts", "verify", "--db", str(ledger_path))
     assert ok.exit_code == 0 and f"{N} receipts checked" in ok.stdout
     copy = tmp_path / "copy.db"
@@ -227,8 +267,10 @@ def test_receipt_json_money_is_exact_strings() -> None:
 
 def _raw_totals(path: Path, column: str, lo: dt.datetime | None, hi: dt.datetime | None) -> dict:
     """The brute-force answer: sum the receipts table directly."""
-    sql = (f"SELECT {column}, COUNT(*), COALESCE(SUM(billed_cost_pusd), 0), COALESCE(SUM(prompt_tokens), 0) "
-           "FROM receipts WHERE created_utc >= ? AND created_utc < ? GROUP BY 1")
+    sql = (
+        f"SELECT {column}, COUNT(*), COALESCE(SUM(billed_cost_pusd), 0), COALESCE(SUM(prompt_tokens), 0) "
+        "FROM receipts WHERE created_utc >= ? AND created_utc < ? GROUP BY 1"
+    )
     bounds = (format_utc(lo) if lo else "", format_utc(hi) if hi else "~")
     return {g: (n, Decimal(b) / 10**12, p) for g, n, b, p in sqlite3.connect(path).execute(sql, bounds)}
 
@@ -248,21 +290,37 @@ def test_export_falls_back_to_the_configured_display_currency(tmp_path: Path, co
     async def fill() -> None:
         ledger = Ledger(str(path))
         await ledger.start()
-        await ledger.submit(make_receipt(0, display_currency=None, display_rate=None, billed_cost_usd=Decimal("2")))
+        await ledger.submit(
+            make_receipt(0, display_currency=None, display_rate=None, billed_cost_usd=Decimal("2"))
+        )
         await ledger.close()
 
     asyncio.run(fill())
     (row,) = _export_csv(path, config_path)
-    assert (row["display_currency"], row["display_rate"], row["billed_cost_display"]) == ("GBP", "0.79", "1.58")
+    assert (row["display_currency"], row["display_rate"], row["billed_cost_display"]) == (
+        "GBP",
+        "0.79",
+        "1.58",
+    )
 
 
 def test_api_list_query_parses_filters_and_names_the_bad_parameter(ledger_path: Path) -> None:
     kwargs = list_query({"since": "2026-01-02", "mode": "fresh", "limit": "10", "project": "web"})
-    assert kwargs == {"since": dt.datetime(2026, 1, 2, tzinfo=dt.UTC), "mode": "fresh", "limit": 10, "project": "web"}
+    assert kwargs == {
+        "since": dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
+        "mode": "fresh",
+        "limit": 10,
+        "project": "web",
+    }
     rows, _cursor = query_receipts(sqlite3.connect(ledger_path), **kwargs)
     assert rows and all(r.project == "web" and r.served_mode == "fresh" for r in rows)
-    for bad, param in (({"since": "soon"}, "since"), ({"mode": "cached"}, "mode"), ({"limit": "0"}, "limit"),
-                       ({"limit": "x"}, "limit"), ({"cursor": "!!"}, "cursor")):
+    for bad, param in (
+        ({"since": "soon"}, "since"),
+        ({"mode": "cached"}, "mode"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "x"}, "limit"),
+        ({"cursor": "!!"}, "cursor"),
+    ):
         with pytest.raises(QueryError) as info:
             list_query(bad)
         assert info.value.param == param

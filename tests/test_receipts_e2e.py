@@ -76,17 +76,25 @@ def _rows(tmp_path: Path) -> int:
 
 
 def _cli(tmp_path: Path, *args: str) -> Any:
-    return CliRunner().invoke(cli_main, [*args, "--db", str(tmp_path / "ledger.db"),
-                                         "--config", str(tmp_path / "providers.yaml")])
+    return CliRunner().invoke(
+        cli_main, [*args, "--db", str(tmp_path / "ledger.db"), "--config", str(tmp_path / "providers.yaml")]
+    )
 
 
 # --- one fresh call: every field --------------------------------------------------------------
 
 
 async def test_fresh_call_receipt_has_every_field(client: Any, proxy: Any, fake_upstream: Any) -> None:
-    completion, headers = await _chat(client, extra_headers={
-        "x-request-id": "req-client-42", "x-nextmodel-project": "web", "x-nextmodel-team": "growth",
-        "x-nextmodel-tags": "exp-a, nightly", "x-nextmodel-environment": "staging"})
+    completion, headers = await _chat(
+        client,
+        extra_headers={
+            "x-request-id": "req-client-42",
+            "x-nextmodel-project": "web",
+            "x-nextmodel-team": "growth",
+            "x-nextmodel-tags": "exp-a, nightly",
+            "x-nextmodel-environment": "staging",
+        },
+    )
     rid = headers["x-nextmodel-receipt-id"]
     assert rid.startswith("rcpt_")
     assert headers["x-nextmodel-receipt-url"].endswith(f"/v1/receipts/{rid}")
@@ -96,17 +104,41 @@ async def test_fresh_call_receipt_has_every_field(client: Any, proxy: Any, fake_
     assert CREATED_RE.match(r["created_utc"])
     assert r["request_id"] == "req-client-42"
     assert (r["project"], r["team"], r["environment"], r["tags"], r["key_id"]) == (
-        "web", "growth", "staging", ["exp-a", "nightly"], None)
+        "web",
+        "growth",
+        "staging",
+        ["exp-a", "nightly"],
+        None,
+    )
     assert (r["endpoint"], r["model_requested"], r["model"], r["upstream_model"]) == (
-        "chat", "gpt-test", "gpt-test", "fake-basic")
+        "chat",
+        "gpt-test",
+        "gpt-test",
+        "fake-basic",
+    )
     assert (r["provider"], r["served_mode"], r["stream"], r["status"], r["error_code"]) == (
-        "fake", "fresh", False, 200, None)
+        "fake",
+        "fresh",
+        False,
+        200,
+        None,
+    )
     assert completion.usage.prompt_tokens == 13 and completion.usage.completion_tokens == 6
-    assert (r["prompt_tokens"], r["completion_tokens"], r["cached_tokens"], r["cache_write_tokens"],
-            r["reasoning_tokens"], r["usage_source"]) == (13, 6, 0, 0, 0, "upstream")
+    assert (
+        r["prompt_tokens"],
+        r["completion_tokens"],
+        r["cached_tokens"],
+        r["cache_write_tokens"],
+        r["reasoning_tokens"],
+        r["usage_source"],
+    ) == (13, 6, 0, 0, 0, "upstream")
     # 13 x 0.15 + 6 x 0.60 = 5.55 USD per 1M tokens
     assert (r["upstream_cost_usd"], r["billed_cost_usd"], r["fresh_cost_usd"], r["savings_usd"]) == (
-        "0.00000555", "0.00000555", "0.00000555", "0.00")
+        "0.00000555",
+        "0.00000555",
+        "0.00000555",
+        "0.00",
+    )
     assert r["cost_unknown_reason"] is None
     assert (r["display_currency"], r["display_rate"]) == ("USD", "1")
     assert re.fullmatch(r"[0-9a-f]{12}", r["price_version"])
@@ -115,7 +147,11 @@ async def test_fresh_call_receipt_has_every_field(client: Any, proxy: Any, fake_
     assert r["reused_receipt_id"] is None
     assert r["attempts"][-1] == {"provider": "fake", "model": "gpt-test", "outcome": "200"}
     assert re.fullmatch(r"[0-9a-f]{64}", r["hash"]) and r["seq"] == 1
-    assert (r["route"], r["cache_key"], r["cache_status"]) == (None, None, "bypass")  # not deterministic: no cache
+    assert (r["route"], r["cache_key"], r["cache_status"]) == (
+        None,
+        None,
+        "bypass",
+    )  # not deterministic: no cache
     assert set(r) == {"object", "id"} | {f.name for f in dataclasses.fields(Receipt)}  # every field is served
 
     assert headers["x-nextmodel-served-mode"] == "fresh" and headers["x-nextmodel-provider"] == "fake"
@@ -142,8 +178,11 @@ async def test_route_decision_is_recorded_in_attempts(client: Any, proxy: Any) -
 
 
 async def test_stream_asks_upstream_for_usage_and_hides_it_from_a_client_that_did_not(
-        client: Any, proxy: Any, fake_upstream: Any) -> None:
-    raw = await client.chat.completions.with_raw_response.create(model="gpt-test", messages=MESSAGES, stream=True)
+    client: Any, proxy: Any, fake_upstream: Any
+) -> None:
+    raw = await client.chat.completions.with_raw_response.create(
+        model="gpt-test", messages=MESSAGES, stream=True
+    )
     chunks = [c async for c in raw.parse()]
     assert fake_upstream.state.requests[-1]["stream_options"] == {"include_usage": True}
     assert all(c.usage is None for c in chunks) and all(c.choices for c in chunks)
@@ -156,18 +195,27 @@ async def test_stream_asks_upstream_for_usage_and_hides_it_from_a_client_that_di
 
 
 async def test_stream_client_that_asked_for_usage_gets_the_chunk_unchanged(
-        client: Any, proxy: Any, fake_upstream: Any) -> None:
+    client: Any, proxy: Any, fake_upstream: Any
+) -> None:
     raw = await client.chat.completions.with_raw_response.create(
-        model="gpt-test", messages=MESSAGES, stream=True, stream_options={"include_usage": True})
+        model="gpt-test", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
     chunks = [c async for c in raw.parse()]
     assert fake_upstream.state.requests[-1]["stream_options"] == {"include_usage": True}
     usage_chunks = [c for c in chunks if c.usage is not None]
     assert len(usage_chunks) == 1 and usage_chunks[0].choices == [] and chunks[-1] is usage_chunks[0]
     assert usage_chunks[0].usage.model_dump(exclude_none=True) == {
-        "prompt_tokens": 13, "completion_tokens": 6, "total_tokens": 19,
+        "prompt_tokens": 13,
+        "completion_tokens": 6,
+        "total_tokens": 19,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                      "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
     r = await _receipt(proxy, raw.headers["x-nextmodel-receipt-id"], queued=True)
     assert (r["prompt_tokens"], r["completion_tokens"], r["usage_source"]) == (13, 6, "upstream")
 
@@ -176,9 +224,12 @@ async def test_stream_client_that_asked_for_usage_gets_the_chunk_unchanged(
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_deepseek_cache_hits_are_priced_at_the_cached_rate(client: Any, proxy: Any, stream: bool) -> None:
-    raw = await client.chat.completions.with_raw_response.create(model="fake-deepseek", messages=MESSAGES,
-                                                                 stream=stream)
+async def test_deepseek_cache_hits_are_priced_at_the_cached_rate(
+    client: Any, proxy: Any, stream: bool
+) -> None:
+    raw = await client.chat.completions.with_raw_response.create(
+        model="fake-deepseek", messages=MESSAGES, stream=stream
+    )
     if stream:
         assert [c.usage async for c in raw.parse() if c.usage is not None] == []
     r = await _receipt(proxy, raw.headers["x-nextmodel-receipt-id"], queued=stream)
@@ -190,7 +241,8 @@ async def test_deepseek_cache_hits_are_priced_at_the_cached_rate(client: Any, pr
 
 
 async def test_openai_cached_tokens_are_part_of_prompt_and_billed_once(
-        tmp_path: Path, write_config: Any, start_proxy: Any) -> None:
+    tmp_path: Path, write_config: Any, start_proxy: Any
+) -> None:
     proxy = await start_proxy(_with_cached_model(tmp_path, write_config))
     async with openai.AsyncOpenAI(base_url=proxy.base, api_key="x", max_retries=0) as client:
         completion, headers = await _chat(client, model="fake-cached")
@@ -215,8 +267,9 @@ async def test_provider_without_usage_gets_an_estimated_receipt(client: Any, pro
 
 
 async def test_stream_without_usage_is_estimated_too(client: Any, proxy: Any) -> None:
-    raw = await client.chat.completions.with_raw_response.create(model="fake-nousage", messages=MESSAGES,
-                                                                 stream=True)
+    raw = await client.chat.completions.with_raw_response.create(
+        model="fake-nousage", messages=MESSAGES, stream=True
+    )
     [c async for c in raw.parse()]
     r = await _receipt(proxy, raw.headers["x-nextmodel-receipt-id"], queued=True)
     assert (r["usage_source"], r["completion_tokens"]) == ("estimated", 6)
@@ -228,7 +281,11 @@ async def test_model_without_price_has_an_explicitly_unknown_cost(client: Any, p
     r = await _receipt(proxy, headers["x-nextmodel-receipt-id"])
     assert (r["prompt_tokens"], r["usage_source"]) == (13, "upstream")
     assert (r["upstream_cost_usd"], r["billed_cost_usd"], r["fresh_cost_usd"], r["savings_usd"]) == (
-        None, None, None, None)
+        None,
+        None,
+        None,
+        None,
+    )
     assert "fake-noprice" in r["cost_unknown_reason"]
     assert r["price_version"] is None
     assert headers["x-nextmodel-cost-usd"] == "unknown"
@@ -239,9 +296,18 @@ async def test_upstream_500_gets_an_error_receipt_costing_nothing(client: Any, p
         await _chat(client, model="fake-error-500")
     headers = info.value.response.headers
     r = await _receipt(proxy, headers["x-nextmodel-receipt-id"])
-    assert (r["served_mode"], r["status"], r["error_code"], r["provider"]) == ("error", 500, "server_error", "fake")
+    assert (r["served_mode"], r["status"], r["error_code"], r["provider"]) == (
+        "error",
+        500,
+        "server_error",
+        "fake",
+    )
     assert (r["upstream_cost_usd"], r["billed_cost_usd"], r["fresh_cost_usd"], r["savings_usd"]) == (
-        "0.00", "0.00", "0.00", "0.00")
+        "0.00",
+        "0.00",
+        "0.00",
+        "0.00",
+    )
     assert r["usage_source"] == "none" and r["prompt_tokens"] is None
     assert r["attempts"][-1]["outcome"] == "500"
     assert headers["x-nextmodel-served-mode"] == "error" and headers["x-nextmodel-cost-usd"] == "0.00"
@@ -264,8 +330,9 @@ async def test_malformed_request_gets_no_receipt(client: Any, proxy: Any, tmp_pa
     await _chat(client)
     before = _rows(tmp_path)
     async with aiohttp.ClientSession() as s:
-        async with s.post(f"{proxy.base}/chat/completions", data=b"{not json",
-                          headers={"Content-Type": "application/json"}) as resp:
+        async with s.post(
+            f"{proxy.base}/chat/completions", data=b"{not json", headers={"Content-Type": "application/json"}
+        ) as resp:
             assert resp.status == 400
             assert "x-nextmodel-receipt-id" not in resp.headers
             assert (await resp.json())["error"]["type"] == "invalid_request_error"
@@ -280,8 +347,13 @@ async def test_malformed_request_gets_no_receipt(client: Any, proxy: Any, tmp_pa
 
 async def _mixed_traffic(client: Any) -> list[str]:
     ids = []
-    for project, model in (("a", "gpt-test"), ("b", "gpt-test"), ("a", "fake-deepseek"), ("b", "fake-basic"),
-                           ("a", "gpt-test")):
+    for project, model in (
+        ("a", "gpt-test"),
+        ("b", "gpt-test"),
+        ("a", "fake-deepseek"),
+        ("b", "fake-basic"),
+        ("a", "gpt-test"),
+    ):
         _, headers = await _chat(client, model=model, extra_headers={"x-nextmodel-project": project})
         ids.append(headers["x-nextmodel-receipt-id"])
     with pytest.raises(openai.InternalServerError) as info:
@@ -299,7 +371,9 @@ async def test_receipts_list_filters(client: Any, proxy: Any) -> None:
     assert {r["id"] for r in await _all_receipts(proxy, project="a")} == {ids[0], ids[2], ids[4], ids[5]}
     assert {r["id"] for r in await _all_receipts(proxy, model="gpt-test")} == {ids[0], ids[1], ids[4]}
     assert [r["id"] for r in await _all_receipts(proxy, mode="error")] == [ids[5]]
-    assert [r["id"] for r in await _all_receipts(proxy, project="b", model="fake-basic", mode="fresh")] == [ids[3]]
+    assert [r["id"] for r in await _all_receipts(proxy, project="b", model="fake-basic", mode="fresh")] == [
+        ids[3]
+    ]
 
 
 async def test_receipts_list_pagination_covers_every_row_once(client: Any, proxy: Any) -> None:
@@ -318,8 +392,10 @@ async def test_receipts_list_pagination_covers_every_row_once(client: Any, proxy
     assert seen == ids[::-1] and pages == 2
 
 
-@pytest.mark.parametrize(("param", "value"), [("since", "yesterday-ish"), ("until", "12x"), ("limit", "0"),
-                                              ("cursor", "garbage"), ("mode", "cheap")])
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [("since", "yesterday-ish"), ("until", "12x"), ("limit", "0"), ("cursor", "garbage"), ("mode", "cheap")],
+)
 async def test_bad_list_parameter_is_an_openai_400_naming_it(proxy: Any, param: str, value: str) -> None:
     status, body = await _get(proxy, "/receipts", **{param: value})
     assert status == 400
@@ -351,12 +427,19 @@ async def test_csv_export_round_trips_and_totals_equal_spend(client: Any, proxy:
             if rec[col]:
                 assert Decimal(rec[col]) == Decimal(from_api[col])
         assert (rec["project"], rec["model"], rec["served_mode"]) == (
-            from_api["project"] or "", from_api["model"] or "", from_api["served_mode"])
-        assert rec["prompt_tokens"] == ("" if from_api["prompt_tokens"] is None else str(from_api["prompt_tokens"]))
+            from_api["project"] or "",
+            from_api["model"] or "",
+            from_api["served_mode"],
+        )
+        assert rec["prompt_tokens"] == (
+            "" if from_api["prompt_tokens"] is None else str(from_api["prompt_tokens"])
+        )
     assert records[-1]["billed_cost_usd"] == "" and "fake-noprice" in records[-1]["cost_unknown_reason"]
 
     total = sum((Decimal(rec["billed_cost_usd"]) for rec in records if rec["billed_cost_usd"]), Decimal(0))
-    by_hand = Decimal("0.00000555") * 3 + Decimal("0.000004144") + Decimal("0.00000555")  # 3 gpt-test + ds + basic
+    by_hand = (
+        Decimal("0.00000555") * 3 + Decimal("0.000004144") + Decimal("0.00000555")
+    )  # 3 gpt-test + ds + basic
     assert total == by_hand
     spend = _cli(tmp_path, "spend", "--json")
     assert spend.exit_code == 0, spend.output
@@ -382,7 +465,9 @@ async def test_verify_passes_then_names_a_tampered_receipt(client: Any, proxy: A
     assert ok.exit_code == 0, ok.output
     assert "6 receipts checked" in ok.output
     with sqlite3.connect(tmp_path / "ledger.db") as conn:
-        conn.execute("UPDATE receipts SET billed_cost_pusd = billed_cost_pusd - 1 WHERE receipt_id = ?", (ids[2],))
+        conn.execute(
+            "UPDATE receipts SET billed_cost_pusd = billed_cost_pusd - 1 WHERE receipt_id = ?", (ids[2],)
+        )
     bad = _cli(tmp_path, "receipts", "verify")
     assert bad.exit_code == 1
     assert ids[2] in bad.output and ids[1] not in bad.output
@@ -392,7 +477,8 @@ async def test_verify_passes_then_names_a_tampered_receipt(client: Any, proxy: A
 
 
 async def test_display_currency_is_recorded_and_shown_beside_usd(
-        tmp_path: Path, write_config: Any, start_proxy: Any) -> None:
+    tmp_path: Path, write_config: Any, start_proxy: Any
+) -> None:
     proxy = await start_proxy(write_config("currency: {display: GBP, rates: {GBP: 0.79}}\n"))
     async with openai.AsyncOpenAI(base_url=proxy.base, api_key="x", max_retries=0) as client:
         _, headers = await _chat(client, extra_headers={"x-nextmodel-project": "web"})
@@ -413,26 +499,38 @@ async def test_display_currency_is_recorded_and_shown_beside_usd(
 
 
 async def test_budget_refusal_gets_a_receipt_costing_nothing(
-        tmp_path: Path, write_config: Any, start_proxy: Any, fake_upstream: Any) -> None:
+    tmp_path: Path, write_config: Any, start_proxy: Any, fake_upstream: Any
+) -> None:
     proxy = await start_proxy(write_config("projects: {tiny: {budget: {amount: 0.000001, period: day}}}\n"))
     async with openai.AsyncOpenAI(base_url=proxy.base, api_key="x", max_retries=0) as client:
         with pytest.raises(openai.RateLimitError) as info:
             await _chat(client, extra_headers={"x-nextmodel-project": "tiny"})
     assert info.value.code == "budget_exceeded" and fake_upstream.state.calls == 0
     r = await _receipt(proxy, info.value.response.headers["x-nextmodel-receipt-id"])
-    assert (r["project"], r["status"], r["error_code"], r["served_mode"]) == ("tiny", 429, "budget_exceeded", "error")
+    assert (r["project"], r["status"], r["error_code"], r["served_mode"]) == (
+        "tiny",
+        429,
+        "budget_exceeded",
+        "error",
+    )
     assert (r["model"], r["billed_cost_usd"], r["upstream_cost_usd"]) == ("gpt-test", "0.00", "0.00")
     assert r["attempts"] == [{"route": None, "decision": r["attempts"][0]["decision"]}]
     assert info.value.response.headers["x-nextmodel-cost-usd"] == "0.00"
 
 
 async def test_stream_cut_by_the_upstream_is_estimated_not_free(client: Any, proxy: Any) -> None:
-    raw = await client.chat.completions.with_raw_response.create(model="fake-broken", messages=MESSAGES,
-                                                                 stream=True)
+    raw = await client.chat.completions.with_raw_response.create(
+        model="fake-broken", messages=MESSAGES, stream=True
+    )
     with pytest.raises(openai.APIError):
         [c async for c in raw.parse()]
     r = await _receipt(proxy, raw.headers["x-nextmodel-receipt-id"], queued=True)
-    assert (r["stream"], r["served_mode"], r["status"], r["error_code"]) == (True, "error", 502, "upstream_unreachable")
+    assert (r["stream"], r["served_mode"], r["status"], r["error_code"]) == (
+        True,
+        "error",
+        502,
+        "upstream_unreachable",
+    )
     # The upstream answered and was cut off after "Echo: hello th" (14 chars relayed): it consumed the prompt and
     # generated tokens, so the receipt estimates them instead of billing a silent 0.
     assert (r["usage_source"], r["completion_tokens"]) == ("estimated", 4)  # ceil(14 / 4)
@@ -448,8 +546,9 @@ async def _until_replayed(client: Any, model: str = "gpt-test", **kw: Any) -> An
     """Repeat a request until the proxy replays it (the cache write is queued behind the first receipt)."""
     deadline = time.monotonic() + 2.0
     while True:
-        raw = await client.chat.completions.with_raw_response.create(model=model, messages=MESSAGES,
-                                                                     temperature=0, **kw)
+        raw = await client.chat.completions.with_raw_response.create(
+            model=model, messages=MESSAGES, temperature=0, **kw
+        )
         if raw.headers["x-nextmodel-served-mode"] == "exact-cache":
             return raw
         assert time.monotonic() < deadline, "the answer was never replayed from the cache"
@@ -459,20 +558,30 @@ async def _until_replayed(client: Any, model: str = "gpt-test", **kw: Any) -> An
 
 
 async def test_cache_replay_receipt_bills_the_replay_ratio_and_points_at_the_fresh_call(
-        client: Any, proxy: Any, fake_upstream: Any, tmp_path: Path) -> None:
-    first = await client.chat.completions.with_raw_response.create(model="gpt-test", messages=MESSAGES,
-                                                                   temperature=0)
+    client: Any, proxy: Any, fake_upstream: Any, tmp_path: Path
+) -> None:
+    first = await client.chat.completions.with_raw_response.create(
+        model="gpt-test", messages=MESSAGES, temperature=0
+    )
     fresh_id = first.headers["x-nextmodel-receipt-id"]
     replayed = await _until_replayed(client)
     assert replayed.parse().choices[0].message.content == ANSWER
     assert fake_upstream.state.calls == 1
     r = await _receipt(proxy, replayed.headers["x-nextmodel-receipt-id"])
     assert (r["served_mode"], r["reused_receipt_id"], r["cache_status"], r["status"]) == (
-        "exact-cache", fresh_id, "hit", 200)
+        "exact-cache",
+        fresh_id,
+        "hit",
+        200,
+    )
     assert (r["prompt_tokens"], r["completion_tokens"], r["usage_source"]) == (13, 6, "cache")
     # fresh 0.00000555; billed at the default replay ratio 0.1; nothing went upstream
     assert (r["upstream_cost_usd"], r["billed_cost_usd"], r["fresh_cost_usd"], r["savings_usd"]) == (
-        "0.00", "0.000000555", "0.00000555", "0.000004995")
+        "0.00",
+        "0.000000555",
+        "0.00000555",
+        "0.000004995",
+    )
     assert replayed.headers["x-nextmodel-cost-usd"] == "0.000000555"
     assert replayed.headers["x-nextmodel-usage-source"] == "cache"
     report = orjson.loads(_cli(tmp_path, "spend", "--by", "mode", "--json").output)
@@ -481,9 +590,12 @@ async def test_cache_replay_receipt_bills_the_replay_ratio_and_points_at_the_fre
     assert [row["id"] for row in await _all_receipts(proxy, mode="exact-cache")] == [r["id"]]
 
 
-async def test_stream_replay_receipt_has_the_stored_usage(client: Any, proxy: Any, fake_upstream: Any) -> None:
-    first = await client.chat.completions.with_raw_response.create(model="gpt-test", messages=MESSAGES,
-                                                                   temperature=0, stream=True)
+async def test_stream_replay_receipt_has_the_stored_usage(
+    client: Any, proxy: Any, fake_upstream: Any
+) -> None:
+    first = await client.chat.completions.with_raw_response.create(
+        model="gpt-test", messages=MESSAGES, temperature=0, stream=True
+    )
     [c async for c in first.parse()]
     replayed = await _until_replayed(client, stream=True)
     chunks = [c async for c in replayed.parse()]
@@ -491,7 +603,12 @@ async def test_stream_replay_receipt_has_the_stored_usage(client: Any, proxy: An
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == ANSWER
     r = await _receipt(proxy, replayed.headers["x-nextmodel-receipt-id"], queued=True)
     assert (r["served_mode"], r["stream"], r["usage_source"], r["prompt_tokens"], r["completion_tokens"]) == (
-        "exact-cache", True, "cache", 13, 6)
+        "exact-cache",
+        True,
+        "cache",
+        13,
+        6,
+    )
     # A repeat sent before the first stream's cache write committed also went upstream and stored its
     # answer; the replay points at whichever fresh stream stored it.
     reused = await _receipt(proxy, r["reused_receipt_id"], queued=True)
@@ -502,9 +619,11 @@ async def test_stream_replay_receipt_has_the_stored_usage(client: Any, proxy: An
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_replay_of_an_answer_without_usage_is_estimated_like_its_fresh_call(
-        client: Any, proxy: Any, stream: bool) -> None:
-    first = await client.chat.completions.with_raw_response.create(model="fake-nousage", messages=MESSAGES,
-                                                                   temperature=0, stream=stream)
+    client: Any, proxy: Any, stream: bool
+) -> None:
+    first = await client.chat.completions.with_raw_response.create(
+        model="fake-nousage", messages=MESSAGES, temperature=0, stream=stream
+    )
     if stream:
         [c async for c in first.parse()]
     replayed = await _until_replayed(client, "fake-nousage", stream=stream)
@@ -514,7 +633,10 @@ async def test_replay_of_an_answer_without_usage_is_estimated_like_its_fresh_cal
     r = await _receipt(proxy, replayed.headers["x-nextmodel-receipt-id"], queued=stream)
     assert fresh["usage_source"] == r["usage_source"] == "estimated"
     assert (r["served_mode"], r["prompt_tokens"], r["completion_tokens"]) == (
-        "exact-cache", fresh["prompt_tokens"], fresh["completion_tokens"])
+        "exact-cache",
+        fresh["prompt_tokens"],
+        fresh["completion_tokens"],
+    )
     # a known cost (not "no usage"): the fresh call's estimate, billed at the replay ratio
     assert r["cost_unknown_reason"] is None and r["fresh_cost_usd"] == fresh["billed_cost_usd"]
     assert Decimal(r["billed_cost_usd"]) == Decimal(fresh["billed_cost_usd"]) * Decimal("0.1")
@@ -532,19 +654,26 @@ async def _sse_events(proxy: Any, body: dict[str, Any]) -> list[bytes]:
 
 @pytest.mark.parametrize("options", [None, {"include_usage": False}])
 async def test_stream_bytes_are_the_upstreams_minus_the_injected_usage_chunk(
-        proxy: Any, options: Any) -> None:
+    proxy: Any, options: Any
+) -> None:
     body: dict[str, Any] = {"model": "fake-basic", "messages": MESSAGES, "stream": True}
     if options is not None:
         body["stream_options"] = options
     events = await _sse_events(proxy, body)
-    upstream = _stream_events("fake-basic", {**body, "stream_options": {"include_usage": True}},
-                              _answer("fake-basic", body))
+    upstream = _stream_events(
+        "fake-basic", {**body, "stream_options": {"include_usage": True}}, _answer("fake-basic", body)
+    )
     assert len(upstream) == len(events) + 1 and b'"usage"' in upstream[-2]
     assert events == upstream[:-2] + upstream[-1:]
 
 
 async def test_stream_bytes_include_the_usage_chunk_unchanged_when_asked(proxy: Any) -> None:
-    body = {"model": "fake-basic", "messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
+    body = {
+        "model": "fake-basic",
+        "messages": MESSAGES,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     assert await _sse_events(proxy, body) == _stream_events("fake-basic", body, _answer("fake-basic", body))
 
 
@@ -552,11 +681,17 @@ async def test_stream_bytes_include_the_usage_chunk_unchanged_when_asked(proxy: 
 
 
 async def test_embeddings_receipt(client: Any, proxy: Any) -> None:
-    raw = await client.embeddings.with_raw_response.create(model="fake-embed", input=["one two three", "four"])
+    raw = await client.embeddings.with_raw_response.create(
+        model="fake-embed", input=["one two three", "four"]
+    )
     r = await _receipt(proxy, raw.headers["x-nextmodel-receipt-id"])
     # the fake counts max(1, len // 4) per input: 3 + 1 = 4 tokens at 0.02 per 1M
     assert (r["endpoint"], r["prompt_tokens"], r["completion_tokens"], r["usage_source"]) == (
-        "embeddings", 4, 0, "upstream")
+        "embeddings",
+        4,
+        0,
+        "upstream",
+    )
     assert r["billed_cost_usd"] == raw.headers["x-nextmodel-cost-usd"] == "0.00000008"
 
 
@@ -567,10 +702,14 @@ def _make_keys(path: Path) -> dict[str, Any]:
     conn = db.open_db(path)
     try:
         conn.execute("BEGIN")
-        made = {name: create_key(conn, settings) for name, settings in (
-            ("web", KeySettings(project="web", team="growth", rpm=1)),
-            ("shop", KeySettings(project="shop")),
-            ("admin", KeySettings(is_admin=True)))}
+        made = {
+            name: create_key(conn, settings)
+            for name, settings in (
+                ("web", KeySettings(project="web", team="growth", rpm=1)),
+                ("shop", KeySettings(project="shop")),
+                ("admin", KeySettings(is_admin=True)),
+            )
+        }
         conn.execute("COMMIT")
     finally:
         conn.close()
@@ -578,13 +717,16 @@ def _make_keys(path: Path) -> dict[str, Any]:
 
 
 async def _get_as(proxy: Any, secret: str, path: str, **params: str) -> tuple[int, Any]:
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {secret}"}) as s, \
-            s.get(f"{proxy.base}{path}", params=params) as r:
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {secret}"}) as s,
+        s.get(f"{proxy.base}{path}", params=params) as r,
+    ):
         return r.status, await r.json()
 
 
 async def test_keyed_receipts_are_attributed_refused_and_readable_by_their_project_only(
-        tmp_path: Path, write_config: Any, start_proxy: Any, fake_upstream: Any) -> None:
+    tmp_path: Path, write_config: Any, start_proxy: Any, fake_upstream: Any
+) -> None:
     keys = _make_keys(tmp_path / "ledger.db")
     proxy = await start_proxy(write_config())
     (web, web_id), (shop, _), (admin, _) = keys["web"], keys["shop"], keys["admin"]
@@ -592,7 +734,10 @@ async def test_keyed_receipts_are_attributed_refused_and_readable_by_their_proje
         _, headers = await _chat(client, extra_headers={"x-nextmodel-project": "spoofed"})
         with pytest.raises(openai.RateLimitError) as info:  # rpm 1: the second request in a minute is refused
             await _chat(client)
-    ok_id, refused_id = headers["x-nextmodel-receipt-id"], info.value.response.headers["x-nextmodel-receipt-id"]
+    ok_id, refused_id = (
+        headers["x-nextmodel-receipt-id"],
+        info.value.response.headers["x-nextmodel-receipt-id"],
+    )
     async with openai.AsyncOpenAI(base_url=proxy.base, api_key="nm-wrong", max_retries=0) as stranger:
         with pytest.raises(openai.AuthenticationError):
             await _chat(stranger)
@@ -601,7 +746,11 @@ async def test_keyed_receipts_are_attributed_refused_and_readable_by_their_proje
     status, r = await _get_as(proxy, web, f"/receipts/{ok_id}")
     assert status == 200 and (r["key_id"], r["project"], r["team"]) == (web_id, "web", "growth")
     status, refused = await _get_as(proxy, web, f"/receipts/{refused_id}")
-    assert status == 200 and (refused["status"], refused["served_mode"], refused["key_id"]) == (429, "error", web_id)
+    assert status == 200 and (refused["status"], refused["served_mode"], refused["key_id"]) == (
+        429,
+        "error",
+        web_id,
+    )
     assert refused["error_code"] == info.value.code and refused["billed_cost_usd"] == "0.00"
     assert (await _get_as(proxy, shop, f"/receipts/{ok_id}"))[0] == 404  # another project's receipt
     assert (await _get_as(proxy, admin, f"/receipts/{ok_id}"))[0] == 200
@@ -613,7 +762,8 @@ async def test_keyed_receipts_are_attributed_refused_and_readable_by_their_proje
 
 
 async def test_price_version_is_stable_across_restarts_and_changes_with_the_price(
-        tmp_path: Path, write_config: Any, start_proxy: Any) -> None:
+    tmp_path: Path, write_config: Any, start_proxy: Any
+) -> None:
     async def one_call(config: Any) -> dict[str, Any]:
         proxy = await start_proxy(config)
         async with openai.AsyncOpenAI(base_url=proxy.base, api_key="x", max_retries=0) as client:
@@ -625,8 +775,13 @@ async def test_price_version_is_stable_across_restarts_and_changes_with_the_pric
     first = await one_call(write_config())
     same = await one_call(write_config())
     path = tmp_path / "providers.yaml"
-    path.write_text(path.read_text().replace("upstream_id: fake-basic, price: {input: 0.15,",
-                                             "upstream_id: fake-basic, price: {input: 0.16,", 1))
+    path.write_text(
+        path.read_text().replace(
+            "upstream_id: fake-basic, price: {input: 0.15,",
+            "upstream_id: fake-basic, price: {input: 0.16,",
+            1,
+        )
+    )
     repriced = await one_call(load_config(path))
     assert first["price_version"] == same["price_version"] != repriced["price_version"]
     assert repriced["billed_cost_usd"] == "0.00000568"  # 13 x 0.16 + 6 x 0.60 = 5.68 per 1M

@@ -17,15 +17,29 @@ from nextmodel_proxy.cache.replay import (
 )
 from nextmodel_proxy.sse import DONE, data_event
 
-HEAD = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-4o-mini",
-        "system_fingerprint": "fp_1"}
-USAGE = {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19,
-         "prompt_tokens_details": {"cached_tokens": 0}}
+HEAD = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion.chunk",
+    "created": 1700000000,
+    "model": "gpt-4o-mini",
+    "system_fingerprint": "fp_1",
+}
+USAGE = {
+    "prompt_tokens": 12,
+    "completion_tokens": 7,
+    "total_tokens": 19,
+    "prompt_tokens_details": {"cached_tokens": 0},
+}
 
 
 def chunk(delta, index=0, finish=None, **extra):
-    return data_event({**HEAD, "choices": [{"index": index, "delta": delta, "logprobs": None,
-                                            "finish_reason": finish}], **extra})
+    return data_event(
+        {
+            **HEAD,
+            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            **extra,
+        }
+    )
 
 
 def usage_chunk():
@@ -46,12 +60,32 @@ ARGS_0 = '{"city": "Paris", "unit": "c\\u00b0"}'
 ARGS_1 = '{"q": "a,b"}'
 TOOL_STREAM = [
     chunk({"role": "assistant", "content": None}),
-    chunk({"tool_calls": [{"index": 0, "id": "call_a", "type": "function",
-                           "function": {"name": "weather", "arguments": ""}}]}),
+    chunk(
+        {
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "call_a",
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": ""},
+                }
+            ]
+        }
+    ),
     chunk({"tool_calls": [{"index": 0, "function": {"arguments": ARGS_0[:7]}}]}),
     chunk({"tool_calls": [{"index": 0, "function": {"arguments": ARGS_0[7:]}}]}),
-    chunk({"tool_calls": [{"index": 1, "id": "call_b", "type": "function",
-                           "function": {"name": "search", "arguments": ARGS_1[:3]}}]}),
+    chunk(
+        {
+            "tool_calls": [
+                {
+                    "index": 1,
+                    "id": "call_b",
+                    "type": "function",
+                    "function": {"name": "search", "arguments": ARGS_1[:3]},
+                }
+            ]
+        }
+    ),
     chunk({"tool_calls": [{"index": 1, "function": {"arguments": ARGS_1[3:]}}]}),
     chunk({}, finish="tool_calls"),
     usage_chunk(),
@@ -59,13 +93,34 @@ TOOL_STREAM = [
 ]
 
 COMPLETION = {
-    "id": "chatcmpl-9", "object": "chat.completion", "created": 1700000001, "model": "gpt-4o-mini",
+    "id": "chatcmpl-9",
+    "object": "chat.completion",
+    "created": 1700000001,
+    "model": "gpt-4o-mini",
     "choices": [
-        {"index": 0, "message": {"role": "assistant", "content": "Four.", "refusal": None, "annotations": []},
-         "logprobs": None, "finish_reason": "stop"},
-        {"index": 1, "message": {"role": "assistant", "content": None, "refusal": None, "tool_calls": [
-            {"id": "call_x", "type": "function", "function": {"name": "add", "arguments": '{"a":2,"b":2}'}}]},
-         "logprobs": None, "finish_reason": "tool_calls"},
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Four.", "refusal": None, "annotations": []},
+            "logprobs": None,
+            "finish_reason": "stop",
+        },
+        {
+            "index": 1,
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "refusal": None,
+                "tool_calls": [
+                    {
+                        "id": "call_x",
+                        "type": "function",
+                        "function": {"name": "add", "arguments": '{"a":2,"b":2}'},
+                    }
+                ],
+            },
+            "logprobs": None,
+            "finish_reason": "tool_calls",
+        },
     ],
     "usage": USAGE,
     "system_fingerprint": "fp_9",
@@ -77,10 +132,19 @@ def test_text_stream_becomes_one_completion_with_usage():
     obj = sse_to_completion(TEXT_STREAM)
     assert obj["object"] == "chat.completion"
     assert (obj["id"], obj["created"], obj["model"], obj["system_fingerprint"]) == (
-        "chatcmpl-1", 1700000000, "gpt-4o-mini", "fp_1")
-    assert obj["choices"] == [{"index": 0, "message": {"role": "assistant", "content": "Hello, world",
-                                                       "refusal": None},
-                               "logprobs": None, "finish_reason": "stop"}]
+        "chatcmpl-1",
+        1700000000,
+        "gpt-4o-mini",
+        "fp_1",
+    )
+    assert obj["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Hello, world", "refusal": None},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ]
     assert obj["usage"] == USAGE
 
 
@@ -96,11 +160,19 @@ def test_tool_call_stream_keeps_every_argument_byte():
 
 
 def test_n_choices_are_accumulated_separately():
-    events = [chunk({"role": "assistant", "content": "A"}, index=0), chunk({"role": "assistant", "content": "B"},
-              index=1), chunk({"content": "a"}, index=0), chunk({}, index=1, finish="length"),
-              chunk({}, index=0, finish="stop"), DONE]
+    events = [
+        chunk({"role": "assistant", "content": "A"}, index=0),
+        chunk({"role": "assistant", "content": "B"}, index=1),
+        chunk({"content": "a"}, index=0),
+        chunk({}, index=1, finish="length"),
+        chunk({}, index=0, finish="stop"),
+        DONE,
+    ]
     obj = sse_to_completion(events)
-    assert [(c["message"]["content"], c["finish_reason"]) for c in obj["choices"]] == [("Aa", "stop"), ("B", "length")]
+    assert [(c["message"]["content"], c["finish_reason"]) for c in obj["choices"]] == [
+        ("Aa", "stop"),
+        ("B", "length"),
+    ]
 
 
 def test_completion_to_sse_to_completion_is_equal():
@@ -137,7 +209,9 @@ def test_stored_stream_bytes_round_trip():
 
 def test_replay_serves_each_stored_kind_in_each_form():
     stored_sse = encode_events(TEXT_STREAM)
-    assert orjson.loads(replay("sse", stored_sse, stream=False, include_usage=False)) == sse_to_completion(TEXT_STREAM)
+    assert orjson.loads(replay("sse", stored_sse, stream=False, include_usage=False)) == sse_to_completion(
+        TEXT_STREAM
+    )
     assert replay("sse", stored_sse, stream=True, include_usage=True) == TEXT_STREAM
     stored_json = orjson.dumps(COMPLETION)
     assert replay("json", stored_json, stream=False, include_usage=False) == stored_json
@@ -177,8 +251,11 @@ def test_invalid_tool_call_json_is_not_storable():
     broken = TOOL_STREAM[:3] + TOOL_STREAM[4:]  # the second piece of call 0's arguments went missing
     assert not is_complete_stream(broken)
     call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"a": '}}
-    choice = {"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [call]},
-              "finish_reason": "tool_calls"}
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+        "finish_reason": "tool_calls",
+    }
     assert not is_complete_completion({**COMPLETION, "choices": [choice]})
 
 
@@ -186,12 +263,18 @@ def test_missing_finish_reason_or_choice_is_not_storable():
     choice = {**COMPLETION["choices"][0], "finish_reason": None}
     assert not is_complete_completion({**COMPLETION, "choices": [choice]})
     assert not is_complete_completion({**COMPLETION, "choices": []})
-    assert not is_complete_completion({**COMPLETION, "choices": [COMPLETION["choices"][1]]})  # index 0 missing
+    assert not is_complete_completion(
+        {**COMPLETION, "choices": [COMPLETION["choices"][1]]}
+    )  # index 0 missing
 
 
 def test_embeddings_completeness():
-    ok = {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
-          "model": "text-embedding-3-small", "usage": {"prompt_tokens": 2, "total_tokens": 2}}
+    ok = {
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+        "model": "text-embedding-3-small",
+        "usage": {"prompt_tokens": 2, "total_tokens": 2},
+    }
     assert is_complete_embeddings(ok)
     assert not is_complete_embeddings(ok, status=500)
     assert not is_complete_embeddings({**ok, "data": []})
@@ -214,8 +297,17 @@ def test_malformed_upstream_data_is_never_storable_and_never_raises():
         data_event({"choices": [{"index": "zero", "delta": {"content": "x"}, "finish_reason": "stop"}]}),
         data_event({"choices": {"not": "a list"}}),
         data_event({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": None, "function": {}}]}}]}),
-        data_event({"choices": [{"index": 0, "delta": {"tool_calls": [{"function": {"arguments": {"a": 1}}}]},
-                                 "finish_reason": "tool_calls"}]}),
+        data_event(
+            {
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"tool_calls": [{"function": {"arguments": {"a": 1}}}]},
+                        "finish_reason": "tool_calls",
+                    }
+                ]
+            }
+        ),
         b": keep-alive\n\n",
         b"data: not json\n\n",
         DONE,

@@ -21,15 +21,24 @@ NOW = dt.datetime(2026, 11, 22, 8, 0, 0, tzinfo=dt.UTC)
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [(None, "upstream_unreachable"), (504, "upstream_timeout"), (429, None), (500, None), (502, None),
-     (503, "upstream_error"), (408, None)],
+    [
+        (None, "upstream_unreachable"),
+        (504, "upstream_timeout"),
+        (429, None),
+        (500, None),
+        (502, None),
+        (503, "upstream_error"),
+        (408, None),
+    ],
 )
 def test_transient_failures_before_the_first_byte_are_retried(status, code):
     assert should_retry(status, code, first_byte_sent=False)
     assert should_fall_back(status, code, first_byte_sent=False)
 
 
-@pytest.mark.parametrize(("status", "code"), [(400, None), (401, None), (404, "model_not_found"), (422, None)])
+@pytest.mark.parametrize(
+    ("status", "code"), [(400, None), (401, None), (404, "model_not_found"), (422, None)]
+)
 def test_client_errors_are_neither_retried_nor_passed_to_the_next_candidate(status, code):
     assert not should_retry(status, code, first_byte_sent=False)
     assert not should_fall_back(status, code, first_byte_sent=False)

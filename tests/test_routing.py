@@ -68,10 +68,17 @@ def test_detects_tools_images_and_json_schema_from_the_request():
     assert detect_requirements(chat()) == frozenset()
     assert detect_requirements(chat(tools=[])) == frozenset()  # empty list asks for nothing
     assert detect_requirements(chat(tools=[{"type": "function", "function": {"name": "f"}}])) == {"tools"}
-    image = {"role": "user", "content": [{"type": "text", "text": "what?"},
-                                         {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]}
+    image = {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "what?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}},
+        ],
+    }
     assert detect_requirements({"messages": [image]}) == {"vision"}
-    assert detect_requirements(chat(response_format={"type": "json_schema", "json_schema": {}})) == {"json_schema"}
+    assert detect_requirements(chat(response_format={"type": "json_schema", "json_schema": {}})) == {
+        "json_schema"
+    }
     assert detect_requirements(chat(response_format={"type": "json_object"})) == frozenset()
 
 
@@ -81,7 +88,9 @@ def test_estimated_cost_uses_chars_over_four_and_requested_max_tokens(config):
     cost = estimate_request_cost(big, body)
     prompt_tokens = 1001  # ceil((4000 + len("user")) / 4): message text, role included
     assert cost == (Decimal(prompt_tokens) * 3 + Decimal(100) * 15) / Decimal(1_000_000)
-    assert estimate_request_cost(big, chat("x", max_completion_tokens=10)) < estimate_request_cost(big, chat("x"))
+    assert estimate_request_cost(big, chat("x", max_completion_tokens=10)) < estimate_request_cost(
+        big, chat("x")
+    )
     assert estimate_request_cost(config.models["unpriced"], body) is None
 
 
@@ -204,7 +213,10 @@ def test_filters_leaving_nothing_explain_what_removed_each_candidate(config):
     with pytest.raises(ProxyError) as err:
         plan(config, "capped", demanding, today=TODAY)
     message = err.value.message
-    assert "route capped (fallback): no candidate can serve this request needing json_schema, tools, vision" in message
+    assert (
+        "route capped (fallback): no candidate can serve this request needing json_schema, tools, vision"
+        in message
+    )
     assert "big (output $15/1M over max $10)" in message
     assert "longread (lacks json_schema, vision)" in message and "chatty (lacks json_schema)" in message
 
@@ -223,24 +235,54 @@ def test_project_switches_to_its_cheaper_route_once_the_budget_share_is_reached(
 def test_budget_switch_applies_to_plain_models_but_not_embeddings(config):
     switched = plan(config, "big", chat(), today=TODAY, project="thrifty", budget_share=Decimal("0.9"))
     assert switched.route == "cheap" and switched.switched_from == "big"
-    emb = plan(config, "emb", {"input": "x"}, today=TODAY, endpoint="embeddings", project="thrifty",
-               budget_share=Decimal("0.9"))
+    emb = plan(
+        config,
+        "emb",
+        {"input": "x"},
+        today=TODAY,
+        endpoint="embeddings",
+        project="thrifty",
+        budget_share=Decimal("0.9"),
+    )
     assert ids(emb) == ["emb"] and emb.switched_from is None
 
 
 def test_explicit_switch_route_without_project_uses_default_threshold(config):
-    assert plan(config, "big", chat(), today=TODAY, budget_share=Decimal("0.79"), switch_route="fast").route is None
-    assert plan(config, "big", chat(), today=TODAY, budget_share=Decimal("0.8"), switch_route="fast").route == "fast"
+    assert (
+        plan(config, "big", chat(), today=TODAY, budget_share=Decimal("0.79"), switch_route="fast").route
+        is None
+    )
+    assert (
+        plan(config, "big", chat(), today=TODAY, budget_share=Decimal("0.8"), switch_route="fast").route
+        == "fast"
+    )
 
 
 def test_budget_switch_keeps_the_original_when_the_cheap_route_cannot_serve_the_request(config):
     needs_schema = chat(response_format={"type": "json_schema", "json_schema": {"name": "x"}})
-    result = plan(config, "smart", needs_schema, today=TODAY, project="thrifty", budget_share=Decimal("0.9"),
-                  switch_route="frugal")
+    result = plan(
+        config,
+        "smart",
+        needs_schema,
+        today=TODAY,
+        project="thrifty",
+        budget_share=Decimal("0.9"),
+        switch_route="frugal",
+    )
     assert result.route == "smart" and ids(result) == ["big"] and result.switched_from is None
     assert "frugal cannot serve this request (no_eligible_model); kept smart" in result.decision
-    assert plan(config, "smart", chat(), today=TODAY, project="thrifty", budget_share=Decimal("0.9"),
-                switch_route="frugal").route == "frugal"
+    assert (
+        plan(
+            config,
+            "smart",
+            chat(),
+            today=TODAY,
+            project="thrifty",
+            budget_share=Decimal("0.9"),
+            switch_route="frugal",
+        ).route
+        == "frugal"
+    )
 
 
 def test_no_switch_without_a_budget_share(config):

@@ -18,23 +18,40 @@ from nextmodel_proxy.ledger.writer import Ledger
 from nextmodel_proxy.timespec import format_utc
 
 HI = [{"role": "user", "content": "hello there"}]
-TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}]
+TOOLS = [
+    {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}
+]
 BUDGET_YAML = """
 projects:
   thrifty: {budget: {amount: 1, period: month, switch_route: r-domestic, switch_at: 0.5}}
 """
 
 
-def seeded(model: str, *, ttft_ms: float = 100.0, project: str | None = None,
-           billed: Decimal | None = None) -> Receipt:
+def seeded(
+    model: str, *, ttft_ms: float = 100.0, project: str | None = None, billed: Decimal | None = None
+) -> Receipt:
     """A fresh, successful chat receipt as the proxy would have written it."""
     amount = billed if billed is not None else Decimal(0)
     return Receipt(
-        receipt_id=f"rcpt_seed{uuid.uuid4().hex}", created_utc=format_utc(dt.datetime.now(dt.UTC)),
-        project=project, endpoint="chat", model_requested=model, model=model, provider="fake",
-        upstream_model=model, served_mode="fresh", status=200, prompt_tokens=10, completion_tokens=10,
-        usage_source="upstream", upstream_cost_usd=amount, billed_cost_usd=amount, fresh_cost_usd=amount,
-        savings_usd=Decimal(0), latency_ms=ttft_ms * 2, ttft_ms=ttft_ms,
+        receipt_id=f"rcpt_seed{uuid.uuid4().hex}",
+        created_utc=format_utc(dt.datetime.now(dt.UTC)),
+        project=project,
+        endpoint="chat",
+        model_requested=model,
+        model=model,
+        provider="fake",
+        upstream_model=model,
+        served_mode="fresh",
+        status=200,
+        prompt_tokens=10,
+        completion_tokens=10,
+        usage_source="upstream",
+        upstream_cost_usd=amount,
+        billed_cost_usd=amount,
+        fresh_cost_usd=amount,
+        savings_usd=Decimal(0),
+        latency_ms=ttft_ms * 2,
+        ttft_ms=ttft_ms,
     )
 
 
@@ -53,14 +70,20 @@ async def make_client(write_config: Any, start_proxy: Any) -> Any:
     """Start a proxy on `extra` config (after seeding its ledger), return an SDK client for it."""
     clients: list[openai.AsyncOpenAI] = []
 
-    async def make(extra: str = "", *, seed: list[Receipt] = (), headers: dict[str, str] | None = None,
-                   **kw: Any) -> openai.AsyncOpenAI:
+    async def make(
+        extra: str = "", *, seed: list[Receipt] = (), headers: dict[str, str] | None = None, **kw: Any
+    ) -> openai.AsyncOpenAI:
         config = write_config(extra, **kw)
         if seed:
             await seed_ledger(config.ledger.path, list(seed))
         server = await start_proxy(config)
-        client = openai.AsyncOpenAI(base_url=server.base, api_key="sk-client", max_retries=0, timeout=20,
-                                    default_headers=headers or {})
+        client = openai.AsyncOpenAI(
+            base_url=server.base,
+            api_key="sk-client",
+            max_retries=0,
+            timeout=20,
+            default_headers=headers or {},
+        )
         clients.append(client)
         return client
 
@@ -176,7 +199,9 @@ async def test_route_falls_back_after_a_500(client, fake_upstream):
     assert completion.choices[0].message.content == "Echo: hello there"
     assert upstream_models(fake_upstream) == ["fake-error-500", "r-in-cheap"]
     assert [(a["model"], a["outcome"]) for a in receipt["attempts"][1:]] == [
-        ("fake-error-500", "500"), ("r-in-cheap", "200")]
+        ("fake-error-500", "500"),
+        ("r-in-cheap", "200"),
+    ]
     assert receipt["model"] == "r-in-cheap" and receipt["status"] == 200
 
 
@@ -196,7 +221,9 @@ async def test_upstream_timeout_before_the_first_byte_falls_back(make_client, fa
     _, receipt = await chat(client, "r-hang-first")
     assert upstream_models(fake_upstream) == ["fake-hang", "r-in-cheap"]
     assert [(a["model"], a["outcome"]) for a in receipt["attempts"][1:]] == [
-        ("fake-hang", "upstream_timeout"), ("r-in-cheap", "200")]
+        ("fake-hang", "upstream_timeout"),
+        ("r-in-cheap", "200"),
+    ]
 
 
 async def test_receipt_records_each_attempt_and_the_route_decision(client, fake_upstream):
@@ -204,14 +231,19 @@ async def test_receipt_records_each_attempt_and_the_route_decision(client, fake_
     decision, *attempts = receipt["attempts"]
     assert decision["route"] == "resilient" and "chose dead-model" in decision["decision"]
     assert [(a["provider"], a["outcome"]) for a in attempts] == [
-        ("dead", "upstream_unreachable"), ("retrying", "500"), ("retrying", "500"), ("retrying", "500"),
-        ("fake", "200")]
+        ("dead", "upstream_unreachable"),
+        ("retrying", "500"),
+        ("retrying", "500"),
+        ("retrying", "500"),
+        ("fake", "200"),
+    ]
     assert receipt["provider"] == "fake" and receipt["route"] == "resilient"
 
 
 async def test_route_does_not_fall_back_after_the_first_streamed_byte(client, fake_upstream):
     raw = await client.chat.completions.with_raw_response.create(
-        model="r-broken-first", stream=True, messages=[{"role": "user", "content": "cut me off"}])
+        model="r-broken-first", stream=True, messages=[{"role": "user", "content": "cut me off"}]
+    )
     received = []
     try:
         async for chunk in raw.parse():
@@ -265,8 +297,10 @@ async def test_models_endpoint_lists_prices_and_routes(client):
     assert data["r-in-cheap"]["pricing"]["input"] == "0.1" and data["r-in-cheap"]["pricing"]["output"] == "10"
     assert data["r-old"]["retires"] == "2024-01-01"
     assert data["r-weighted"]["route"]["strategy"] == "weighted"
-    assert data["r-weighted"]["route"]["candidates"] == [{"model": "r-in-cheap", "weight": 3},
-                                                         {"model": "r-out-cheap", "weight": 1}]
+    assert data["r-weighted"]["route"]["candidates"] == [
+        {"model": "r-in-cheap", "weight": 3},
+        {"model": "r-out-cheap", "weight": 1},
+    ]
     assert data["r-capped"]["route"]["max_price"] == {"output": "5"}
     listed = await client.models.list()
     assert {"r-fallback", "gpt-test"} <= {m.id for m in listed.data}
@@ -274,7 +308,8 @@ async def test_models_endpoint_lists_prices_and_routes(client):
 
 async def test_streamed_request_falls_back_before_the_first_byte(client, fake_upstream):
     raw = await client.chat.completions.with_raw_response.create(
-        model="r-500-first", stream=True, stream_options={"include_usage": True}, messages=HI)
+        model="r-500-first", stream=True, stream_options={"include_usage": True}, messages=HI
+    )
     text = "".join([c.choices[0].delta.content or "" async for c in raw.parse() if c.choices])
     assert text == "Echo: hello there"
     assert upstream_models(fake_upstream) == ["fake-error-500", "r-in-cheap"]

@@ -19,7 +19,8 @@ async def test_follower_stream_completes_when_the_leaders_client_leaves(proxy, c
         leader = await s.post(proxy.base + "/chat/completions", json=body)
         await leader.content.readuntil(b"\n\n")  # the leader's stream is open and upstream is mid-answer
         follower = await client.chat.completions.with_raw_response.create(
-            model="fake-slow", temperature=0, stream=True, messages=MSG)
+            model="fake-slow", temperature=0, stream=True, messages=MSG
+        )
         assert follower.headers["x-nextmodel-cache"] == "hit"
         leader.close()  # the leader's client walks away
         chunks = [c async for c in follower.parse()]
@@ -34,7 +35,8 @@ async def test_follower_stream_completes_when_the_leaders_client_leaves(proxy, c
     deadline = time.monotonic() + 3
     while True:
         again = await client.chat.completions.with_raw_response.create(
-            model="fake-slow", temperature=0, messages=MSG)
+            model="fake-slow", temperature=0, messages=MSG
+        )
         if again.headers["x-nextmodel-cache"] == "hit" or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.1)
@@ -65,13 +67,16 @@ async def test_leader_alone_still_cancels_upstream_when_its_client_leaves(proxy,
     assert fake_upstream.state.cancelled == 1
 
 
-async def test_cache_only_never_calls_upstream_even_without_a_ledger(write_config, start_proxy, fake_upstream):
+async def test_cache_only_never_calls_upstream_even_without_a_ledger(
+    write_config, start_proxy, fake_upstream
+):
     config = write_config()
     proxy = await start_proxy(replace(config, ledger=replace(config.ledger, enabled=False)))
     async with openai.AsyncOpenAI(base_url=proxy.base, api_key="x", max_retries=0) as c:
         with pytest.raises(openai.APIStatusError) as info:
-            await c.chat.completions.create(model="gpt-test", temperature=0, messages=MSG,
-                                            extra_headers={"x-nextmodel-cache": "only"})
+            await c.chat.completions.create(
+                model="gpt-test", temperature=0, messages=MSG, extra_headers={"x-nextmodel-cache": "only"}
+            )
     assert info.value.status_code == 504
     assert info.value.body["code"] == "cache_miss"
     assert fake_upstream.state.calls == 0
@@ -83,7 +88,9 @@ async def test_embeddings_with_a_stream_flag_are_answered_as_json_also_from_the_
         answers = []
         for _ in range(2):
             async with s.post(proxy.base + "/embeddings", json=body) as r:
-                answers.append((r.headers["Content-Type"], r.headers.get("x-nextmodel-cache"), await r.json()))
+                answers.append(
+                    (r.headers["Content-Type"], r.headers.get("x-nextmodel-cache"), await r.json())
+                )
                 await asyncio.sleep(0.3)  # let the store land
     (type1, cache1, first), (type2, cache2, second) = answers
     assert type1.startswith("application/json") and type2.startswith("application/json")

@@ -25,8 +25,9 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     kind = "anthropic" if body["model"].startswith("claude") else "gemini"
     target = make_target(kind, str(request.url.origin()), body["model"], key_env=KEY_ENV)
     try:
-        call = await adapter_for(kind).open(request.app[SESSION], target, body, endpoint="chat",
-                                            client_headers=request.headers)
+        call = await adapter_for(kind).open(
+            request.app[SESSION], target, body, endpoint="chat", client_headers=request.headers
+        )
     except ProxyError as exc:
         return web.Response(status=exc.status, body=exc.body(), content_type="application/json")
     try:
@@ -57,15 +58,22 @@ async def client(aiohttp_server, monkeypatch):
     app.router.add_post("/v1/chat/completions", _chat)
     app.cleanup_ctx.append(_session_ctx)
     server = await aiohttp_server(app)
-    sdk = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="nm-key", max_retries=0, timeout=10)
+    sdk = openai.AsyncOpenAI(
+        base_url=str(server.make_url("/v1")), api_key="nm-key", max_retries=0, timeout=10
+    )
     yield sdk
     await sdk.close()
 
 
 MESSAGES = [{"role": "user", "content": "Weather in two places?"}]
 # Tool names in the recorded answers: (non-stream, stream).
-TOOLS = {"claude-sonnet-4-5-tools": (["get_weather", "get_time"], ["get_weather", "get_time"]),
-         "gemini-2.5-flash-tools": (["get_current_temperature"] * 2, ["get_current_temperature", "get_local_time"])}
+TOOLS = {
+    "claude-sonnet-4-5-tools": (["get_weather", "get_time"], ["get_weather", "get_time"]),
+    "gemini-2.5-flash-tools": (
+        ["get_current_temperature"] * 2,
+        ["get_current_temperature", "get_local_time"],
+    ),
+}
 
 
 @pytest.mark.parametrize("model", list(TOOLS))
@@ -113,7 +121,9 @@ async def _tool_loop(client, model: str) -> tuple[list, dict]:
     calls = first.choices[0].message.tool_calls
     assistant = first.choices[0].message.model_dump(exclude_none=True)
     results = [{"role": "tool", "tool_call_id": c.id, "content": '{"ok": true}'} for c in calls]
-    echo = await client.chat.completions.create(model=model + "-echo", messages=[*MESSAGES, assistant, *results])
+    echo = await client.chat.completions.create(
+        model=model + "-echo", messages=[*MESSAGES, assistant, *results]
+    )
     return calls, json.loads(echo.choices[0].message.content)
 
 

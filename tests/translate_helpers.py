@@ -15,12 +15,24 @@ from nextmodel_proxy.upstream.base import Target
 from nextmodel_proxy.upstream.registry import adapter_for
 
 
-def make_target(kind: str, base_url: str, upstream_id: str, key_env: str = "NM_TEST_PROVIDER_KEY",
-                max_output: int | None = None) -> Target:
-    provider = ProviderConfig(name=f"test-{kind}", kind=kind, base_url=base_url, api_key_env=key_env,
-                              timeout_s=5.0, connect_timeout_s=2.0)
-    model = ModelConfig(id=f"m-{upstream_id}", provider=provider.name, upstream_id=upstream_id,
-                        max_output=max_output)
+def make_target(
+    kind: str,
+    base_url: str,
+    upstream_id: str,
+    key_env: str = "NM_TEST_PROVIDER_KEY",
+    max_output: int | None = None,
+) -> Target:
+    provider = ProviderConfig(
+        name=f"test-{kind}",
+        kind=kind,
+        base_url=base_url,
+        api_key_env=key_env,
+        timeout_s=5.0,
+        connect_timeout_s=2.0,
+    )
+    model = ModelConfig(
+        id=f"m-{upstream_id}", provider=provider.name, upstream_id=upstream_id, max_output=max_output
+    )
     return Target(provider, model)
 
 
@@ -63,12 +75,20 @@ def completion_of(body: bytes) -> ChatCompletion:
     return ChatCompletion.model_validate(orjson.loads(body))
 
 
-async def open_and_collect(kind: str, base_url: str, upstream_id: str, body: dict[str, Any], key_env: str,
-                           client_headers: dict[str, str]) -> tuple[Any, Any]:
+async def open_and_collect(
+    kind: str,
+    base_url: str,
+    upstream_id: str,
+    body: dict[str, Any],
+    key_env: str,
+    client_headers: dict[str, str],
+) -> tuple[Any, Any]:
     """Open one call through the registry's adapter with a real ClientSession; (call, body bytes or events)."""
     target = make_target(kind, base_url, upstream_id, key_env=key_env)
     async with aiohttp.ClientSession() as session:
-        call = await adapter_for(kind).open(session, target, body, endpoint="chat", client_headers=client_headers)
+        call = await adapter_for(kind).open(
+            session, target, body, endpoint="chat", client_headers=client_headers
+        )
         try:
             if call.is_stream:
                 return call, [e async for e in call.events()]

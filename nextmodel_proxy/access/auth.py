@@ -23,8 +23,10 @@ log = logging.getLogger(__name__)
 
 ADMIN_ENV = "NMPROXY_ADMIN_KEY"
 ADMIN_ENV_KEY_ID = "admin:env"
-_MISSING = ("You didn't provide an API key. You need to provide your API key in an Authorization header "
-            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+_MISSING = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization header "
+    "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+)
 _INCORRECT = "Incorrect API key provided. Ask the proxy's operator for a key (nmproxy keys create)."
 
 
@@ -59,14 +61,31 @@ class Refreshable(Protocol):
 
 
 def principal_of(record: KeyRecord) -> Principal:
-    return Principal(record.key_id, record.name, record.project, record.team, record.environment,
-                     record.is_admin, record.rpm, record.tpm, record.models, record.expires_at)
+    return Principal(
+        record.key_id,
+        record.name,
+        record.project,
+        record.team,
+        record.environment,
+        record.is_admin,
+        record.rpm,
+        record.tpm,
+        record.models,
+        record.expires_at,
+    )
 
 
-def attribute(principal: Principal | None, headers: Mapping[str, str], config: Config | None = None) -> Attribution:
+def attribute(
+    principal: Principal | None, headers: Mapping[str, str], config: Config | None = None
+) -> Attribution:
     """A key's own project/team win; open mode reads x-nextmodel-project/-team; a project's team fills a gap."""
     if principal is not None:
-        project, team, env, key_id = principal.project, principal.team, principal.environment, principal.key_id
+        project, team, env, key_id = (
+            principal.project,
+            principal.team,
+            principal.environment,
+            principal.key_id,
+        )
     else:
         project = headers.get("x-nextmodel-project") or None
         team = headers.get("x-nextmodel-team") or None
@@ -110,8 +129,9 @@ class KeyStore:
         changes = read_changes(conn)
         if changes == self._changes:
             return False
-        self._entries = {h: _Entry(principal_of(r), r.display_prefix, r.revoked_at)
-                         for h, r in keys_with_hashes(conn)}
+        self._entries = {
+            h: _Entry(principal_of(r), r.display_prefix, r.revoked_at) for h, r in keys_with_hashes(conn)
+        }
         self._changes = changes
         log.info("loaded %d proxy keys", len(self._entries))
         return True
@@ -129,12 +149,15 @@ class KeyStore:
         if entry is None:
             raise _unauthorized(_INCORRECT)
         if entry.revoked_at is not None:
-            raise _unauthorized(f"The API key {entry.display_prefix}… has been revoked "
-                                f"(at {utc_text(entry.revoked_at)}). Use a current key.")
+            raise _unauthorized(
+                f"The API key {entry.display_prefix}… has been revoked "
+                f"(at {utc_text(entry.revoked_at)}). Use a current key."
+            )
         expires = entry.principal.expires_at
         if expires is not None and expires <= (now or utc_now()):
-            raise _unauthorized(f"The API key {entry.display_prefix}… expired at {utc_text(expires)}. "
-                                "Ask for a new key.")
+            raise _unauthorized(
+                f"The API key {entry.display_prefix}… expired at {utc_text(expires)}. Ask for a new key."
+            )
         return entry.principal
 
 
@@ -156,15 +179,21 @@ def check_model(principal: Principal | None, model: str) -> None:
     if principal is None or principal.models is None or model in principal.models:
         return
     allowed = ", ".join(sorted(principal.models))
-    raise ProxyError(403, f"This API key may not use model {model!r} (allowed: {allowed}).",
-                     "permission_denied", param="model")
+    raise ProxyError(
+        403,
+        f"This API key may not use model {model!r} (allowed: {allowed}).",
+        "permission_denied",
+        param="model",
+    )
 
 
 def require_admin(principal: Principal | None) -> Principal:
     """The admin endpoints need an admin key, in open mode too."""
     if principal is None:
-        raise _unauthorized("This endpoint needs an admin key (nmproxy keys create --admin, "
-                            f"or env {ADMIN_ENV}) in an Authorization: Bearer header.")
+        raise _unauthorized(
+            "This endpoint needs an admin key (nmproxy keys create --admin, "
+            f"or env {ADMIN_ENV}) in an Authorization: Bearer header."
+        )
     if not principal.is_admin:
         raise ProxyError(403, "This endpoint needs an admin key; this key is not one.", "permission_denied")
     return principal

@@ -88,12 +88,22 @@ def config_budgets(config: Config | None) -> list[Budget]:
         for name, entry in entries.items():
             if entry.budget is not None:
                 b = entry.budget
-                out.append(Budget(f"config:{scope}:{name}", scope, name, b.amount, b.currency, b.period, "config"))
+                out.append(
+                    Budget(f"config:{scope}:{name}", scope, name, b.amount, b.currency, b.period, "config")
+                )
     return out
 
 
-def set_budget(conn: sqlite3.Connection, scope: str, scope_id: str, amount: Decimal, currency: str, period: str,
-               *, now: dt.datetime | None = None) -> Budget:
+def set_budget(
+    conn: sqlite3.Connection,
+    scope: str,
+    scope_id: str,
+    amount: Decimal,
+    currency: str,
+    period: str,
+    *,
+    now: dt.datetime | None = None,
+) -> Budget:
     """Create or replace the budget for (scope, id, period); the caller owns the transaction."""
     if scope not in SCOPES or period not in PERIODS:
         raise ValueError(f"scope must be one of {SCOPES} and period one of {PERIODS}")
@@ -103,15 +113,25 @@ def set_budget(conn: sqlite3.Connection, scope: str, scope_id: str, amount: Deci
         "INSERT INTO budgets (budget_id, scope, scope_id, amount, currency, period, created_at)"
         " VALUES (?,?,?,?,?,?,?) ON CONFLICT (scope, scope_id, period) DO UPDATE SET"
         " amount = excluded.amount, currency = excluded.currency",
-        ("bud_" + secrets.token_hex(6), scope, scope_id, str(amount), currency, period, utc_text(now or utc_now())),
+        (
+            "bud_" + secrets.token_hex(6),
+            scope,
+            scope_id,
+            str(amount),
+            currency,
+            period,
+            utc_text(now or utc_now()),
+        ),
     )
     bump_changes(conn)
     return next(b for b in list_budgets(conn) if (b.scope, b.scope_id, b.period) == (scope, scope_id, period))
 
 
 def list_budgets(conn: sqlite3.Connection) -> list[Budget]:
-    rows = conn.execute("SELECT budget_id, scope, scope_id, amount, currency, period FROM budgets"
-                        " ORDER BY scope, scope_id, period").fetchall()
+    rows = conn.execute(
+        "SELECT budget_id, scope, scope_id, amount, currency, period FROM budgets"
+        " ORDER BY scope, scope_id, period"
+    ).fetchall()
     return [Budget(r[0], r[1], r[2], Decimal(r[3]), r[4], r[5]) for r in rows]
 
 
@@ -137,8 +157,10 @@ def all_budgets(conn: sqlite3.Connection, config: Config | None) -> list[Budget]
 def spent_pusd(conn: sqlite3.Connection, scope: str, scope_id: str, start: dt.datetime | None) -> int:
     """Billed picodollars in receipts for this scope since `start` (a key counts the keys it was rotated from)."""
     ids = key_lineage(conn, scope_id) if scope == "key" else [scope_id]
-    sql = (f"SELECT COALESCE(SUM(billed_cost_pusd), 0) FROM receipts"
-           f" WHERE {_RECEIPT_COLUMN[scope]} IN ({','.join('?' * len(ids))})")
+    sql = (
+        f"SELECT COALESCE(SUM(billed_cost_pusd), 0) FROM receipts"
+        f" WHERE {_RECEIPT_COLUMN[scope]} IN ({','.join('?' * len(ids))})"
+    )
     params: list[object] = list(ids)
     if start is not None:
         sql += " AND created_utc >= ?"
@@ -164,24 +186,34 @@ def usage_of(budget: Budget, spent: int, rates: Mapping[str, Decimal], now: dt.d
     in_currency = pusd_in(rate_of(budget.currency, rates), spent)
     with localcontext(prec=100):
         share = in_currency / budget.amount if budget.amount else Decimal(1)
-    return BudgetUsage(budget, start, reset, pusd_in(Decimal(1), spent), in_currency,
-                       budget.amount - in_currency, share)
+    return BudgetUsage(
+        budget, start, reset, pusd_in(Decimal(1), spent), in_currency, budget.amount - in_currency, share
+    )
 
 
 def usage_json(usage: BudgetUsage) -> dict[str, Any]:
     """A budget's current period as JSON: exact decimal strings, amounts in the budget's currency."""
     b = usage.budget
     return {
-        "budget_id": b.budget_id, "scope": b.scope, "scope_id": b.scope_id, "period": b.period,
-        "currency": b.currency, "amount": f"{b.amount:f}", "spent": f"{usage.spent:f}",
-        "spent_usd": f"{usage.spent_usd:f}", "remaining": f"{usage.remaining:f}",
-        "share_spent": f"{usage.share_spent:.6f}", "period_start": text_or_none(usage.period_start),
-        "reset_at": text_or_none(usage.reset_at), "source": b.source,
+        "budget_id": b.budget_id,
+        "scope": b.scope,
+        "scope_id": b.scope_id,
+        "period": b.period,
+        "currency": b.currency,
+        "amount": f"{b.amount:f}",
+        "spent": f"{usage.spent:f}",
+        "spent_usd": f"{usage.spent_usd:f}",
+        "remaining": f"{usage.remaining:f}",
+        "share_spent": f"{usage.share_spent:.6f}",
+        "period_start": text_or_none(usage.period_start),
+        "reset_at": text_or_none(usage.reset_at),
+        "source": b.source,
     }
 
 
-def spend_against_budgets(conn: sqlite3.Connection, by: str, config: Config | None,
-                          now: dt.datetime | None = None) -> list[BudgetUsage]:
+def spend_against_budgets(
+    conn: sqlite3.Connection, by: str, config: Config | None, now: dt.datetime | None = None
+) -> list[BudgetUsage]:
     """Every budget on scope `by` ('key'|'project'|'team') with its spend in the current period."""
     now = now or utc_now()
     rates = config.currency.rates if config is not None else {"USD": Decimal(1)}

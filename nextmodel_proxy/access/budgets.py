@@ -74,8 +74,9 @@ def usd_to_pusd_ceiling(usd: Decimal) -> int:
 class BudgetBook:
     """All budget checks happen in memory under one lock, so concurrent reservations cannot overshoot."""
 
-    def __init__(self, rates: Mapping[str, Decimal], budgets: Sequence[Budget] = (),
-                 config: Config | None = None) -> None:
+    def __init__(
+        self, rates: Mapping[str, Decimal], budgets: Sequence[Budget] = (), config: Config | None = None
+    ) -> None:
         self._rates = rates
         self._config = config  # its projects/teams budgets join the DB's on every reload
         self._lock = threading.Lock()
@@ -88,7 +89,9 @@ class BudgetBook:
         self._install(budgets)
 
     @classmethod
-    def load(cls, conn: sqlite3.Connection, config: Config | None, now: dt.datetime | None = None) -> BudgetBook:
+    def load(
+        cls, conn: sqlite3.Connection, config: Config | None, now: dt.datetime | None = None
+    ) -> BudgetBook:
         """Budgets from the DB and config, spent in their current periods summed from receipts."""
         rates = config.currency.rates if config is not None else {"USD": Decimal(1)}
         book = cls(rates, config=config)
@@ -121,7 +124,9 @@ class BudgetBook:
         for budget in budgets:
             window = window_of(budget, now)
             if window not in known and window not in loaded:
-                loaded[window] = spent_pusd(conn, budget.scope, budget.scope_id, period_bounds(budget.period, now)[0])
+                loaded[window] = spent_pusd(
+                    conn, budget.scope, budget.scope_id, period_bounds(budget.period, now)[0]
+                )
         with self._lock:
             for window, spent in loaded.items():
                 self._spent.setdefault(window, spent)
@@ -139,7 +144,9 @@ class BudgetBook:
                 out.extend(self._by_scope.get((scope, scope_id), ()))
         return out
 
-    def reserve(self, who: Attributed, worst_case_usd: Decimal, now: dt.datetime | None = None) -> Reservation:
+    def reserve(
+        self, who: Attributed, worst_case_usd: Decimal, now: dt.datetime | None = None
+    ) -> Reservation:
         """Hold `worst_case_usd` on every applicable budget, or raise 429 budget_exceeded (holding nothing)."""
         if not self._by_scope:
             return _NO_HOLD
@@ -152,7 +159,10 @@ class BudgetBook:
                 used = self._spent[window] + self._reserved[window]
                 rate = rate_of(budget.currency, self._rates)
                 # Refuse once exhausted (even a zero estimate), or when the worst case would pass the limit.
-                if compare_to_limit(used, budget, rate) >= 0 or compare_to_limit(used + amount, budget, rate) > 0:
+                if (
+                    compare_to_limit(used, budget, rate) >= 0
+                    or compare_to_limit(used + amount, budget, rate) > 0
+                ):
                     raise self._exceeded(budget, window, amount, now)
                 windows[window] = None
             for window in windows:
@@ -178,7 +188,9 @@ class BudgetBook:
         """Every applicable budget against its current period (settled spend, not holds in flight)."""
         now = now or utc_now()
         with self._lock:
-            return [usage_of(b, self._spent[window_of(b, now)], self._rates, now) for b in self.applicable(who)]
+            return [
+                usage_of(b, self._spent[window_of(b, now)], self._rates, now) for b in self.applicable(who)
+            ]
 
     def status(self, who: Attributed, now: dt.datetime | None = None) -> BudgetUsage | None:
         """The applicable budget with the largest share spent (for the headers), or None without budgets."""
@@ -190,11 +202,15 @@ class BudgetBook:
         spent, held = pusd_in(rate, self._spent[window]), pusd_in(rate, self._reserved[window])
         reset = period_bounds(budget.period, now)[1]
         when = f"It resets at {utc_text(reset)}." if reset else "It is a total budget and does not reset."
-        message = (f"Budget exceeded: the {budget.describe()} is {format_amount(budget.amount, cur)}; spent "
-                   f"{format_amount(spent, cur)}, {format_amount(held, cur)} reserved by requests in flight, and "
-                   f"this request could cost up to {format_amount(pusd_in(rate, amount), cur)}. {when}")
+        message = (
+            f"Budget exceeded: the {budget.describe()} is {format_amount(budget.amount, cur)}; spent "
+            f"{format_amount(spent, cur)}, {format_amount(held, cur)} reserved by requests in flight, and "
+            f"this request could cost up to {format_amount(pusd_in(rate, amount), cur)}. {when}"
+        )
         # Retrying cannot help before the reset; the OpenAI SDKs obey x-should-retry instead of backing off.
-        return ProxyError(429, message, "budget_exceeded", type="budget_exceeded", headers={"x-should-retry": "false"})
+        return ProxyError(
+            429, message, "budget_exceeded", type="budget_exceeded", headers={"x-should-retry": "false"}
+        )
 
 
 def budget_headers(usage: BudgetUsage | None) -> dict[str, str]:

@@ -105,20 +105,33 @@ class KeySettings:
 def key_json(record: KeyRecord, now: dt.datetime) -> dict[str, Any]:
     """A key for `keys list --json`, `keys show` and the admin API: never a hash, never the secret."""
     return {
-        "key_id": record.key_id, "prefix": record.display_prefix, "name": record.name, "project": record.project,
-        "team": record.team, "environment": record.environment, "admin": record.is_admin,
-        "status": record.status(now), "rpm": record.rpm, "tpm": record.tpm,
+        "key_id": record.key_id,
+        "prefix": record.display_prefix,
+        "name": record.name,
+        "project": record.project,
+        "team": record.team,
+        "environment": record.environment,
+        "admin": record.is_admin,
+        "status": record.status(now),
+        "rpm": record.rpm,
+        "tpm": record.tpm,
         "models": sorted(record.models) if record.models is not None else None,
-        "expires_at": text_or_none(record.expires_at), "created_at": text_or_none(record.created_at),
-        "revoked_at": text_or_none(record.revoked_at), "rotated_from": record.rotated_from,
+        "expires_at": text_or_none(record.expires_at),
+        "created_at": text_or_none(record.created_at),
+        "revoked_at": text_or_none(record.revoked_at),
+        "rotated_from": record.rotated_from,
     }
 
 
 def generate_key() -> NewKey:
     """A new secret 'nm-' + 43 url-safe chars (32 bytes from `secrets`), its id, display prefix and hash."""
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
-    return NewKey(plaintext, "key_" + secrets.token_hex(6), plaintext[len(KEY_PREFIX):][:PREFIX_CHARS],
-                  hash_key(plaintext))
+    return NewKey(
+        plaintext,
+        "key_" + secrets.token_hex(6),
+        plaintext[len(KEY_PREFIX) :][:PREFIX_CHARS],
+        hash_key(plaintext),
+    )
 
 
 def bump_changes(conn: sqlite3.Connection) -> None:
@@ -135,8 +148,13 @@ def read_changes(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def create_key(conn: sqlite3.Connection, settings: KeySettings, *, now: dt.datetime | None = None,
-               rotated_from: str | None = None) -> tuple[NewKey, KeyRecord]:
+def create_key(
+    conn: sqlite3.Connection,
+    settings: KeySettings,
+    *,
+    now: dt.datetime | None = None,
+    rotated_from: str | None = None,
+) -> tuple[NewKey, KeyRecord]:
     """Insert a new key (caller owns the transaction); the plaintext is returned, never stored."""
     new = generate_key()
     models = orjson.dumps(sorted(settings.models)).decode() if settings.models is not None else None
@@ -144,22 +162,51 @@ def create_key(conn: sqlite3.Connection, settings: KeySettings, *, now: dt.datet
     conn.execute(
         "INSERT INTO api_keys (key_id, prefix, hash, name, project, team, environment, is_admin, rpm, tpm,"
         " models, expires_at, created_at, revoked_at, rotated_from) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?)",
-        (new.key_id, new.prefix, new.hash, settings.name, settings.project, settings.team, settings.environment,
-         int(settings.is_admin), settings.rpm, settings.tpm, models, expires, utc_text(now or utc_now()),
-         rotated_from),
+        (
+            new.key_id,
+            new.prefix,
+            new.hash,
+            settings.name,
+            settings.project,
+            settings.team,
+            settings.environment,
+            int(settings.is_admin),
+            settings.rpm,
+            settings.tpm,
+            models,
+            expires,
+            utc_text(now or utc_now()),
+            rotated_from,
+        ),
     )
     bump_changes(conn)
     return new, get_key(conn, new.key_id)
 
 
-_COLUMNS = ("key_id, prefix, name, project, team, environment, is_admin, rpm, tpm, models, expires_at,"
-            " created_at, revoked_at, rotated_from")
+_COLUMNS = (
+    "key_id, prefix, name, project, team, environment, is_admin, rpm, tpm, models, expires_at,"
+    " created_at, revoked_at, rotated_from"
+)
 
 
 def _record(row: tuple) -> KeyRecord:
     models = frozenset(orjson.loads(row[9])) if row[9] is not None else None
-    return KeyRecord(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), row[7], row[8], models,
-                     parse_utc(row[10]), parse_utc(row[11]), parse_utc(row[12]), row[13])
+    return KeyRecord(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        bool(row[6]),
+        row[7],
+        row[8],
+        models,
+        parse_utc(row[10]),
+        parse_utc(row[11]),
+        parse_utc(row[12]),
+        row[13],
+    )
 
 
 def list_keys(conn: sqlite3.Connection) -> list[KeyRecord]:
@@ -177,7 +224,7 @@ def get_key(conn: sqlite3.Connection, id_or_prefix: str) -> KeyRecord:
     ref = id_or_prefix.strip().rstrip("…")
     rows = conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE key_id = ?", (ref,)).fetchall()
     if not rows:
-        prefix = ref[len(KEY_PREFIX):] if ref.startswith(KEY_PREFIX) else ref
+        prefix = ref[len(KEY_PREFIX) :] if ref.startswith(KEY_PREFIX) else ref
         rows = conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE prefix = ?", (prefix,)).fetchall()
     if not rows:
         raise KeyNotFound(f"no key with id or prefix {id_or_prefix!r}")
@@ -192,23 +239,37 @@ def revoke_key(conn: sqlite3.Connection, id_or_prefix: str, *, now: dt.datetime 
     record = get_key(conn, id_or_prefix)
     if record.revoked_at is not None:
         raise ValueError(f"key {record.key_id} was already revoked at {utc_text(record.revoked_at)}")
-    conn.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", (utc_text(now or utc_now()), record.key_id))
+    conn.execute(
+        "UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", (utc_text(now or utc_now()), record.key_id)
+    )
     bump_changes(conn)
     return get_key(conn, record.key_id)
 
 
-def rotate_key(conn: sqlite3.Connection, id_or_prefix: str, *,
-               now: dt.datetime | None = None) -> tuple[NewKey, KeyRecord]:
+def rotate_key(
+    conn: sqlite3.Connection, id_or_prefix: str, *, now: dt.datetime | None = None
+) -> tuple[NewKey, KeyRecord]:
     """New secret with the same settings; the old key is revoked and its key budgets move to the new id."""
     old = get_key(conn, id_or_prefix)
     if old.revoked_at is not None:
         raise ValueError(f"key {old.key_id} is revoked; create a new key instead")
     now = now or utc_now()
-    settings = KeySettings(old.project, old.team, old.environment, old.name, old.is_admin, old.rpm, old.tpm,
-                           old.models, old.expires_at)
+    settings = KeySettings(
+        old.project,
+        old.team,
+        old.environment,
+        old.name,
+        old.is_admin,
+        old.rpm,
+        old.tpm,
+        old.models,
+        old.expires_at,
+    )
     revoke_key(conn, old.key_id, now=now)
     new, record = create_key(conn, settings, now=now, rotated_from=old.key_id)
-    conn.execute("UPDATE budgets SET scope_id = ? WHERE scope = 'key' AND scope_id = ?", (new.key_id, old.key_id))
+    conn.execute(
+        "UPDATE budgets SET scope_id = ? WHERE scope = 'key' AND scope_id = ?", (new.key_id, old.key_id)
+    )
     return new, record
 
 

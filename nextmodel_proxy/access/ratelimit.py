@@ -61,7 +61,9 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._windows: dict[str, _KeyWindow] = {}
 
-    def check(self, principal: Limited | None, tokens_estimate: int, now: float | None = None) -> Admission | None:
+    def check(
+        self, principal: Limited | None, tokens_estimate: int, now: float | None = None
+    ) -> Admission | None:
         """Admit and count the request, or raise 429 rate_limit_exceeded with Retry-After; None if unlimited."""
         if principal is None or (principal.rpm is None and principal.tpm is None):
             return None
@@ -74,8 +76,14 @@ class RateLimiter:
                 wait = window.uses[len(window.uses) - rpm].at + WINDOW_S - now if rpm else WINDOW_S
                 raise _limited(key_id, "requests per minute (RPM)", rpm, len(window.uses), 1, wait)
             if tpm is not None and window.tokens + tokens_estimate > tpm:
-                raise _limited(key_id, "tokens per minute (TPM)", tpm, window.tokens, tokens_estimate,
-                               _token_wait(window, tokens_estimate, tpm, now))
+                raise _limited(
+                    key_id,
+                    "tokens per minute (TPM)",
+                    tpm,
+                    window.tokens,
+                    tokens_estimate,
+                    _token_wait(window, tokens_estimate, tpm, now),
+                )
             use = _Use(now, tokens_estimate)
             window.uses.append(use)
             window.tokens += tokens_estimate
@@ -104,9 +112,11 @@ def _token_wait(window: _KeyWindow, needed: int, tpm: int, now: float) -> float:
 
 def _limited(key_id: str, what: str, limit: int, used: int, requested: int, wait_s: float) -> ProxyError:
     retry = max(1, math.ceil(wait_s))
-    hint = (" This request alone is larger than the limit." if requested > limit else "")
-    message = (f"Rate limit reached for key {key_id} on {what}: Limit {limit}, Used {used}, "
-               f"Requested {requested}. Please try again in {retry}s.{hint}")
+    hint = " This request alone is larger than the limit." if requested > limit else ""
+    message = (
+        f"Rate limit reached for key {key_id} on {what}: Limit {limit}, Used {used}, "
+        f"Requested {requested}. Please try again in {retry}s.{hint}"
+    )
     headers = {"Retry-After": str(retry)}
     if requested > limit:
         headers["x-should-retry"] = "false"  # waiting cannot make it fit

@@ -34,7 +34,16 @@ from nextmodel_proxy.errors import ProxyError
 
 CANONICAL_VERSION = "nmcache/1"
 EXCLUDED_FIELDS = frozenset(
-    {"model", "stream", "stream_options", "user", "safety_identifier", "metadata", "store", "prompt_cache_key"}
+    {
+        "model",
+        "stream",
+        "stream_options",
+        "user",
+        "safety_identifier",
+        "metadata",
+        "store",
+        "prompt_cache_key",
+    }
 )
 HEADER = "x-nextmodel-cache"
 HEADER_MODES = frozenset({"skip", "refresh", "only"})
@@ -84,7 +93,9 @@ def canonical_request(
     body: Mapping[str, Any], *, scope: str, provider: str, upstream_model: str, endpoint: str
 ) -> bytes:
     """The exact bytes the key is the hash of, and which a hit must equal byte for byte."""
-    obj = _canonical_object(body, scope=scope, provider=provider, upstream_model=upstream_model, endpoint=endpoint)
+    obj = _canonical_object(
+        body, scope=scope, provider=provider, upstream_model=upstream_model, endpoint=endpoint
+    )
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 
 
@@ -97,8 +108,9 @@ def explain(
     body: Mapping[str, Any], *, scope: str, provider: str, upstream_model: str, endpoint: str
 ) -> dict[str, Any]:
     """What `nmproxy cache explain` prints: the canonical form (pretty), the key, and the fields left out."""
-    canonical = canonical_request(body, scope=scope, provider=provider, upstream_model=upstream_model,
-                                  endpoint=endpoint)
+    canonical = canonical_request(
+        body, scope=scope, provider=provider, upstream_model=upstream_model, endpoint=endpoint
+    )
     pretty = orjson.dumps(orjson.loads(canonical), option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
     return {
         "key": cache_key(canonical),
@@ -142,8 +154,12 @@ def header_mode(value: str | None) -> str:
         return "normal"
     mode = value.strip().lower()
     if mode not in HEADER_MODES:
-        raise ProxyError(400, f"{HEADER} must be one of skip, refresh, only (got {value.strip()!r})",
-                         "invalid_value", param=HEADER)
+        raise ProxyError(
+            400,
+            f"{HEADER} must be one of skip, refresh, only (got {value.strip()!r})",
+            "invalid_value",
+            param=HEADER,
+        )
     return mode
 
 
@@ -153,7 +169,9 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _not_cacheable_reason(body: Mapping[str, Any], policy: str, cache_cfg: CacheConfig, endpoint: str) -> str | None:
+def _not_cacheable_reason(
+    body: Mapping[str, Any], policy: str, cache_cfg: CacheConfig, endpoint: str
+) -> str | None:
     if policy == "never":
         return "policy-never"
     if endpoint == "embeddings":

@@ -45,15 +45,25 @@ class CachePlan:
 
 def plan_cache(ex: Exchange, target: Target, config: Config) -> CachePlan:
     """Whether and under which key this request reads or writes the cache (key over the first candidate)."""
-    decision = decide(ex.body, ex.client_headers.get(CACHE_HEADER), config.cache, target.model.cache_policy,
-                      endpoint=ex.endpoint)
+    decision = decide(
+        ex.body,
+        ex.client_headers.get(CACHE_HEADER),
+        config.cache,
+        target.model.cache_policy,
+        endpoint=ex.endpoint,
+    )
     if decision.mode == "only" and not decision.read:
         raise cache_miss(f"x-nextmodel-cache: only, but this request is not cacheable ({decision.reason})")
     if not (decision.read or decision.write):
         return CachePlan(decision)
     scope = scope_for(config.cache.scope, project=ex.project, key_id=ex.key_id)
-    canonical = canonical_request(ex.body, scope=scope, provider=target.provider.name,
-                                  upstream_model=target.model.upstream_id, endpoint=ex.endpoint)
+    canonical = canonical_request(
+        ex.body,
+        scope=scope,
+        provider=target.provider.name,
+        upstream_model=target.model.upstream_id,
+        endpoint=ex.endpoint,
+    )
     return CachePlan(decision, cache_key(canonical), canonical, scope)
 
 
@@ -127,15 +137,25 @@ def storable_body(endpoint: str, obj: Any, status: int) -> bool:
     return replay.is_complete_completion(obj, status=status)
 
 
-def entry_for(plan: CachePlan, target: Target, ex: Exchange, receipt: Receipt, kind: str, body: bytes) -> CacheEntry:
+def entry_for(
+    plan: CachePlan, target: Target, ex: Exchange, receipt: Receipt, kind: str, body: bytes
+) -> CacheEntry:
     """The complete answer to store, pointing at the fresh receipt that paid for it."""
     now = time.time()
     assert plan.key is not None and plan.canonical is not None and plan.scope is not None
     fresh = receipt.fresh_cost_usd
     return CacheEntry(
-        key=plan.key, response_kind=kind, body=body, usage=ex.usage, fresh_receipt_id=receipt.receipt_id,
-        fresh_cost_pusd=to_pusd(fresh) if fresh is not None else None, created_at=now,
-        scope=plan.scope, provider=target.provider.name, model=target.model.upstream_id, endpoint=ex.endpoint,
+        key=plan.key,
+        response_kind=kind,
+        body=body,
+        usage=ex.usage,
+        fresh_receipt_id=receipt.receipt_id,
+        fresh_cost_pusd=to_pusd(fresh) if fresh is not None else None,
+        created_at=now,
+        scope=plan.scope,
+        provider=target.provider.name,
+        model=target.model.upstream_id,
+        endpoint=ex.endpoint,
         canonical=plan.canonical,
     )
 
@@ -156,4 +176,3 @@ def usage_from(kind: str, body: bytes) -> dict[str, Any] | None:
     obj = orjson.loads(body) if kind == "json" else replay.sse_to_completion(replay.decode_events(body))
     usage = obj.get("usage") if isinstance(obj, dict) else None
     return usage if isinstance(usage, dict) else None
-

@@ -113,12 +113,15 @@ class _Choice:
         message = dict(self.message)
         message.setdefault("content", None)
         if self.calls:
-            message["tool_calls"] = [
-                {"type": "function", **self.calls[i]} for i in sorted(self.calls)
-            ]
+            message["tool_calls"] = [{"type": "function", **self.calls[i]} for i in sorted(self.calls)]
         if self.function_call is not None:
             message["function_call"] = self.function_call
-        return {"index": index, "message": message, "logprobs": self.logprobs, "finish_reason": self.finish_reason}
+        return {
+            "index": index,
+            "message": message,
+            "logprobs": self.logprobs,
+            "finish_reason": self.finish_reason,
+        }
 
 
 def _accumulate(events: Iterable[bytes]) -> tuple[dict[str, Any], bool, bool]:
@@ -165,8 +168,13 @@ def sse_to_completion(events: list[bytes]) -> dict[str, Any]:
 # --- one chat.completion -> stream -------------------------------------------------------------------
 
 
-def _chunk(head: dict[str, Any], index: int, delta: dict[str, Any], logprobs: Any = None,
-           finish_reason: str | None = None) -> bytes:
+def _chunk(
+    head: dict[str, Any],
+    index: int,
+    delta: dict[str, Any],
+    logprobs: Any = None,
+    finish_reason: str | None = None,
+) -> bytes:
     choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
     return data_event({**head, "choices": [choice]})
 
@@ -176,7 +184,10 @@ def _choice_events(head: dict[str, Any], choice: dict[str, Any]) -> list[bytes]:
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
     content = message.get("content")
     logprobs = choice.get("logprobs")
-    role_delta = {"role": message.get("role", "assistant"), "content": "" if isinstance(content, str) else None}
+    role_delta = {
+        "role": message.get("role", "assistant"),
+        "content": "" if isinstance(content, str) else None,
+    }
     role_delta.update({k: v for k, v in message.items() if k not in _MESSAGE_SPECIAL})
     has_text = isinstance(content, str) and content != ""
     out = [_chunk(head, index, role_delta, None if has_text else logprobs)]
@@ -192,8 +203,12 @@ def _choice_events(head: dict[str, Any], choice: dict[str, Any]) -> list[bytes]:
 
 def completion_to_sse(obj: dict[str, Any], *, include_usage: bool) -> list[bytes]:
     """A chat.completion as the chunk events a stream request would have received, ending with [DONE]."""
-    head: dict[str, Any] = {"id": obj.get("id"), "object": "chat.completion.chunk", "created": obj.get("created"),
-                            "model": obj.get("model")}
+    head: dict[str, Any] = {
+        "id": obj.get("id"),
+        "object": "chat.completion.chunk",
+        "created": obj.get("created"),
+        "model": obj.get("model"),
+    }
     for field in ("system_fingerprint", "service_tier"):
         if field in obj:
             head[field] = obj[field]
@@ -285,6 +300,8 @@ def is_complete_embeddings(obj: Any, *, status: int = 200) -> bool:
     if status != 200 or not isinstance(obj, dict) or obj.get("error") is not None:
         return False
     data = obj.get("data")
-    return isinstance(data, list) and bool(data) and all(
-        isinstance(item, dict) and item.get("embedding") is not None for item in data
+    return (
+        isinstance(data, list)
+        and bool(data)
+        and all(isinstance(item, dict) and item.get("embedding") is not None for item in data)
     )

@@ -44,7 +44,9 @@ class Flight:
 
     __slots__ = ("key", "is_leader", "_call", "_owner", "_idle_timeout_s")
 
-    def __init__(self, owner: SingleFlight, key: str, call: _Call, is_leader: bool, idle_timeout_s: float) -> None:
+    def __init__(
+        self, owner: SingleFlight, key: str, call: _Call, is_leader: bool, idle_timeout_s: float
+    ) -> None:
         self.key = key
         self.is_leader = is_leader
         self._call = call

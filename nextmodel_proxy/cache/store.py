@@ -92,8 +92,9 @@ def lookup(
     elif body_hash(body) != stored_hash:
         reason = "checksum-mismatch"  # the stored answer changed since it was written
     else:
-        return CacheHit(key, kind, bytes(body), orjson.loads(usage) if usage else None, receipt_id,
-                        fresh_cost, created_at)
+        return CacheHit(
+            key, kind, bytes(body), orjson.loads(usage) if usage else None, receipt_id, fresh_cost, created_at
+        )
     if on_bad is not None:
         on_bad(BadEntry(key, reason, stored_hash))
     return None
@@ -108,7 +109,9 @@ def drop_bad(conn: sqlite3.Connection, bad: BadEntry) -> None:
     conn.execute("UPDATE cache_stats SET verification_failures = verification_failures + 1 WHERE id = 1")
 
 
-def record_hit(conn: sqlite3.Connection, key: str, now: float, bytes_saved: int, money_saved_pusd: int) -> None:
+def record_hit(
+    conn: sqlite3.Connection, key: str, now: float, bytes_saved: int, money_saved_pusd: int
+) -> None:
     """Count one replay: entry recency (for LRU) and hit count, and the global saved totals."""
     conn.execute(
         "UPDATE cache_entries SET hits = hits + 1, last_used_at = max(last_used_at, ?) WHERE key = ?",
@@ -146,9 +149,23 @@ def store(conn: sqlite3.Connection, entry: CacheEntry) -> None:
     usage = orjson.dumps(entry.usage).decode() if entry.usage is not None else None
     conn.execute(
         _UPSERT,
-        (entry.key, entry.scope, entry.provider, entry.model, entry.endpoint, entry.canonical,
-         entry.response_kind, entry.body, body_hash(entry.body), usage, entry.fresh_receipt_id,
-         entry.fresh_cost_pusd, len(entry.body) + len(entry.canonical), entry.created_at, entry.created_at),
+        (
+            entry.key,
+            entry.scope,
+            entry.provider,
+            entry.model,
+            entry.endpoint,
+            entry.canonical,
+            entry.response_kind,
+            entry.body,
+            body_hash(entry.body),
+            usage,
+            entry.fresh_receipt_id,
+            entry.fresh_cost_pusd,
+            len(entry.body) + len(entry.canonical),
+            entry.created_at,
+            entry.created_at,
+        ),
     )
     conn.execute("UPDATE cache_stats SET stores = stores + 1 WHERE id = 1")
 

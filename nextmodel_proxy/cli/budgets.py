@@ -38,12 +38,25 @@ def budgets_group() -> None:
 @click.option("--team")
 @click.option("--amount", required=True, help="Limit, exact decimal, in --currency.")
 @click.option("--currency", default="USD", show_default=True, help="Needs a rate in currency.rates.")
-@click.option("--period", type=click.Choice(PERIODS), default="month", show_default=True,
-              help="UTC calendar period (weeks start Monday) or total.")
+@click.option(
+    "--period",
+    type=click.Choice(PERIODS),
+    default="month",
+    show_default=True,
+    help="UTC calendar period (weeks start Monday) or total.",
+)
 @config_option
 @db_option
-def set_cmd(key_ref: str | None, project: str | None, team: str | None, amount: str, currency: str, period: str,
-            config_path: str | None, db_path: str | None) -> None:
+def set_cmd(
+    key_ref: str | None,
+    project: str | None,
+    team: str | None,
+    amount: str,
+    currency: str,
+    period: str,
+    config_path: str | None,
+    db_path: str | None,
+) -> None:
     """Create or replace the budget of one scope and period."""
     scopes = [(s, v) for s, v in (("key", key_ref), ("project", project), ("team", team)) if v]
     if len(scopes) != 1:
@@ -55,8 +68,10 @@ def set_cmd(key_ref: str | None, project: str | None, team: str | None, amount: 
         if scope == "key":
             scope_id = lookup_key(conn, scope_id).key_id
         budget = set_budget(conn, scope, scope_id, limit, currency, period)
-    click.echo(f"Budget {budget.budget_id}: {scope} {scope_id!r} may spend "
-               f"{format_amount(budget.amount, budget.currency)} per {period}.")
+    click.echo(
+        f"Budget {budget.budget_id}: {scope} {scope_id!r} may spend "
+        f"{format_amount(budget.amount, budget.currency)} per {period}."
+    )
 
 
 @budgets_group.command("list")

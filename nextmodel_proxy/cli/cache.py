@@ -44,41 +44,62 @@ def _read_body(source: str) -> dict[str, Any]:
     return body
 
 
-def _resolve_target(body: dict[str, Any], config: Config | None, provider: str | None,
-                    upstream_model: str | None) -> tuple[str, str]:
+def _resolve_target(
+    body: dict[str, Any], config: Config | None, provider: str | None, upstream_model: str | None
+) -> tuple[str, str]:
     """(provider, upstream model) for the body's model: explicit flags, else the config's model entry."""
     if provider and upstream_model:
         return provider, upstream_model
     name = body.get("model")
     if not isinstance(name, str) or not name:
-        raise click.ClickException("the body has no \"model\"; add one or pass --model")
+        raise click.ClickException('the body has no "model"; add one or pass --model')
     if config is None:
-        raise click.ClickException(f"no config to resolve model {name!r}: pass --config, "
-                                   "or --provider and --upstream-model")
+        raise click.ClickException(
+            f"no config to resolve model {name!r}: pass --config, or --provider and --upstream-model"
+        )
     if name in config.routes:
         names = ", ".join(c.model for c in config.routes[name].candidates)
-        raise click.ClickException(f"{name!r} is a route; each candidate has its own key, pass --model one of: {names}")
+        raise click.ClickException(
+            f"{name!r} is a route; each candidate has its own key, pass --model one of: {names}"
+        )
     model = config.models.get(name)
     if model is None:
-        raise click.ClickException(f"model {name!r} is not in the config (models: {', '.join(config.models)})")
+        raise click.ClickException(
+            f"model {name!r} is not in the config (models: {', '.join(config.models)})"
+        )
     return provider or model.provider, upstream_model or model.upstream_id
 
 
 @cache_group.command("explain")
 @click.argument("source", default="-", metavar="[FILE|-]")
-@click.option("--model", "model_name", default=None, help="Model name to use instead of the body's \"model\".")
+@click.option("--model", "model_name", default=None, help='Model name to use instead of the body\'s "model".')
 @click.option("--provider", default=None, help="Provider name (skips resolution through the config).")
-@click.option("--upstream-model", default=None, help="Upstream model id (skips resolution through the config).")
+@click.option(
+    "--upstream-model", default=None, help="Upstream model id (skips resolution through the config)."
+)
 @click.option("--scope", default=None, help="Literal scope string, e.g. project:web, key:k_123 or global.")
 @click.option("--project", default=None, help="Project the request is attributed to (builds the scope).")
 @click.option("--key-id", default=None, help="Proxy key id the request uses (builds the scope when per-key).")
-@click.option("--endpoint", type=click.Choice(["chat", "embeddings"]), default=None,
-              help="Endpoint (default: embeddings when the body has \"input\" and no \"messages\", else chat).")
+@click.option(
+    "--endpoint",
+    type=click.Choice(["chat", "embeddings"]),
+    default=None,
+    help='Endpoint (default: embeddings when the body has "input" and no "messages", else chat).',
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @config_option
-def explain_cmd(source: str, model_name: str | None, provider: str | None, upstream_model: str | None,
-                scope: str | None, project: str | None, key_id: str | None, endpoint: str | None,
-                as_json: bool, config_path: str | None) -> None:
+def explain_cmd(
+    source: str,
+    model_name: str | None,
+    provider: str | None,
+    upstream_model: str | None,
+    scope: str | None,
+    project: str | None,
+    key_id: str | None,
+    endpoint: str | None,
+    as_json: bool,
+    config_path: str | None,
+) -> None:
     """Print the canonical form of a request body (FILE, or - for stdin) and its cache key."""
     body = _read_body(source)
     if model_name:
@@ -123,24 +144,40 @@ def stats_cmd(as_json: bool, config_path: str | None, db_path: str | None) -> No
         return
     rate = "n/a" if result["hit_rate"] is None else f"{result['hit_rate'] * 100:.1f}%"
     rows = [
-        ("entries", result["entries"]), ("bytes", result["bytes"]), ("hits", result["hits"]),
-        ("misses", result["misses"]), ("hit rate", rate), ("bytes saved", result["bytes_saved"]),
+        ("entries", result["entries"]),
+        ("bytes", result["bytes"]),
+        ("hits", result["hits"]),
+        ("misses", result["misses"]),
+        ("hit rate", rate),
+        ("bytes saved", result["bytes_saved"]),
         ("money saved (USD)", result["money_saved_usd"]),
-        ("verification failures", result["verification_failures"]), ("evictions", result["evictions"]),
+        ("verification failures", result["verification_failures"]),
+        ("evictions", result["evictions"]),
     ]
     for label, value in rows:
         click.echo(f"{label:<22} {value}")
 
 
 @cache_group.command("purge")
-@click.option("--model", "model_name", default=None,
-              help="Only entries for this model (a config model name resolves to its provider and upstream id).")
-@click.option("--older-than", default=None, metavar="DURATION", help="Only entries stored longer ago (30m, 24h, 7d).")
+@click.option(
+    "--model",
+    "model_name",
+    default=None,
+    help="Only entries for this model (a config model name resolves to its provider and upstream id).",
+)
+@click.option(
+    "--older-than", default=None, metavar="DURATION", help="Only entries stored longer ago (30m, 24h, 7d)."
+)
 @click.option("--all", "purge_all", is_flag=True, help="Every entry.")
 @config_option
 @db_option
-def purge_cmd(model_name: str | None, older_than: str | None, purge_all: bool, config_path: str | None,
-              db_path: str | None) -> None:
+def purge_cmd(
+    model_name: str | None,
+    older_than: str | None,
+    purge_all: bool,
+    config_path: str | None,
+    db_path: str | None,
+) -> None:
     """Delete cache entries; a running proxy stops replaying them at once."""
     if not (model_name or older_than or purge_all):
         raise click.ClickException("say what to purge: --model M, --older-than 7d, or --all")
@@ -157,8 +194,9 @@ def purge_cmd(model_name: str | None, older_than: str | None, purge_all: bool, c
     conn = db.open_db(path)
     try:
         conn.execute("BEGIN IMMEDIATE")
-        removed = cache_store.purge(conn, model=model, provider=provider, older_than_s=older_than_s,
-                                    all=purge_all, now=time.time())
+        removed = cache_store.purge(
+            conn, model=model, provider=provider, older_than_s=older_than_s, all=purge_all, now=time.time()
+        )
         conn.execute("COMMIT")
     finally:
         conn.close()

@@ -16,14 +16,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def config_option(f: F) -> F:
     return click.option(
-        "--config", "config_path", envvar="NMPROXY_CONFIG", default=None, metavar="PATH",
+        "--config",
+        "config_path",
+        envvar="NMPROXY_CONFIG",
+        default=None,
+        metavar="PATH",
         help=f"providers.yaml to read (env NMPROXY_CONFIG; default ./{DEFAULT_CONFIG}).",
     )(f)
 
 
 def db_option(f: F) -> F:
     return click.option(
-        "--db", "db_path", envvar="NMPROXY_DB", default=None, metavar="PATH",
+        "--db",
+        "db_path",
+        envvar="NMPROXY_DB",
+        default=None,
+        metavar="PATH",
         help="SQLite ledger file (env NMPROXY_DB; default: ledger.path from the config, else ./nextmodel.db).",
     )(f)
 

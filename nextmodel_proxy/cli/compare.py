@@ -63,8 +63,9 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     lines = [header, *rows]
     return "\n".join(
-        "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                  for i, (c, w) in enumerate(zip(line, widths, strict=True))).rstrip()
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
         for line in lines
     )
 
@@ -72,49 +73,89 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def render(workload: Workload, repriced: list[Repriced], ratio: Decimal, scope: str) -> str:
     fresh, replayed = workload.fresh, workload.replayed
     total = fresh.requests + replayed.requests
-    head = (f"Chat workload {scope}: {total} requests, {replayed.requests} replayed from the exact cache "
-            f"({workload.hit_rate * 100:.1f}% hit rate); billed ${_usd(workload.billed)}")
+    head = (
+        f"Chat workload {scope}: {total} requests, {replayed.requests} replayed from the exact cache "
+        f"({workload.hit_rate * 100:.1f}% hit rate); billed ${_usd(workload.billed)}"
+    )
     if workload.unknown_cost_rows:
         head += f" (+{workload.unknown_cost_rows} requests of unknown cost)"
     served = _table(
         ["served model", "fresh", "replays", "prompt", "cached", "completion", "billed $"],
-        [[m.model, str(m.fresh.requests), str(m.replayed.requests),
-          str(m.fresh.prompt_tokens + m.replayed.prompt_tokens),
-          str(m.fresh.cached_tokens + m.replayed.cached_tokens),
-          str(m.fresh.completion_tokens + m.replayed.completion_tokens),
-          _usd(Decimal(m.billed_pusd) / PUSD_PER_USD)] for m in workload.models],
+        [
+            [
+                m.model,
+                str(m.fresh.requests),
+                str(m.replayed.requests),
+                str(m.fresh.prompt_tokens + m.replayed.prompt_tokens),
+                str(m.fresh.cached_tokens + m.replayed.cached_tokens),
+                str(m.fresh.completion_tokens + m.replayed.completion_tokens),
+                _usd(Decimal(m.billed_pusd) / PUSD_PER_USD),
+            ]
+            for m in workload.models
+        ],
     )
-    rows = [[r.model, _usd(r.all_fresh), _usd(r.with_cache), _vs(r.with_cache, workload.billed),
-             ("no " + ", ".join(r.assumed) + " price: input price used") if r.assumed else ""] for r in repriced]
+    rows = [
+        [
+            r.model,
+            _usd(r.all_fresh),
+            _usd(r.with_cache),
+            _vs(r.with_cache, workload.billed),
+            ("no " + ", ".join(r.assumed) + " price: input price used") if r.assumed else "",
+        ]
+        for r in repriced
+    ]
     table = _table(["model", "all fresh $", "with cache $", "vs billed", "note"], rows)
-    foot = (f"Same tokens repriced at each model's list price (USD). 'with cache' bills the observed replays at "
-            f"{_usd(ratio)} of fresh. Tiered and off-peak prices are not modelled.")
+    foot = (
+        f"Same tokens repriced at each model's list price (USD). 'with cache' bills the observed replays at "
+        f"{_usd(ratio)} of fresh. Tiered and off-peak prices are not modelled."
+    )
     return f"{head}\n\n{served}\n\n{table}\n\n{foot}"
 
 
 def as_json(workload: Workload, repriced: list[Repriced], ratio: Decimal) -> bytes:
-    return orjson.dumps({
-        "requests": workload.fresh.requests + workload.replayed.requests,
-        "replayed": workload.replayed.requests,
-        "hit_rate": _usd(workload.hit_rate.quantize(Decimal("0.0001"))),
-        "billed_usd": _usd(workload.billed),
-        "unknown_cost_requests": workload.unknown_cost_rows,
-        "replay_price_ratio": _usd(ratio),
-        "models": [{"model": r.model, "all_fresh_usd": _usd(r.all_fresh), "with_cache_usd": _usd(r.with_cache),
-                    "assumed_input_price_for": list(r.assumed)} for r in repriced],
-    }, option=orjson.OPT_INDENT_2)
+    return orjson.dumps(
+        {
+            "requests": workload.fresh.requests + workload.replayed.requests,
+            "replayed": workload.replayed.requests,
+            "hit_rate": _usd(workload.hit_rate.quantize(Decimal("0.0001"))),
+            "billed_usd": _usd(workload.billed),
+            "unknown_cost_requests": workload.unknown_cost_rows,
+            "replay_price_ratio": _usd(ratio),
+            "models": [
+                {
+                    "model": r.model,
+                    "all_fresh_usd": _usd(r.all_fresh),
+                    "with_cache_usd": _usd(r.with_cache),
+                    "assumed_input_price_for": list(r.assumed),
+                }
+                for r in repriced
+            ],
+        },
+        option=orjson.OPT_INDENT_2,
+    )
 
 
 @click.command("compare")
 @config_option
 @db_option
 @click.option("--since", default="30d", show_default=True, help="Look back this far (30d, 12h, ...).")
-@click.option("--models", "model_names", default=None, metavar="A,B,C",
-              help="Models to reprice under (default: every priced chat model in the config).")
+@click.option(
+    "--models",
+    "model_names",
+    default=None,
+    metavar="A,B,C",
+    help="Models to reprice under (default: every priced chat model in the config).",
+)
 @click.option("--project", default=None, help="Only this project's traffic.")
 @click.option("--json", "json_out", is_flag=True, help="Exact decimal strings, machine-readable.")
-def compare_command(config_path: str | None, db_path: str | None, since: str, model_names: str | None,
-                    project: str | None, json_out: bool) -> None:
+def compare_command(
+    config_path: str | None,
+    db_path: str | None,
+    since: str,
+    model_names: str | None,
+    project: str | None,
+    json_out: bool,
+) -> None:
     """Reprice the real chat workload in the ledger under other models: fresh, and with the cache hit rate."""
     config = load_cli_config(config_path, required=True)
     assert config is not None  # required=True either loads or raises ClickException

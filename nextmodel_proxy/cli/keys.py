@@ -39,7 +39,9 @@ from nextmodel_proxy.cli.common import config_option, db_option, existing_db, lo
 from nextmodel_proxy.config import Config, ConfigError, parse_duration
 from nextmodel_proxy.ledger import schema as db
 
-_SHOWN_ONCE = "This is the only time the key is shown: store it now. Clients send it as Authorization: Bearer <key>."
+_SHOWN_ONCE = (
+    "This is the only time the key is shown: store it now. Clients send it as Authorization: Bearer <key>."
+)
 
 
 @contextmanager
@@ -96,7 +98,9 @@ def checked_currency(currency: str, config: Config | None) -> str:
     try:
         rate_of(currency, config.currency.rates if config else {"USD": Decimal(1)})
     except UnknownCurrency:
-        where = f"currency.rates of {config.source_path}" if config else "a config (none loaded; pass --config)"
+        where = (
+            f"currency.rates of {config.source_path}" if config else "a config (none loaded; pass --config)"
+        )
         raise click.ClickException(f"budget currency {currency} has no rate in {where}") from None
     return currency
 
@@ -127,10 +131,15 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _echo_new_key(verb: str, new: NewKey, record: KeyRecord) -> None:
-    where = ", ".join(f"{k} {v}" for k, v in (("project", record.project), ("team", record.team),
-                                               ("env", record.environment)) if v)
+    where = ", ".join(
+        f"{k} {v}"
+        for k, v in (("project", record.project), ("team", record.team), ("env", record.environment))
+        if v
+    )
     admin = " (admin)" if record.is_admin else ""
-    click.echo(f"{verb} key {record.key_id} ({record.display_prefix}…){admin}{' for ' + where if where else ''}.")
+    click.echo(
+        f"{verb} key {record.key_id} ({record.display_prefix}…){admin}{' for ' + where if where else ''}."
+    )
     click.echo(f"\n    {new.plaintext}\n")
     click.echo(_SHOWN_ONCE)
 
@@ -142,8 +151,10 @@ def keys_group() -> None:
 
 def _key_ref_command(name: str) -> Callable[[Callable[..., None]], click.Command]:
     """A `keys` subcommand taking ID plus --config/--db."""
+
     def wrap(f: Callable[..., None]) -> click.Command:
         return keys_group.command(name)(click.argument("key_ref", metavar="ID")(config_option(db_option(f))))
+
     return wrap
 
 
@@ -153,7 +164,9 @@ def _key_ref_command(name: str) -> Callable[[Callable[..., None]], click.Command
 @click.option("--env", "environment", help="Environment label, e.g. prod.")
 @click.option("--name", help="A label for people.")
 @click.option("--budget", "budget_amount", metavar="AMOUNT", help="Spending limit on this key.")
-@click.option("--budget-period", type=click.Choice(PERIODS), default=None, help="Budget period (default month).")
+@click.option(
+    "--budget-period", type=click.Choice(PERIODS), default=None, help="Budget period (default month)."
+)
 @click.option("--budget-currency", default=None, metavar="CODE", help="Budget currency (default USD).")
 @click.option("--rpm", type=click.IntRange(min=1), help="Requests per minute.")
 @click.option("--tpm", type=click.IntRange(min=1), help="Tokens per minute.")
@@ -162,10 +175,22 @@ def _key_ref_command(name: str) -> Callable[[Callable[..., None]], click.Command
 @click.option("--admin", is_flag=True, help="May use the admin endpoints.")
 @config_option
 @db_option
-def create_cmd(project: str | None, team: str | None, environment: str | None, name: str | None,
-               budget_amount: str | None, budget_period: str | None, budget_currency: str | None,
-               rpm: int | None, tpm: int | None, expires: str | None, models: str | None, admin: bool,
-               config_path: str | None, db_path: str | None) -> None:
+def create_cmd(
+    project: str | None,
+    team: str | None,
+    environment: str | None,
+    name: str | None,
+    budget_amount: str | None,
+    budget_period: str | None,
+    budget_currency: str | None,
+    rpm: int | None,
+    tpm: int | None,
+    expires: str | None,
+    models: str | None,
+    admin: bool,
+    config_path: str | None,
+    db_path: str | None,
+) -> None:
     """Create a key and print it once."""
     config = load_cli_config(config_path)
     if not project and not admin:
@@ -176,15 +201,21 @@ def create_cmd(project: str | None, team: str | None, environment: str | None, n
     currency = checked_currency(budget_currency or "USD", config)
     if team is None and project and config is not None and project in config.projects:
         team = config.projects[project].team
-    settings = KeySettings(project, team, environment, name, admin, rpm, tpm, _checked_models(models, config),
-                           _expiry(expires))
+    settings = KeySettings(
+        project, team, environment, name, admin, rpm, tpm, _checked_models(models, config), _expiry(expires)
+    )
     with write_transaction(resolve_db(db_path, config)) as conn:
         new, record = create_key(conn, settings)
-        budget = (set_budget(conn, "key", record.key_id, amount, currency, budget_period or "month")
-                  if amount is not None else None)
+        budget = (
+            set_budget(conn, "key", record.key_id, amount, currency, budget_period or "month")
+            if amount is not None
+            else None
+        )
     _echo_new_key("Created", new, record)
     if budget is not None:
-        click.echo(f"Budget {budget.budget_id}: {format_amount(budget.amount, budget.currency)} per {budget.period}.")
+        click.echo(
+            f"Budget {budget.budget_id}: {format_amount(budget.amount, budget.currency)} per {budget.period}."
+        )
 
 
 @keys_group.command("list")
@@ -200,13 +231,46 @@ def list_cmd(as_json: bool, config_path: str | None, db_path: str | None) -> Non
         click.echo(orjson.dumps([key_json(r, now) for r in records], option=orjson.OPT_INDENT_2).decode())
         return
     if not records:
-        click.echo("No keys: the proxy runs in open mode (loopback only). Create one with nmproxy keys create.")
+        click.echo(
+            "No keys: the proxy runs in open mode (loopback only). Create one with nmproxy keys create."
+        )
         return
-    rows = [(r.key_id, r.display_prefix, r.name, r.project, r.team, r.environment, r.status(now),
-             "admin" if r.is_admin else None, r.rpm, r.tpm, ",".join(sorted(r.models)) if r.models else None,
-             text_or_none(r.expires_at)) for r in records]
-    click.echo(table(("ID", "PREFIX", "NAME", "PROJECT", "TEAM", "ENV", "STATUS", "ROLE", "RPM", "TPM",
-                      "MODELS", "EXPIRES"), rows))
+    rows = [
+        (
+            r.key_id,
+            r.display_prefix,
+            r.name,
+            r.project,
+            r.team,
+            r.environment,
+            r.status(now),
+            "admin" if r.is_admin else None,
+            r.rpm,
+            r.tpm,
+            ",".join(sorted(r.models)) if r.models else None,
+            text_or_none(r.expires_at),
+        )
+        for r in records
+    ]
+    click.echo(
+        table(
+            (
+                "ID",
+                "PREFIX",
+                "NAME",
+                "PROJECT",
+                "TEAM",
+                "ENV",
+                "STATUS",
+                "ROLE",
+                "RPM",
+                "TPM",
+                "MODELS",
+                "EXPIRES",
+            ),
+            rows,
+        )
+    )
 
 
 @_key_ref_command("show")
@@ -252,9 +316,17 @@ def _changed(change: Any) -> Any:
 def usage_row(usage: BudgetUsage) -> tuple[Any, ...]:
     """A budgets/spend table row: amounts in the budget's currency."""
     b, cur = usage.budget, usage.budget.currency
-    return (b.budget_id, b.scope, b.scope_id, b.period, format_amount(b.amount, cur), format_amount(usage.spent, cur),
-            format_amount(max(usage.remaining, Decimal(0)), cur), f"{usage.share_spent * 100:.1f}%",
-            text_or_none(usage.reset_at) or "never")
+    return (
+        b.budget_id,
+        b.scope,
+        b.scope_id,
+        b.period,
+        format_amount(b.amount, cur),
+        format_amount(usage.spent, cur),
+        format_amount(max(usage.remaining, Decimal(0)), cur),
+        f"{usage.share_spent * 100:.1f}%",
+        text_or_none(usage.reset_at) or "never",
+    )
 
 
 USAGE_HEADERS = ("BUDGET", "SCOPE", "ID", "PERIOD", "LIMIT", "SPENT", "REMAINING", "USED", "RESETS")

@@ -21,12 +21,17 @@ _NUMERIC = frozenset({"in $/1M", "out $/1M", "cached $/1M", "context", "ttft"})
 
 
 def select_models(
-    config: Config, *, providers: Iterable[str] = (), capabilities: Iterable[str] = (), tags: Iterable[str] = ()
+    config: Config,
+    *,
+    providers: Iterable[str] = (),
+    capabilities: Iterable[str] = (),
+    tags: Iterable[str] = (),
 ) -> list[ModelConfig]:
     """Models matching every filter: any listed provider, all listed capabilities, any listed tag."""
     wanted_providers, wanted_caps, wanted_tags = set(providers), set(capabilities), set(tags)
     return [
-        m for m in config.models.values()
+        m
+        for m in config.models.values()
         if (not wanted_providers or m.provider in wanted_providers)
         and wanted_caps <= m.capabilities
         and (not wanted_tags or wanted_tags & set(m.tags))
@@ -36,14 +41,18 @@ def select_models(
 def sort_models(models: list[ModelConfig], key: str) -> list[ModelConfig]:
     """Sort by blended price (3:1 input:output), latency estimate, or name; unknown values go last."""
     if key == "price":
+
         def by_price(m: ModelConfig) -> tuple[bool, Decimal, str]:
             blended = blended_price(m.price)
             return blended is None, blended or Decimal(0), m.id.casefold()
+
         return sorted(models, key=by_price)
     if key == "latency":
+
         def by_latency(m: ModelConfig) -> tuple[float, str]:
             ttft = m.latency.ttft_ms if m.latency and m.latency.ttft_ms is not None else math.inf
             return ttft, m.id.casefold()
+
         return sorted(models, key=by_latency)
     return sorted(models, key=lambda m: m.id.casefold())
 
@@ -106,26 +115,57 @@ def _json_rows(models: list[ModelConfig], today: dt.date) -> bytes:
 @click.command("models")
 @config_option
 @click.option("--provider", "providers", multiple=True, metavar="P", help="Only this provider (repeatable).")
-@click.option("--capability", "capabilities", multiple=True, type=click.Choice(sorted(CAPABILITIES)),
-              help="Only models with this capability (repeatable: all must match).")
-@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Only models with this tag, e.g. domestic, global, local.")
-@click.option("--sort", "sort_key", type=click.Choice(["price", "latency", "name"]), default="name",
-              show_default=True, help="price = blended 3:1 input:output per 1M tokens; latency = ttft estimate.")
+@click.option(
+    "--capability",
+    "capabilities",
+    multiple=True,
+    type=click.Choice(sorted(CAPABILITIES)),
+    help="Only models with this capability (repeatable: all must match).",
+)
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="TAG",
+    help="Only models with this tag, e.g. domestic, global, local.",
+)
+@click.option(
+    "--sort",
+    "sort_key",
+    type=click.Choice(["price", "latency", "name"]),
+    default="name",
+    show_default=True,
+    help="price = blended 3:1 input:output per 1M tokens; latency = ttft estimate.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable rows with exact decimal strings.")
-@click.option("--today", type=click.DateTime(["%Y-%m-%d"]), default=None, hidden=True,
-              help="Evaluate STALE/RETIRING flags as of this date (for tests).")
+@click.option(
+    "--today",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    hidden=True,
+    help="Evaluate STALE/RETIRING flags as of this date (for tests).",
+)
 def models_command(
-    config_path: str | None, providers: tuple[str, ...], capabilities: tuple[str, ...], tags: tuple[str, ...],
-    sort_key: str, as_json: bool, today: dt.datetime | None,
+    config_path: str | None,
+    providers: tuple[str, ...],
+    capabilities: tuple[str, ...],
+    tags: tuple[str, ...],
+    sort_key: str,
+    as_json: bool,
+    today: dt.datetime | None,
 ) -> None:
     """Show the model catalog side by side: prices, context, capabilities, latency, flags."""
     config = load_cli_config(config_path, required=True)
     assert config is not None  # required=True either loads or raises ClickException
     unknown = sorted(set(providers) - set(config.providers))
     if unknown:
-        raise click.ClickException(f"unknown provider {', '.join(unknown)} (known: {', '.join(config.providers)})")
+        raise click.ClickException(
+            f"unknown provider {', '.join(unknown)} (known: {', '.join(config.providers)})"
+        )
     day = today.date() if today else dt.datetime.now(dt.UTC).date()
-    chosen = sort_models(select_models(config, providers=providers, capabilities=capabilities, tags=tags), sort_key)
+    chosen = sort_models(
+        select_models(config, providers=providers, capabilities=capabilities, tags=tags), sort_key
+    )
     if as_json:
         click.echo(_json_rows(chosen, day).decode())
         return

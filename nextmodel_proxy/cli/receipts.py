@@ -63,24 +63,29 @@ class TimeParam(click.ParamType):
 
 def filter_options(f: F) -> F:
     """--since/--until/--project/--model/--mode, shared by list, export and spend."""
-    for option in reversed([
-        click.option("--since", type=TimeParam(), help="From this time (ISO 8601, or 30m, 24h, 7d ago)."),
-        click.option("--until", type=TimeParam(), help="Before this time (ISO 8601, or relative)."),
-        click.option("--project", help="Only this project."),
-        click.option("--model", help="Only this served model id."),
-        click.option("--mode", type=click.Choice(SERVED_MODES), help="Only this served mode."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--since", type=TimeParam(), help="From this time (ISO 8601, or 30m, 24h, 7d ago)."),
+            click.option("--until", type=TimeParam(), help="Before this time (ISO 8601, or relative)."),
+            click.option("--project", help="Only this project."),
+            click.option("--model", help="Only this served model id."),
+            click.option("--mode", type=click.Choice(SERVED_MODES), help="Only this served mode."),
+        ]
+    ):
         f = option(f)
     return f
 
 
 def _filters(kw: dict[str, Any]) -> ReceiptFilter:
-    return ReceiptFilter(since=kw["since"], until=kw["until"], project=kw["project"], model=kw["model"],
-                         mode=kw["mode"])
+    return ReceiptFilter(
+        since=kw["since"], until=kw["until"], project=kw["project"], model=kw["model"], mode=kw["mode"]
+    )
 
 
 @contextmanager
-def read_ledger(db_path: str | None, config_path: str | None) -> Iterator[tuple[sqlite3.Connection, CurrencyConfig]]:
+def read_ledger(
+    db_path: str | None, config_path: str | None
+) -> Iterator[tuple[sqlite3.Connection, CurrencyConfig]]:
     """A read-only connection to an existing ledger (upgraded first if it is from an older version)."""
     config = load_cli_config(config_path)
     path = existing_db(resolve_db(db_path, config))
@@ -124,21 +129,43 @@ def receipts() -> None:
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--cursor", help="Continue from a previous page's next_cursor.")
 @click.option("--json", "as_json", is_flag=True, help="The API's list object instead of a table.")
-def list_cmd(config_path: str | None, db_path: str | None, limit: int, cursor: str | None, as_json: bool,
-             **kw: Any) -> None:
+def list_cmd(
+    config_path: str | None, db_path: str | None, limit: int, cursor: str | None, as_json: bool, **kw: Any
+) -> None:
     """Receipts, newest first."""
     with read_ledger(db_path, config_path) as (conn, currency):
         f = _filters(kw)
         try:
-            rows, next_cursor = query_receipts(conn, since=f.since, until=f.until, project=f.project,
-                                               model=f.model, mode=f.mode, limit=limit, cursor=cursor)
+            rows, next_cursor = query_receipts(
+                conn,
+                since=f.since,
+                until=f.until,
+                project=f.project,
+                model=f.model,
+                mode=f.mode,
+                limit=limit,
+                cursor=cursor,
+            )
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
     if as_json:
         _echo_json(list_json(rows, next_cursor))
         return
-    _print_table(["RECEIPT", "CREATED (UTC)", "PROJECT", "MODEL", "MODE", "STATUS", "TOKENS IN/OUT", "BILLED USD",
-                  f"BILLED {currency.display}"], [_list_cells(r, currency) for r in rows], display_at=8)
+    _print_table(
+        [
+            "RECEIPT",
+            "CREATED (UTC)",
+            "PROJECT",
+            "MODEL",
+            "MODE",
+            "STATUS",
+            "TOKENS IN/OUT",
+            "BILLED USD",
+            f"BILLED {currency.display}",
+        ],
+        [_list_cells(r, currency) for r in rows],
+        display_at=8,
+    )
     if next_cursor:
         click.echo(f"more: --cursor {next_cursor}")
 
@@ -147,8 +174,17 @@ def _list_cells(r: Receipt, currency: CurrencyConfig) -> list[str]:
     tokens = f"{r.prompt_tokens or 0}/{r.completion_tokens or 0}"
     if r.cached_tokens:
         tokens += f" ({r.cached_tokens} cached)"
-    return [r.receipt_id, r.created_utc[:19].replace("T", " "), r.project or "-", r.model or "-", r.served_mode,
-            str(r.status or "-"), tokens, _usd(r.billed_cost_usd), _display(r.billed_cost_usd, currency)]
+    return [
+        r.receipt_id,
+        r.created_utc[:19].replace("T", " "),
+        r.project or "-",
+        r.model or "-",
+        r.served_mode,
+        str(r.status or "-"),
+        tokens,
+        _usd(r.billed_cost_usd),
+        _display(r.billed_cost_usd, currency),
+    ]
 
 
 def _usd(amount: Decimal | None) -> str:
@@ -166,8 +202,8 @@ def _display(amount: Decimal | None, currency: CurrencyConfig) -> str:
 def _print_table(header: list[str], rows: list[list[str]], *, display_at: int | None = None) -> None:
     """Aligned columns; the display-currency column (at `display_at`) is left out when it is USD anyway."""
     if display_at is not None and header[display_at] == "BILLED USD":
-        header = header[:display_at] + header[display_at + 1:]
-        rows = [row[:display_at] + row[display_at + 1:] for row in rows]
+        header = header[:display_at] + header[display_at + 1 :]
+        rows = [row[:display_at] + row[display_at + 1 :] for row in rows]
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
     for row in [header, *rows]:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
@@ -199,7 +235,9 @@ def show_cmd(config_path: str | None, db_path: str | None, receipt_id: str, as_j
 @db_option
 @filter_options
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File to write (default stdout).")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File to write (default stdout)."
+)
 def export_cmd(config_path: str | None, db_path: str | None, fmt: str, output: str | None, **kw: Any) -> None:
     """Stream receipts oldest first as CSV (RFC 4180, header row) or JSON lines; columns: EXPORT_COLUMNS."""
     with read_ledger(db_path, config_path) as (conn, currency):
@@ -237,8 +275,11 @@ def verify_cmd(config_path: str | None, db_path: str | None) -> None:
     if result.ok:
         click.echo(f"ok: {result.checked} receipts checked, hash chain intact")
         return
-    click.echo(f"TAMPERED: first bad receipt: {result.first_bad_receipt_id or '-'} ({result.reason}); "
-               f"{result.checked} receipts checked", err=True)
+    click.echo(
+        f"TAMPERED: first bad receipt: {result.first_bad_receipt_id or '-'} ({result.reason}); "
+        f"{result.checked} receipts checked",
+        err=True,
+    )
     sys.exit(1)
 
 
@@ -261,14 +302,33 @@ def spend_cmd(config_path: str | None, db_path: str | None, by: str, as_json: bo
         if budgets is not None:
             for row, r in zip(out, rows, strict=True):
                 row["budgets"] = [usage_json(u) for u in budgets.get(r.group or "", [])]
-        _echo_json({"by": by, "display_currency": currency.display,
-                    "display_rate": format(currency.rates[currency.display], "f"),
-                    "rows": out, "total": _spend_json(total, currency),
-                    **({"budgets": [usage_json(u) for us in budgets.values() for u in us]} if budgets is not None
-                       else {})})
+        _echo_json(
+            {
+                "by": by,
+                "display_currency": currency.display,
+                "display_rate": format(currency.rates[currency.display], "f"),
+                "rows": out,
+                "total": _spend_json(total, currency),
+                **(
+                    {"budgets": [usage_json(u) for us in budgets.values() for u in us]}
+                    if budgets is not None
+                    else {}
+                ),
+            }
+        )
         return
-    header = [by.upper(), "RECEIPTS", "PROMPT", "COMPLETION", "CACHED", "UPSTREAM USD", "BILLED USD", "SAVINGS USD",
-              f"BILLED {currency.display}", "UNKNOWN COST"]
+    header = [
+        by.upper(),
+        "RECEIPTS",
+        "PROMPT",
+        "COMPLETION",
+        "CACHED",
+        "UPSTREAM USD",
+        "BILLED USD",
+        "SAVINGS USD",
+        f"BILLED {currency.display}",
+        "UNKNOWN COST",
+    ]
     cells = [_spend_cells(r, currency) for r in rows]
     total_cells = _spend_cells(total, currency, "TOTAL")
     if budgets is not None:
@@ -280,7 +340,9 @@ def spend_cmd(config_path: str | None, db_path: str | None, by: str, as_json: bo
         click.echo(f"rate: 1 USD = {format(currency.rates[currency.display], 'f')} {currency.display}")
 
 
-def _budgets_by_group(conn: sqlite3.Connection, by: str, config_path: str | None) -> dict[str, list[BudgetUsage]] | None:
+def _budgets_by_group(
+    conn: sqlite3.Connection, by: str, config_path: str | None
+) -> dict[str, list[BudgetUsage]] | None:
     """Budgets on each key/project/team with their current period's spend; None for other groupings."""
     if by not in SCOPES:
         return None
@@ -298,22 +360,42 @@ def _budget_cells(usages: list[BudgetUsage]) -> list[str]:
     """'monthly 100 GBP' / spent / remaining, one budget per '; ' part (a group may have one per period)."""
     if not usages:
         return ["-", "-", "-"]
-    return ["; ".join(f"{u.budget.period} {format_amount(u.budget.amount, u.budget.currency)}" for u in usages),
-            "; ".join(format_amount(u.spent, u.budget.currency) for u in usages),
-            "; ".join(format_amount(max(u.remaining, Decimal(0)), u.budget.currency) for u in usages)]
+    return [
+        "; ".join(f"{u.budget.period} {format_amount(u.budget.amount, u.budget.currency)}" for u in usages),
+        "; ".join(format_amount(u.spent, u.budget.currency) for u in usages),
+        "; ".join(format_amount(max(u.remaining, Decimal(0)), u.budget.currency) for u in usages),
+    ]
 
 
 def _spend_cells(r: SpendRow, currency: CurrencyConfig, label: str | None = None) -> list[str]:
-    return [label or (r.group if r.group is not None else "-"), str(r.count), str(r.prompt_tokens),
-            str(r.completion_tokens), str(r.cached_tokens), format_usd(r.upstream_usd), format_usd(r.billed_usd),
-            format_usd(r.savings_usd), _display(r.billed_usd, currency), str(r.unknown_cost)]
+    return [
+        label or (r.group if r.group is not None else "-"),
+        str(r.count),
+        str(r.prompt_tokens),
+        str(r.completion_tokens),
+        str(r.cached_tokens),
+        format_usd(r.upstream_usd),
+        format_usd(r.billed_usd),
+        format_usd(r.savings_usd),
+        _display(r.billed_usd, currency),
+        str(r.unknown_cost),
+    ]
 
 
 def _spend_json(r: SpendRow, currency: CurrencyConfig) -> dict[str, Any]:
     billed_display = to_display(r.billed_usd, currency)[0]
-    return {"group": r.group, "count": r.count, "prompt_tokens": r.prompt_tokens,
-            "completion_tokens": r.completion_tokens, "cached_tokens": r.cached_tokens,
-            "cache_write_tokens": r.cache_write_tokens, "reasoning_tokens": r.reasoning_tokens,
-            "upstream_cost_usd": format_usd(r.upstream_usd), "billed_cost_usd": format_usd(r.billed_usd),
-            "fresh_cost_usd": format_usd(r.fresh_usd), "savings_usd": format_usd(r.savings_usd),
-            "billed_cost_display": format_usd(billed_display), "unknown_cost": r.unknown_cost}
+    return {
+        "group": r.group,
+        "count": r.count,
+        "prompt_tokens": r.prompt_tokens,
+        "completion_tokens": r.completion_tokens,
+        "cached_tokens": r.cached_tokens,
+        "cache_write_tokens": r.cache_write_tokens,
+        "reasoning_tokens": r.reasoning_tokens,
+        "upstream_cost_usd": format_usd(r.upstream_usd),
+        "billed_cost_usd": format_usd(r.billed_usd),
+        "fresh_cost_usd": format_usd(r.fresh_usd),
+        "savings_usd": format_usd(r.savings_usd),
+        "billed_cost_display": format_usd(billed_display),
+        "unknown_cost": r.unknown_cost,
+    }

@@ -30,11 +30,19 @@ def _use_uvloop() -> bool:
 @config_option
 @click.option("--host", default=None, help="Bind address (overrides server.host).")
 @click.option("--port", type=int, default=None, help="Port (overrides server.port).")
-@click.option("--db", "db_path", envvar="NMPROXY_DB", default=None, help="SQLite ledger file (env NMPROXY_DB).")
+@click.option(
+    "--db", "db_path", envvar="NMPROXY_DB", default=None, help="SQLite ledger file (env NMPROXY_DB)."
+)
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--allow-open", is_flag=True, help="Serve without API keys on a non-loopback host (dangerous).")
-def serve(config_path: str | None, host: str | None, port: int | None, db_path: str | None, log_level: str,
-          allow_open: bool) -> None:
+def serve(
+    config_path: str | None,
+    host: str | None,
+    port: int | None,
+    db_path: str | None,
+    log_level: str,
+    allow_open: bool,
+) -> None:
     """Start the proxy."""
     from aiohttp import web
 
@@ -43,18 +51,31 @@ def serve(config_path: str | None, host: str | None, port: int | None, db_path: 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_cli_config(config_path, required=True)
     assert config is not None
-    server = replace(config.server, host=host or config.server.host, port=port if port is not None else config.server.port)
+    server = replace(
+        config.server, host=host or config.server.host, port=port if port is not None else config.server.port
+    )
     config = replace(config, server=server, ledger=replace(config.ledger, path=db_path or config.ledger.path))
     try:
-        check_bind(server.host, bool(os.environ.get(ADMIN_ENV)) or ledger_has_keys(config.ledger.path), allow_open)
+        check_bind(
+            server.host, bool(os.environ.get(ADMIN_ENV)) or ledger_has_keys(config.ledger.path), allow_open
+        )
     except UnsafeBindError as exc:
         raise click.ClickException(str(exc)) from None
     loop_name = "uvloop" if _use_uvloop() else "asyncio"
     app = create_app(config)
-    click.echo(f"nmproxy listening on http://{server.host}:{server.port}/v1 "
-               f"(config {config.source_path}, ledger {config.ledger.path}, {loop_name})")
-    web.run_app(app, host=server.host, port=server.port, print=None, access_log=None,
-                shutdown_timeout=server.shutdown_grace_s, handler_cancellation=True)
+    click.echo(
+        f"nmproxy listening on http://{server.host}:{server.port}/v1 "
+        f"(config {config.source_path}, ledger {config.ledger.path}, {loop_name})"
+    )
+    web.run_app(
+        app,
+        host=server.host,
+        port=server.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=server.shutdown_grace_s,
+        handler_cancellation=True,
+    )
 
 
 def ledger_has_keys(db_path: str) -> bool:
@@ -79,6 +100,8 @@ def check_config(config_path: str | None) -> None:
     """Validate providers.yaml and print a summary (exit 1 with the YAML path of the first problem)."""
     config = load_cli_config(config_path, required=True)
     assert config is not None
-    click.echo(f"{config.source_path}: OK — {len(config.providers)} providers, {len(config.models)} models, "
-               f"{len(config.routes)} routes")
+    click.echo(
+        f"{config.source_path}: OK — {len(config.providers)} providers, {len(config.models)} models, "
+        f"{len(config.routes)} routes"
+    )
     sys.exit(0)

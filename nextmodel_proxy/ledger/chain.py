@@ -52,8 +52,14 @@ def verify(conn: sqlite3.Connection, *, chunk: int = 5000) -> VerifyResult:
 
 
 def _check_row(
-    seq: int, receipt_id: str, prev_hash: str | None, row_hash: str | None, values: Sequence[Any],
-    last_seq: int, expected_prev: str, recent: deque[tuple[str, str]],
+    seq: int,
+    receipt_id: str,
+    prev_hash: str | None,
+    row_hash: str | None,
+    values: Sequence[Any],
+    last_seq: int,
+    expected_prev: str,
+    recent: deque[tuple[str, str]],
 ) -> tuple[str, str] | None:
     """(receipt to name, reason) when this row breaks the chain, else None."""
     if seq != last_seq + 1:
@@ -75,6 +81,10 @@ def _check_tail(conn: sqlite3.Connection, checked: int, last_seq: int, last_id: 
     highest = row[0] if row else 0
     if highest > last_seq:
         after = f" after {last_id}" if last_id else ""
-        return VerifyResult(False, checked, None,
-                            f"the newest {highest - last_seq} receipt(s){after} were deleted (seq up to {highest})")
+        return VerifyResult(
+            False,
+            checked,
+            None,
+            f"the newest {highest - last_seq} receipt(s){after} were deleted (seq up to {highest})",
+        )
     return VerifyResult(True, checked)

@@ -47,7 +47,9 @@ class Usage:
 
     def tokens(self) -> pricing.Usage:
         """The summed counts as pricing's Usage, so compare and receipts price with one formula."""
-        return pricing.Usage(self.prompt_tokens, self.completion_tokens, self.cached_tokens, self.cache_write_tokens)
+        return pricing.Usage(
+            self.prompt_tokens, self.completion_tokens, self.cached_tokens, self.cache_write_tokens
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +101,9 @@ class Repriced:
     assumed: tuple[str, ...] = ()  # prices the model lacks, billed at the input price instead
 
 
-def load_workload(conn: sqlite3.Connection, *, since_utc: str | None = None, project: str | None = None) -> Workload:
+def load_workload(
+    conn: sqlite3.Connection, *, since_utc: str | None = None, project: str | None = None
+) -> Workload:
     """Group chat receipts by served model, fresh vs exact-cache, optionally since a UTC timestamp."""
     by_model: dict[str, dict] = {}
     for row in conn.execute(_WORKLOAD_SQL, (since_utc, since_utc, project, project)):
@@ -110,11 +114,19 @@ def load_workload(conn: sqlite3.Connection, *, since_utc: str | None = None, pro
         entry["billed"] += billed
         entry["unknown"] += unknown or 0
         entry["no_usage"] += no_usage or 0
-    return Workload(tuple(
-        ModelWorkload(model=name, fresh=e.get("fresh", Usage()), replayed=e.get("replayed", Usage()),
-                      billed_pusd=e["billed"], unknown_cost_rows=e["unknown"], no_usage_rows=e["no_usage"])
-        for name, e in by_model.items()
-    ))
+    return Workload(
+        tuple(
+            ModelWorkload(
+                model=name,
+                fresh=e.get("fresh", Usage()),
+                replayed=e.get("replayed", Usage()),
+                billed_pusd=e["billed"],
+                unknown_cost_rows=e["unknown"],
+                no_usage_rows=e["no_usage"],
+            )
+            for name, e in by_model.items()
+        )
+    )
 
 
 def usage_cost(usage: Usage, price: Price) -> Decimal:
@@ -135,12 +147,20 @@ def reprice(workload: Workload, model: ModelConfig, replay_price_ratio: Decimal)
     replayed = usage_cost(workload.replayed, model.price)
     total = workload.fresh + workload.replayed
     # Only a missing price this workload actually needs is worth a warning.
-    assumed = tuple(name for name, value, tokens in (
-        ("cached_input", model.price.cached_input, total.cached_tokens),
-        ("cache_write", model.price.cache_write, total.cache_write_tokens),
-    ) if value is None and tokens)
-    return Repriced(model=model.id, all_fresh=fresh + replayed, with_cache=fresh + replayed * replay_price_ratio,
-                    assumed=assumed)
+    assumed = tuple(
+        name
+        for name, value, tokens in (
+            ("cached_input", model.price.cached_input, total.cached_tokens),
+            ("cache_write", model.price.cache_write, total.cache_write_tokens),
+        )
+        if value is None and tokens
+    )
+    return Repriced(
+        model=model.id,
+        all_fresh=fresh + replayed,
+        with_cache=fresh + replayed * replay_price_ratio,
+        assumed=assumed,
+    )
 
 
 def compare(workload: Workload, models: Iterable[ModelConfig], replay_price_ratio: Decimal) -> list[Repriced]:

@@ -139,11 +139,18 @@ def _json_list(v: Sequence[Any]) -> str:
 
 
 _TO_DB: dict[str, Callable[[Any], Any]] = {
-    "text": _text, "int": _int, "real": _real, "bool": _flag, "money": _money, "dec": _decimal_text,
+    "text": _text,
+    "int": _int,
+    "real": _real,
+    "bool": _flag,
+    "money": _money,
+    "dec": _decimal_text,
     "json": _json_list,
 }
 _FROM_DB: dict[str, Callable[[Any], Any]] = {
-    "text": lambda v: v, "int": lambda v: v, "real": lambda v: v,
+    "text": lambda v: v,
+    "int": lambda v: v,
+    "real": lambda v: v,
     "bool": lambda v: None if v is None else bool(v),
     "money": lambda v: None if v is None else from_pusd(v),
     "dec": lambda v: None if v is None else Decimal(v),
@@ -151,17 +158,26 @@ _FROM_DB: dict[str, Callable[[Any], Any]] = {
 }
 _MONEY = ("upstream_cost", "billed_cost", "fresh_cost", "savings")
 _KINDS = {
-    "tags": "json", "attempts": "json", "stream": "bool", "display_rate": "dec",
-    "latency_ms": "real", "ttft_ms": "real", "status": "int",
+    "tags": "json",
+    "attempts": "json",
+    "stream": "bool",
+    "display_rate": "dec",
+    "latency_ms": "real",
+    "ttft_ms": "real",
+    "status": "int",
     **{f"{n}_tokens": "int" for n in ("prompt", "completion", "cached", "cache_write", "reasoning")},
     **{f"{m}_usd": "money" for m in _MONEY},
 }
 _CHAIN_FIELDS = ("seq", "prev_hash", "hash")
 # (dataclass field, SQLite column, kind) for the hashed content columns, in table order.
 CONTENT: tuple[tuple[str, str, str], ...] = tuple(
-    (f.name, f.name.removesuffix("_usd") + "_pusd" if _KINDS.get(f.name) == "money" else f.name,
-     _KINDS.get(f.name, "text"))
-    for f in fields(Receipt) if f.name not in _CHAIN_FIELDS
+    (
+        f.name,
+        f.name.removesuffix("_usd") + "_pusd" if _KINDS.get(f.name) == "money" else f.name,
+        _KINDS.get(f.name, "text"),
+    )
+    for f in fields(Receipt)
+    if f.name not in _CHAIN_FIELDS
 )
 CONTENT_COLUMNS: tuple[str, ...] = tuple(col for _, col, _ in CONTENT)
 SELECT_COLUMNS = ", ".join(("seq", *CONTENT_COLUMNS, "prev_hash", "hash"))
@@ -209,13 +225,49 @@ def receipt_to_json(receipt: Receipt) -> dict[str, Any]:
 # Money columns are exact USD decimal strings (format_usd); display_currency/display_rate are what the receipt
 # recorded (else the configured display currency), billed_cost_display = billed_cost_usd x display_rate, exact.
 EXPORT_COLUMNS: tuple[str, ...] = (
-    "receipt_id", "created_utc", "request_id", "key_id", "project", "team", "environment", "tags",
-    "endpoint", "model_requested", "model", "provider", "upstream_model", "route", "served_mode", "stream",
-    "status", "error_code", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
-    "reasoning_tokens", "usage_source", "upstream_cost_usd", "billed_cost_usd", "fresh_cost_usd", "savings_usd",
-    "cost_unknown_reason", "display_currency", "display_rate", "billed_cost_display", "latency_ms", "ttft_ms",
-    "reused_receipt_id", "upstream_request_id", "price_version", "cache_key", "cache_status", "attempts",
-    "seq", "prev_hash", "hash",
+    "receipt_id",
+    "created_utc",
+    "request_id",
+    "key_id",
+    "project",
+    "team",
+    "environment",
+    "tags",
+    "endpoint",
+    "model_requested",
+    "model",
+    "provider",
+    "upstream_model",
+    "route",
+    "served_mode",
+    "stream",
+    "status",
+    "error_code",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "usage_source",
+    "upstream_cost_usd",
+    "billed_cost_usd",
+    "fresh_cost_usd",
+    "savings_usd",
+    "cost_unknown_reason",
+    "display_currency",
+    "display_rate",
+    "billed_cost_display",
+    "latency_ms",
+    "ttft_ms",
+    "reused_receipt_id",
+    "upstream_request_id",
+    "price_version",
+    "cache_key",
+    "cache_status",
+    "attempts",
+    "seq",
+    "prev_hash",
+    "hash",
 )
 _AT = {name: i for i, name in enumerate(("seq", *CONTENT_COLUMNS, "prev_hash", "hash"))}
 _KIND_OF = {col: kind for _, col, kind in CONTENT} | {"seq": "int", "prev_hash": "text", "hash": "text"}
@@ -228,14 +280,26 @@ def _export_source(column: str) -> tuple[int, str]:
 
 
 _CSV_CELL: dict[str, Callable[[Any], str]] = {
-    "text": lambda v: v, "dec": lambda v: v, "json": lambda v: v, "int": str, "real": repr,
-    "bool": lambda v: "true" if v else "false", "money": format_pusd,
+    "text": lambda v: v,
+    "dec": lambda v: v,
+    "json": lambda v: v,
+    "int": str,
+    "real": repr,
+    "bool": lambda v: "true" if v else "false",
+    "money": format_pusd,
 }
 _JSON_VALUE: dict[str, Callable[[Any], Any]] = {
-    "text": lambda v: v, "dec": lambda v: v, "int": lambda v: v, "real": lambda v: v, "bool": bool,
-    "money": format_pusd, "json": orjson.loads,
+    "text": lambda v: v,
+    "dec": lambda v: v,
+    "int": lambda v: v,
+    "real": lambda v: v,
+    "bool": bool,
+    "money": format_pusd,
+    "json": orjson.loads,
 }
-_PLAIN = tuple((i, name, *_export_source(name)) for i, name in enumerate(EXPORT_COLUMNS) if name not in _DISPLAY)
+_PLAIN = tuple(
+    (i, name, *_export_source(name)) for i, name in enumerate(EXPORT_COLUMNS) if name not in _DISPLAY
+)
 _DISPLAY_AT = tuple(EXPORT_COLUMNS.index(name) for name in _DISPLAY)
 
 
@@ -300,8 +364,12 @@ class ReceiptFilter:
         if self.until is not None:
             clauses.append("created_utc < ?")
             params.append(format_utc(self.until))
-        for column, value in (("project", self.project), ("model", self.model), ("served_mode", self.mode),
-                              ("key_id", self.key_id)):
+        for column, value in (
+            ("project", self.project),
+            ("model", self.model),
+            ("served_mode", self.mode),
+            ("key_id", self.key_id),
+        ):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
@@ -354,7 +422,9 @@ def list_json(receipts: Sequence[Receipt], next_cursor: str | None) -> dict[str,
 
 
 def get_receipt(conn: sqlite3.Connection, receipt_id: str) -> Receipt | None:
-    row = conn.execute(f"SELECT {SELECT_COLUMNS} FROM receipts WHERE receipt_id = ?", (receipt_id,)).fetchone()
+    row = conn.execute(
+        f"SELECT {SELECT_COLUMNS} FROM receipts WHERE receipt_id = ?", (receipt_id,)
+    ).fetchone()
     return receipt_from_row(row) if row else None
 
 
@@ -400,7 +470,9 @@ def query_receipts(
     return page, encode_cursor(page[-1].seq) if len(rows) > limit and page[-1].seq is not None else None
 
 
-def iter_export_rows(conn: sqlite3.Connection, filters: ReceiptFilter, *, chunk: int = 2000) -> Iterator[tuple[Any, ...]]:
+def iter_export_rows(
+    conn: sqlite3.Connection, filters: ReceiptFilter, *, chunk: int = 2000
+) -> Iterator[tuple[Any, ...]]:
     """Every matching row (SELECT_COLUMNS order), oldest first, fetched `chunk` at a time: constant memory.
     Turn rows into export_csv_cells / export_json, or receipt_from_row."""
     where, params = filters.where()

@@ -16,11 +16,23 @@ _WIDTH = len(CONTENT_COLUMNS) + 2
 _ROW_SLOTS = f"({', '.join('?' * _WIDTH)})"
 _INSERT_HEAD = f"INSERT INTO receipts ({', '.join(CONTENT_COLUMNS)}, prev_hash, hash) VALUES "
 _ROWS_PER_INSERT = 128
-_ROLLUP_COLUMNS = ("n", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
-                   "reasoning_tokens", "upstream_pusd", "billed_pusd", "fresh_pusd", "savings_pusd", "unknown_cost")
+_ROLLUP_COLUMNS = (
+    "n",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "upstream_pusd",
+    "billed_pusd",
+    "fresh_pusd",
+    "savings_pusd",
+    "unknown_cost",
+)
 # ROLLUP_SELECT ends in WHERE ... GROUP BY, so SQLite cannot read ON CONFLICT as a join's ON clause.
 _ROLLUP_UPSERT = (
-    "INSERT INTO spend_daily " + ROLLUP_SELECT
+    "INSERT INTO spend_daily "
+    + ROLLUP_SELECT
     + " ON CONFLICT (day, project, team, key_id, model, provider, served_mode) DO UPDATE SET "
     + ", ".join(f"{c} = {c} + excluded.{c}" for c in _ROLLUP_COLUMNS)
 )
@@ -54,7 +66,7 @@ def insert_rows(conn: sqlite3.Connection, rows: Sequence[Row], *, rollups: bool 
     # instead of handing the GIL back and forth with the event loop thread once per row.
     per = min(_ROWS_PER_INSERT, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _WIDTH)
     for start in range(0, len(rows), per):
-        part = rows[start:start + per]
+        part = rows[start : start + per]
         conn.execute(_insert_sql(len(part)), [value for row in part for value in row])
     if rollups:
         conn.execute(_ROLLUP_UPSERT, (before,))

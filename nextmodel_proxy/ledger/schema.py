@@ -88,8 +88,13 @@ MIGRATIONS: list[Migration] = [
 def connect(path: str | Path, *, readonly: bool = False, timeout_s: float = 5.0) -> sqlite3.Connection:
     """A connection with the project's pragmas; `readonly` opens with mode=ro (never creates the file)."""
     if readonly:
-        conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, timeout=timeout_s,
-                               check_same_thread=False, isolation_level=None)
+        conn = sqlite3.connect(
+            f"file:{Path(path)}?mode=ro",
+            uri=True,
+            timeout=timeout_s,
+            check_same_thread=False,
+            isolation_level=None,
+        )
     else:
         conn = sqlite3.connect(str(path), timeout=timeout_s, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")

@@ -27,12 +27,16 @@ SPEND_BY: dict[str, tuple[str, str]] = {
     "day": ("day", "substr(created_utc, 1, 10)"),
     "mode": ("served_mode", "served_mode"),
 }
-_RAW_SUMS = ("COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), SUM(cache_write_tokens), "
-             "SUM(reasoning_tokens), SUM(upstream_cost_pusd), SUM(billed_cost_pusd), SUM(fresh_cost_pusd), "
-             "SUM(savings_pusd), SUM(billed_cost_pusd IS NULL)")
-_ROLLUP_SUMS = ("SUM(n), SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), SUM(cache_write_tokens), "
-                "SUM(reasoning_tokens), SUM(upstream_pusd), SUM(billed_pusd), SUM(fresh_pusd), SUM(savings_pusd), "
-                "SUM(unknown_cost)")
+_RAW_SUMS = (
+    "COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), SUM(cache_write_tokens), "
+    "SUM(reasoning_tokens), SUM(upstream_cost_pusd), SUM(billed_cost_pusd), SUM(fresh_cost_pusd), "
+    "SUM(savings_pusd), SUM(billed_cost_pusd IS NULL)"
+)
+_ROLLUP_SUMS = (
+    "SUM(n), SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), SUM(cache_write_tokens), "
+    "SUM(reasoning_tokens), SUM(upstream_pusd), SUM(billed_pusd), SUM(fresh_pusd), SUM(savings_pusd), "
+    "SUM(unknown_cost)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +61,19 @@ class SpendRow:
         return replace(self, **sums)
 
 
-_SUMMED = ("count", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
-           "upstream_usd", "billed_usd", "fresh_usd", "savings_usd", "unknown_cost")
+_SUMMED = (
+    "count",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "upstream_usd",
+    "billed_usd",
+    "fresh_usd",
+    "savings_usd",
+    "unknown_cost",
+)
 
 
 def spend(conn: sqlite3.Connection, by: str, filters: ReceiptFilter | None = None) -> list[SpendRow]:
@@ -106,8 +121,9 @@ def _midnight(day: str | None) -> dt.datetime | None:
     return None if day is None else dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), dt.UTC)
 
 
-def _rollup(conn: sqlite3.Connection, by: str, first: str | None, end: str | None,
-            filters: ReceiptFilter) -> list[SpendRow]:
+def _rollup(
+    conn: sqlite3.Connection, by: str, first: str | None, end: str | None, filters: ReceiptFilter
+) -> list[SpendRow]:
     # Attribution filters keep their column names in spend_daily; only the time bounds become days.
     where, params = replace(filters, since=None, until=None).where()
     if first is not None:
@@ -124,14 +140,28 @@ def _rollup(conn: sqlite3.Connection, by: str, first: str | None, end: str | Non
 
 def _raw(conn: sqlite3.Connection, by: str, filters: ReceiptFilter) -> list[SpendRow]:
     where, params = filters.where()
-    rows = conn.execute(f"SELECT {SPEND_BY[by][1]}, {_RAW_SUMS} FROM receipts WHERE {where} GROUP BY 1", params)
+    rows = conn.execute(
+        f"SELECT {SPEND_BY[by][1]}, {_RAW_SUMS} FROM receipts WHERE {where} GROUP BY 1", params
+    )
     return [_row(g, rest) for g, *rest in rows]
 
 
 def _row(group: str | None, sums: list[int | None]) -> SpendRow:
     n, p, c, cached, cw, reasoning, up, billed, fresh, savings, unknown = (v or 0 for v in sums)
-    return SpendRow(group, n, p, c, cached, cw, reasoning, from_pusd(up), from_pusd(billed), from_pusd(fresh),
-                    from_pusd(savings), unknown)
+    return SpendRow(
+        group,
+        n,
+        p,
+        c,
+        cached,
+        cw,
+        reasoning,
+        from_pusd(up),
+        from_pusd(billed),
+        from_pusd(fresh),
+        from_pusd(savings),
+        unknown,
+    )
 
 
 def _merge(groups: dict[str | None, SpendRow], rows: list[SpendRow]) -> None:

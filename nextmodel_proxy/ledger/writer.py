@@ -38,11 +38,19 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Primary SQLite result codes that mean "the file cannot take writes now", not "this op is wrong".
-_UNAVAILABLE_CODES = frozenset({
-    sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR,
-    sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PROTOCOL,
-    sqlite3.SQLITE_NOTADB,
-})
+_UNAVAILABLE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
 _MAX_BACKOFF_S = 5.0
 
 
@@ -50,9 +58,13 @@ class LedgerUnavailable(Exception):
     """The ledger could not commit; the request fails closed with 503 ledger_unavailable."""
 
     def proxy_error(self) -> ProxyError:
-        return ProxyError(503, f"The proxy cannot record receipts right now ({self}), so the request was refused "
-                          "rather than served unrecorded; it recovers by itself, retry shortly.",
-                          "ledger_unavailable", headers={"retry-after": "1"})
+        return ProxyError(
+            503,
+            f"The proxy cannot record receipts right now ({self}), so the request was refused "
+            "rather than served unrecorded; it recovers by itself, retry shortly.",
+            "ledger_unavailable",
+            headers={"retry-after": "1"},
+        )
 
 
 @dataclass(slots=True)
@@ -74,8 +86,15 @@ def _is_unavailable(exc: BaseException) -> bool:
 class Ledger:
     """Owns the one write connection; everything that writes while the proxy runs goes through it."""
 
-    def __init__(self, path: str, *, max_batch: int = 1024, retry_s: float = 0.5,
-                 busy_timeout_s: float = 5.0, max_pending: int = 100_000) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        max_batch: int = 1024,
+        retry_s: float = 0.5,
+        busy_timeout_s: float = 5.0,
+        max_pending: int = 100_000,
+    ) -> None:
         self.path = path
         self.max_batch = max_batch
         self.retry_s = retry_s
@@ -192,7 +211,9 @@ class Ledger:
             if item.values is not None:
                 self._keep(item.values)
                 if item.future is not None:
-                    self._call_loop(_settle, [(item.future, None, LedgerUnavailable("the ledger cannot be written"))])
+                    self._call_loop(
+                        _settle, [(item.future, None, LedgerUnavailable("the ledger cannot be written"))]
+                    )
             else:
                 batch.append(item)
         return batch, False
@@ -243,8 +264,9 @@ class Ledger:
         run.extend((r, None) for r in retried)
         return outcomes, self._write_run(run, head, outcomes)
 
-    def _write_run(self, run: list[tuple[Row, asyncio.Future[Any] | None]], head: str,
-                   outcomes: list[Outcome]) -> str:
+    def _write_run(
+        self, run: list[tuple[Row, asyncio.Future[Any] | None]], head: str, outcomes: list[Outcome]
+    ) -> str:
         """INSERT a run of receipts; a constraint error (a duplicate receipt id) rejects only its receipt."""
         assert self._conn is not None
         if not run:
@@ -261,8 +283,9 @@ class Ledger:
         self._conn.execute("RELEASE receipts")
         return new_head
 
-    def _write_one_by_one(self, run: list[tuple[Row, asyncio.Future[Any] | None]], head: str,
-                          outcomes: list[Outcome]) -> str:
+    def _write_one_by_one(
+        self, run: list[tuple[Row, asyncio.Future[Any] | None]], head: str, outcomes: list[Outcome]
+    ) -> str:
         assert self._conn is not None
         for values, future in run:
             rows, row_head = chain([values], head)

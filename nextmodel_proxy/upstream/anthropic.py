@@ -43,12 +43,25 @@ class AnthropicAdapter:
         client_headers: Mapping[str, str],
     ) -> TranslatedCall:
         if endpoint != "chat":
-            raise ProxyError(400, f"Anthropic models do not serve the {endpoint} endpoint", "unsupported_parameter",
-                             param="model")
+            raise ProxyError(
+                400,
+                f"Anthropic models do not serve the {endpoint} endpoint",
+                "unsupported_parameter",
+                param="model",
+            )
         request = to_messages_request(body, target.model)
         model = target.model.upstream_id
-        translation = Translation(body=partial(from_message, fallback_model=model), error=from_error,
-                                  stream=partial(AnthropicStream, model))
-        return await open_translated(session, target, target.provider.base_url + "/v1/messages",
-                                     orjson.dumps(request), anthropic_headers(target, client_headers),
-                                     stream=bool(request.get("stream")), translation=translation)
+        translation = Translation(
+            body=partial(from_message, fallback_model=model),
+            error=from_error,
+            stream=partial(AnthropicStream, model),
+        )
+        return await open_translated(
+            session,
+            target,
+            target.provider.base_url + "/v1/messages",
+            orjson.dumps(request),
+            anthropic_headers(target, client_headers),
+            stream=bool(request.get("stream")),
+            translation=translation,
+        )

@@ -56,8 +56,9 @@ class AnthropicStream:
 
     def _message_start(self, obj: dict[str, Any]) -> list[bytes]:
         msg = obj.get("message") or {}
-        self._chunks = cs.ChunkMaker(msg.get("id") or "msg_unknown", int(time.time()),
-                                     msg.get("model") or self._model)
+        self._chunks = cs.ChunkMaker(
+            msg.get("id") or "msg_unknown", int(time.time()), msg.get("model") or self._model
+        )
         self._merge_usage(msg.get("usage"))
         return [self._delta({"role": "assistant", "content": ""})]
 
@@ -74,8 +75,12 @@ class AnthropicStream:
         tool_index = self._tool_count
         self._tool_count += 1
         self._tools[index] = (tool_index, block.get("input") or {})
-        call = {"index": tool_index, "id": block.get("id"), "type": "function",
-                "function": {"name": block.get("name"), "arguments": ""}}
+        call = {
+            "index": tool_index,
+            "id": block.get("id"),
+            "type": "function",
+            "function": {"name": block.get("name"), "arguments": ""},
+        }
         return [self._delta({"tool_calls": [call]})]
 
     def _block_delta(self, obj: dict[str, Any]) -> list[bytes]:
@@ -104,7 +109,9 @@ class AnthropicStream:
         return []
 
     def _arguments(self, index: int, fragment: str) -> bytes:
-        return self._delta({"tool_calls": [{"index": self._tools[index][0], "function": {"arguments": fragment}}]})
+        return self._delta(
+            {"tool_calls": [{"index": self._tools[index][0], "function": {"arguments": fragment}}]}
+        )
 
     def _message_delta(self, obj: dict[str, Any]) -> list[bytes]:
         self._merge_usage(obj.get("usage"))

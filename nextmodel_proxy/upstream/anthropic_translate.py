@@ -30,17 +30,33 @@ UNSUPPORTED: cs.Unsupported = {
 THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}
 MIN_THINKING_BUDGET = 1024
 THINKING_BLOCK_TYPES = ("thinking", "redacted_thinking")
-FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
-                  "refusal": "content_filter", "pause_turn": "stop", "model_context_window_exceeded": "length"}
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+    "model_context_window_exceeded": "length",
+}
 # Anthropic says 529 overloaded; OpenAI clients and our retry logic know 503 as "try again later".
 STATUS_REMAP = {529: 503}
 # The status each documented error type comes with, to type errors that arrive inside a 200 stream.
-TYPE_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
-               "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
-               "overloaded_error": 503}
+TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 503,
+}
 JSON_OBJECT_INSTRUCTION = "Respond with one valid JSON object and nothing else: no prose, no code fences."
-JSON_SCHEMA_INSTRUCTION = ("Respond with one valid JSON value that conforms to this JSON Schema, and nothing else "
-                           "(no prose, no code fences):\n")
+JSON_SCHEMA_INSTRUCTION = (
+    "Respond with one valid JSON value that conforms to this JSON Schema, and nothing else "
+    "(no prose, no code fences):\n"
+)
 
 
 def to_messages_request(body: Mapping[str, Any], model: ModelConfig) -> dict[str, Any]:
@@ -58,8 +74,9 @@ def to_messages_request(body: Mapping[str, Any], model: ModelConfig) -> dict[str
     temperature = body.get("temperature")
     if temperature is not None:
         if not isinstance(temperature, int | float) or not 0 <= temperature <= 1:
-            raise bad_request("temperature must be between 0 and 1 for Anthropic models", "invalid_value",
-                              "temperature")
+            raise bad_request(
+                "temperature must be between 0 and 1 for Anthropic models", "invalid_value", "temperature"
+            )
         out["temperature"] = temperature
     for src, dst in (("top_p", "top_p"), ("top_k", "top_k")):
         if body.get(src) is not None:
@@ -118,8 +135,10 @@ def _text_block(part: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _user_blocks(content: Any, param: str) -> list[dict[str, Any]]:
-    return [_text_block(part) if kind == "text" else _image_block(cs.image_url_of(part, where))
-            for kind, part, where in cs.user_parts(content, param, "Anthropic")]
+    return [
+        _text_block(part) if kind == "text" else _image_block(cs.image_url_of(part, where))
+        for kind, part, where in cs.user_parts(content, param, "Anthropic")
+    ]
 
 
 def _image_block(url: str) -> dict[str, Any]:
@@ -134,12 +153,18 @@ def _thinking(effort: Any, max_tokens: int) -> dict[str, Any] | None:
     if effort is None or effort == "none":
         return None
     if effort not in THINKING_BUDGETS:
-        raise bad_request(f"reasoning_effort {effort!r} is not one of none, {', '.join(THINKING_BUDGETS)}",
-                          "invalid_value", "reasoning_effort")
+        raise bad_request(
+            f"reasoning_effort {effort!r} is not one of none, {', '.join(THINKING_BUDGETS)}",
+            "invalid_value",
+            "reasoning_effort",
+        )
     budget = min(THINKING_BUDGETS[effort], max_tokens - 1)
     if budget < MIN_THINKING_BUDGET:
-        raise bad_request(f"reasoning_effort needs max_tokens above {MIN_THINKING_BUDGET} on Anthropic models",
-                          "invalid_value", "max_tokens")
+        raise bad_request(
+            f"reasoning_effort needs max_tokens above {MIN_THINKING_BUDGET} on Anthropic models",
+            "invalid_value",
+            "max_tokens",
+        )
     return {"type": "enabled", "budget_tokens": budget}
 
 
@@ -191,8 +216,9 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
         out = {"type": "tool", "name": choice["function"].get("name")}
     else:
-        raise bad_request("tool_choice must be auto, none, required or a named function", "invalid_value",
-                          "tool_choice")
+        raise bad_request(
+            "tool_choice must be auto, none, required or a named function", "invalid_value", "tool_choice"
+        )
     if parallel is False and (out is None or out["type"] != "none"):
         out = {**(out or {"type": "auto"}), "disable_parallel_tool_use": True}
     return out
@@ -207,7 +233,9 @@ def _response_format_system(fmt: Any) -> list[dict[str, Any]]:
     if fmt["type"] == "json_schema":
         schema = (fmt.get("json_schema") or {}).get("schema") or {}
         return [{"type": "text", "text": JSON_SCHEMA_INSTRUCTION + orjson.dumps(schema).decode()}]
-    raise bad_request(f"response_format type {fmt['type']!r} is not supported", "invalid_value", "response_format")
+    raise bad_request(
+        f"response_format type {fmt['type']!r} is not supported", "invalid_value", "response_format"
+    )
 
 
 def map_usage(usage: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -221,9 +249,14 @@ def map_usage(usage: Mapping[str, Any] | None) -> dict[str, Any]:
     writes = usage.get("cache_creation_input_tokens") or 0
     output = usage.get("output_tokens") or 0
     prompt = fresh + reads + writes
-    return {"prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output,
-            "prompt_tokens_details": {"cached_tokens": reads, "cache_write_tokens": writes},
-            "cache_read_input_tokens": reads, "cache_creation_input_tokens": writes}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": output,
+        "total_tokens": prompt + output,
+        "prompt_tokens_details": {"cached_tokens": reads, "cache_write_tokens": writes},
+        "cache_read_input_tokens": reads,
+        "cache_creation_input_tokens": writes,
+    }
 
 
 def finish_reason(stop_reason: str | None) -> str | None:
@@ -247,12 +280,20 @@ def from_message(raw: bytes, fallback_model: str) -> bytes:
             reasoning.append(block.get("thinking") or "")
             thinking.append(block)
         elif kind == "tool_use":
-            calls.append(cs.tool_call(block["id"], block["name"], orjson.dumps(block.get("input", {})).decode()))
+            calls.append(
+                cs.tool_call(block["id"], block["name"], orjson.dumps(block.get("input", {})).decode())
+            )
     message = cs.assistant_message("".join(texts), calls, "".join(reasoning))
     if thinking:
         message["extra_content"] = {"anthropic": {"thinking_blocks": thinking}}
-    out = cs.completion(msg.get("id") or "msg_unknown", int(time.time()), msg.get("model") or fallback_model,
-                        message, finish_reason(msg.get("stop_reason")), map_usage(msg.get("usage")))
+    out = cs.completion(
+        msg.get("id") or "msg_unknown",
+        int(time.time()),
+        msg.get("model") or fallback_model,
+        message,
+        finish_reason(msg.get("stop_reason")),
+        map_usage(msg.get("usage")),
+    )
     return orjson.dumps(out)
 
 
@@ -266,7 +307,6 @@ def error_details(status: int, obj: Any) -> tuple[int, dict[str, Any]]:
     message = err.get("message") if isinstance(err.get("message"), str) else kind
     kind_status = TYPE_STATUS.get(kind, status) if status == 200 else status
     return status, cs.error_object(kind_status, message, kind)
-
 
 
 def from_error(status: int, raw: bytes) -> tuple[int, bytes]:

@@ -148,11 +148,15 @@ async def send(
     except (TimeoutError, aiohttp.ServerTimeoutError):
         raise ProxyError(504, f"upstream {provider.name!r} timed out", "upstream_timeout") from None
     except aiohttp.ClientConnectorError as exc:
-        raise ProxyError(502, f"upstream {provider.name!r} unreachable: {exc.strerror or exc.os_error}",
-                         "upstream_unreachable") from None
+        raise ProxyError(
+            502,
+            f"upstream {provider.name!r} unreachable: {exc.strerror or exc.os_error}",
+            "upstream_unreachable",
+        ) from None
     except aiohttp.ClientError as exc:
-        raise ProxyError(502, f"upstream {provider.name!r} failed: {type(exc).__name__}",
-                         "upstream_unreachable") from None
+        raise ProxyError(
+            502, f"upstream {provider.name!r} failed: {type(exc).__name__}", "upstream_unreachable"
+        ) from None
 
 
 async def read_body(resp: aiohttp.ClientResponse, provider: ProviderConfig) -> bytes:
@@ -162,7 +166,8 @@ async def read_body(resp: aiohttp.ClientResponse, provider: ProviderConfig) -> b
     except (TimeoutError, aiohttp.ServerTimeoutError):
         raise ProxyError(504, f"upstream {provider.name!r} timed out", "upstream_timeout") from None
     except aiohttp.ClientError as exc:
-        raise ProxyError(502, f"upstream {provider.name!r} broke off: {type(exc).__name__}",
-                         "upstream_unreachable") from None
+        raise ProxyError(
+            502, f"upstream {provider.name!r} broke off: {type(exc).__name__}", "upstream_unreachable"
+        ) from None
     finally:
         resp.release()

@@ -12,9 +12,15 @@ import orjson
 from nextmodel_proxy.errors import ProxyError, bad_request
 
 # Status -> OpenAI error `type` for errors a provider reports.
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "invalid_request_error", 413: "invalid_request_error", 422: "invalid_request_error",
-                429: "rate_limit_error"}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
 _DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)(?:;[^,;]*)*;base64,(?P<data>.*)", re.S)
 
 # Parameter -> predicate saying the value asks for something a provider cannot do.
@@ -41,8 +47,12 @@ def reject_unsupported(body: Mapping[str, Any], rules: Unsupported, provider: st
     """400 unsupported_parameter naming the first parameter this provider cannot honour."""
     for name, asks_for_it in rules.items():
         if name in body and asks_for_it(body[name]):
-            raise ProxyError(400, f"{name}={body[name]!r} is not supported by {provider} models",
-                             "unsupported_parameter", param=name)
+            raise ProxyError(
+                400,
+                f"{name}={body[name]!r} is not supported by {provider} models",
+                "unsupported_parameter",
+                param=name,
+            )
 
 
 def messages_of(body: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -51,7 +61,9 @@ def messages_of(body: Mapping[str, Any]) -> list[dict[str, Any]]:
         raise bad_request("messages must be a non-empty array", "invalid_value", "messages")
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
-            raise bad_request(f"messages[{i}] must be an object with a role", "invalid_value", f"messages[{i}]")
+            raise bad_request(
+                f"messages[{i}] must be an object with a role", "invalid_value", f"messages[{i}]"
+            )
     return messages
 
 
@@ -95,8 +107,12 @@ def user_parts(content: Any, param: str, provider: str) -> list[tuple[str, dict[
     for j, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind not in ("text", "image_url"):
-            raise ProxyError(400, f"{param}[{j}]: content part type {kind!r} is not supported by {provider} models",
-                             "unsupported_parameter", param=f"{param}[{j}].type")
+            raise ProxyError(
+                400,
+                f"{param}[{j}]: content part type {kind!r} is not supported by {provider} models",
+                "unsupported_parameter",
+                param=f"{param}[{j}].type",
+            )
         if kind == "image_url" or part.get("text"):
             out.append((kind, part, f"{param}[{j}]"))
     return out
@@ -125,11 +141,15 @@ def tool_arguments(call: Mapping[str, Any], param: str) -> dict[str, Any]:
     try:
         args = orjson.loads(raw) if isinstance(raw, str) else raw
     except orjson.JSONDecodeError:
-        raise bad_request(f"{param}.function.arguments is not valid JSON", "invalid_value",
-                          f"{param}.function.arguments") from None
+        raise bad_request(
+            f"{param}.function.arguments is not valid JSON", "invalid_value", f"{param}.function.arguments"
+        ) from None
     if not isinstance(args, dict):
-        raise bad_request(f"{param}.function.arguments must be a JSON object", "invalid_value",
-                          f"{param}.function.arguments")
+        raise bad_request(
+            f"{param}.function.arguments must be a JSON object",
+            "invalid_value",
+            f"{param}.function.arguments",
+        )
     return args
 
 
@@ -137,11 +157,21 @@ def function_tools(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The `function` objects of body.tools; other tool types are a 400."""
     out = []
     for i, tool in enumerate(body.get("tools") or []):
-        if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(tool.get("function"), dict):
-            raise ProxyError(400, f"tools[{i}]: only function tools are supported by this provider",
-                             "unsupported_parameter", param=f"tools[{i}]")
+        if (
+            not isinstance(tool, dict)
+            or tool.get("type") != "function"
+            or not isinstance(tool.get("function"), dict)
+        ):
+            raise ProxyError(
+                400,
+                f"tools[{i}]: only function tools are supported by this provider",
+                "unsupported_parameter",
+                param=f"tools[{i}]",
+            )
         if not isinstance(tool["function"].get("name"), str):
-            raise bad_request(f"tools[{i}].function.name is required", "missing_field", f"tools[{i}].function.name")
+            raise bad_request(
+                f"tools[{i}].function.name is required", "missing_field", f"tools[{i}].function.name"
+            )
         out.append(tool["function"])
     return out
 
@@ -172,19 +202,33 @@ def new_call_id() -> str:
     return "call_" + uuid.uuid4().hex[:24]
 
 
-def completion(cid: str, created: int, model: str, message: dict[str, Any], finish_reason: str | None,
-               usage: dict[str, Any] | None) -> dict[str, Any]:
+def completion(
+    cid: str,
+    created: int,
+    model: str,
+    message: dict[str, Any],
+    finish_reason: str | None,
+    usage: dict[str, Any] | None,
+) -> dict[str, Any]:
     """A chat.completion object with one choice."""
-    out = {"id": cid, "object": "chat.completion", "created": created, "model": model,
-           "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}]}
+    out = {
+        "id": cid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
+    }
     if usage is not None:
         out["usage"] = usage
     return out
 
 
 def assistant_message(text: str, tool_calls: list[dict[str, Any]], reasoning: str = "") -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": text or (None if tool_calls else ""),
-                               "refusal": None}
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": text or (None if tool_calls else ""),
+        "refusal": None,
+    }
     if tool_calls:
         message["tool_calls"] = tool_calls
     if reasoning:
@@ -205,22 +249,38 @@ class ChunkMaker:
         self.id, self.created, self.model = cid, created, model
 
     def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
 
     def usage_chunk(self, usage: dict[str, Any]) -> dict[str, Any]:
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                "choices": [], "usage": usage}
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+            "usage": usage,
+        }
 
 
 def error_object(status: int, message: str, code: str | None, type_: str | None = None) -> dict[str, Any]:
     """The inner OpenAI error object for an error a provider reported."""
-    return {"message": message, "type": type_ or _ERROR_TYPES.get(status, "api_error"), "param": None,
-            "code": code}
+    return {
+        "message": message,
+        "type": type_ or _ERROR_TYPES.get(status, "api_error"),
+        "param": None,
+        "code": code,
+    }
 
 
-def translate_error(status: int, raw: bytes,
-                    details: Callable[[int, Any], tuple[int, dict[str, Any]]]) -> tuple[int, bytes]:
+def translate_error(
+    status: int, raw: bytes, details: Callable[[int, Any], tuple[int, dict[str, Any]]]
+) -> tuple[int, bytes]:
     """(status, OpenAI error JSON) for a provider's error body, read by that provider's `details`."""
     try:
         obj = orjson.loads(raw)

@@ -20,7 +20,9 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+        return " ".join(
+            p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
     return ""
 
 
@@ -44,7 +46,9 @@ def _reply_text(body: Mapping[str, Any]) -> str:
     if isinstance(rf, dict) and rf.get("type") in ("json_object", "json_schema"):
         return orjson.dumps({"demo": True, "echo": asked[:200], "digest": digest}).decode()
     snippet = " ".join(asked.split()[:24]) or "(no user message)"
-    return f"This is a demo reply from NextModel Proxy (no upstream was called). You said: {snippet} [{digest}]"
+    return (
+        f"This is a demo reply from NextModel Proxy (no upstream was called). You said: {snippet} [{digest}]"
+    )
 
 
 def _tool_call(body: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -58,15 +62,26 @@ def _tool_call(body: Mapping[str, Any]) -> dict[str, Any] | None:
     first = tools[0].get("function", {}) if isinstance(tools[0], dict) else {}
     name = name or first.get("name") or "tool"
     digest = xxhash.xxh3_64_hexdigest(orjson.dumps(body.get("messages"), option=orjson.OPT_SORT_KEYS))
-    return {"id": f"call_demo{digest[:16]}", "type": "function",
-            "function": {"name": name, "arguments": orjson.dumps({"demo": True}).decode()}}
+    return {
+        "id": f"call_demo{digest[:16]}",
+        "type": "function",
+        "function": {"name": name, "arguments": orjson.dumps({"demo": True}).decode()},
+    }
 
 
 class DemoCall:
     """A synthetic upstream answer built in memory."""
 
-    __slots__ = ("status", "headers", "is_stream", "upstream_request_id", "_body", "_target", "_include_usage",
-                 "_endpoint")
+    __slots__ = (
+        "status",
+        "headers",
+        "is_stream",
+        "upstream_request_id",
+        "_body",
+        "_target",
+        "_include_usage",
+        "_endpoint",
+    )
 
     def __init__(self, target: Target, body: dict[str, Any], endpoint: str) -> None:
         self._target = target
@@ -81,14 +96,24 @@ class DemoCall:
         self._endpoint = endpoint
 
     def _base(self, obj: str) -> dict[str, Any]:
-        return {"id": f"chatcmpl-{self.upstream_request_id}", "object": obj, "created": int(time.time()),
-                "model": self._target.model.upstream_id, "system_fingerprint": "fp_demo"}
+        return {
+            "id": f"chatcmpl-{self.upstream_request_id}",
+            "object": obj,
+            "created": int(time.time()),
+            "model": self._target.model.upstream_id,
+            "system_fingerprint": "fp_demo",
+        }
 
     def _usage(self, completion_text: str) -> dict[str, int]:
         p = prompt_tokens(self._body.get("messages"))
         c = max(1, (len(completion_text) + 3) // 4)
-        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
-                "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}}
+        return {
+            "prompt_tokens": p,
+            "completion_tokens": c,
+            "total_tokens": p + c,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
 
     async def read(self) -> bytes:
         if self._endpoint == "embeddings":
@@ -99,8 +124,14 @@ class DemoCall:
         if call:
             message["tool_calls"] = [call]
         obj = self._base("chat.completion")
-        obj["choices"] = [{"index": 0, "message": message, "logprobs": None,
-                           "finish_reason": "tool_calls" if call else "stop"}]
+        obj["choices"] = [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": "tool_calls" if call else "stop",
+            }
+        ]
         obj["usage"] = self._usage(text or call["function"]["arguments"])
         return orjson.dumps(obj)
 
@@ -112,22 +143,39 @@ class DemoCall:
             text = item if isinstance(item, str) else orjson.dumps(item).decode()
             tokens += max(1, (len(text) + 3) // 4)
             h = xxhash.xxh3_128_digest(text.encode())
-            data.append({"object": "embedding", "index": i, "embedding": [round((b - 127.5) / 127.5, 6) for b in h[:8]]})
-        return orjson.dumps({"object": "list", "data": data, "model": self._target.model.upstream_id,
-                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+            data.append(
+                {
+                    "object": "embedding",
+                    "index": i,
+                    "embedding": [round((b - 127.5) / 127.5, 6) for b in h[:8]],
+                }
+            )
+        return orjson.dumps(
+            {
+                "object": "list",
+                "data": data,
+                "model": self._target.model.upstream_id,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
 
     async def events(self) -> AsyncIterator[bytes]:
         call = _tool_call(self._body)
         base = self._base("chat.completion.chunk")
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            return data_event({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                                    "finish_reason": finish}]})
+            return data_event(
+                {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            )
 
         yield chunk({"role": "assistant", "content": "", "refusal": None})
         if call:
-            yield chunk({"tool_calls": [{"index": 0, **call, "function": {**call["function"], "arguments": ""}}]})
-            yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": call["function"]["arguments"]}}]})
+            yield chunk(
+                {"tool_calls": [{"index": 0, **call, "function": {**call["function"], "arguments": ""}}]}
+            )
+            yield chunk(
+                {"tool_calls": [{"index": 0, "function": {"arguments": call["function"]["arguments"]}}]}
+            )
             text = call["function"]["arguments"]
         else:
             text = _reply_text(self._body)

@@ -46,7 +46,9 @@ async def open_first(session: aiohttp.ClientSession, ex: Exchange, targets: list
             if last is not None:
                 last.discard()
             last = await _attempt(session, ex, target, body)
-            if last.call is not None and (last.status < 400 or not should_fall_back(last.status, None, False)):
+            if last.call is not None and (
+                last.status < 400 or not should_fall_back(last.status, None, False)
+            ):
                 return last.call
             attempt += 1
             retrying = should_retry(last.status, last.code, False)
@@ -67,15 +69,23 @@ async def open_first(session: aiohttp.ClientSession, ex: Exchange, targets: list
     raise last.error
 
 
-async def _attempt(session: aiohttp.ClientSession, ex: Exchange, target: Target, body: dict[str, Any]) -> _Attempt:
+async def _attempt(
+    session: aiohttp.ClientSession, ex: Exchange, target: Target, body: dict[str, Any]
+) -> _Attempt:
     ex.target = target
     try:
         call = await adapter_for(target.provider.kind).open(
-            session, target, body, endpoint=ex.endpoint, client_headers=ex.client_headers,
+            session,
+            target,
+            body,
+            endpoint=ex.endpoint,
+            client_headers=ex.client_headers,
         )
     except ProxyError as exc:
         ex.attempts.append({"provider": target.provider.name, "model": target.model.id, "outcome": exc.code})
         return _Attempt(None, exc, exc.status, exc.code, None)
     ex.upstream_request_id = call.upstream_request_id
-    ex.attempts.append({"provider": target.provider.name, "model": target.model.id, "outcome": str(call.status)})
+    ex.attempts.append(
+        {"provider": target.provider.name, "model": target.model.id, "outcome": str(call.status)}
+    )
     return _Attempt(call, None, call.status, None, call.headers.get("Retry-After"))

@@ -40,8 +40,12 @@ class GeminiAdapter:
         client_headers: Mapping[str, str],
     ) -> TranslatedCall:
         if endpoint != "chat":
-            raise ProxyError(400, f"Gemini models are not served on the {endpoint} endpoint here",
-                             "unsupported_parameter", param="model")
+            raise ProxyError(
+                400,
+                f"Gemini models are not served on the {endpoint} endpoint here",
+                "unsupported_parameter",
+                param="model",
+            )
         request = to_generate_request(body, target.model)
         stream = bool(body.get("stream"))
         headers = dict(target.provider.headers)
@@ -50,7 +54,17 @@ class GeminiAdapter:
             headers["x-goog-api-key"] = key
         headers["Content-Type"] = "application/json"
         model = target.model.upstream_id
-        translation = Translation(body=partial(from_response, fallback_model=model), error=from_error,
-                                  stream=partial(GeminiStream, model))
-        return await open_translated(session, target, model_url(target.provider.base_url, model, stream),
-                                     orjson.dumps(request), headers, stream=stream, translation=translation)
+        translation = Translation(
+            body=partial(from_response, fallback_model=model),
+            error=from_error,
+            stream=partial(GeminiStream, model),
+        )
+        return await open_translated(
+            session,
+            target,
+            model_url(target.provider.base_url, model, stream),
+            orjson.dumps(request),
+            headers,
+            stream=stream,
+            translation=translation,
+        )

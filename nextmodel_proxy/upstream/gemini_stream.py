@@ -73,7 +73,9 @@ class GeminiStream:
         assert self._chunks is not None
         error = broken_answer(candidate)
         if error:
-            return self._fail({"message": error.message, "type": error.type, "param": None, "code": error.code})
+            return self._fail(
+                {"message": error.message, "type": error.type, "param": None, "code": error.code}
+            )
         parts = read_parts((candidate.get("content") or {}).get("parts"))
         out = []
         delta: dict[str, Any] = {}

@@ -25,13 +25,26 @@ UNSUPPORTED: cs.Unsupported = {
 }
 # The budgets Google's own OpenAI-compatible layer uses for reasoning_effort.
 THINKING_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
-FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter",
-                  "RECITATION": "content_filter", "BLOCKLIST": "content_filter",
-                  "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter", "IMAGE_SAFETY": "content_filter"}
+FINISH_REASONS = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+}
 # Finish reasons that mean the model's answer is broken; reported as errors, never as an empty stop.
 ERROR_FINISHES = frozenset({"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL"})
-GENERATION_FIELDS = (("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"), ("seed", "seed"),
-                     ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty"))
+GENERATION_FIELDS = (
+    ("temperature", "temperature"),
+    ("top_p", "topP"),
+    ("top_k", "topK"),
+    ("seed", "seed"),
+    ("presence_penalty", "presencePenalty"),
+    ("frequency_penalty", "frequencyPenalty"),
+)
 
 
 def to_generate_request(body: Mapping[str, Any], model: ModelConfig) -> dict[str, Any]:
@@ -78,15 +91,21 @@ def _convert_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, An
 
 
 def _user_parts(content: Any, param: str) -> list[dict[str, Any]]:
-    return [{"text": part["text"]} if kind == "text" else _inline_image(part, where)
-            for kind, part, where in cs.user_parts(content, param, "Gemini")]
+    return [
+        {"text": part["text"]} if kind == "text" else _inline_image(part, where)
+        for kind, part, where in cs.user_parts(content, param, "Gemini")
+    ]
 
 
 def _inline_image(part: Mapping[str, Any], param: str) -> dict[str, Any]:
     data = cs.parse_data_url(cs.image_url_of(part, param))
     if data is None:
-        raise ProxyError(400, f"{param}: Gemini needs images inline as base64 data: URLs",
-                         "unsupported_parameter", param=f"{param}.image_url")
+        raise ProxyError(
+            400,
+            f"{param}: Gemini needs images inline as base64 data: URLs",
+            "unsupported_parameter",
+            param=f"{param}.image_url",
+        )
     return {"inlineData": {"mimeType": data[0], "data": data[1]}}
 
 
@@ -120,8 +139,11 @@ def _model_parts(msg: Mapping[str, Any], param: str, names: dict[str, str]) -> l
 def _function_response(msg: Mapping[str, Any], param: str, names: Mapping[str, str]) -> dict[str, Any]:
     name = names.get(msg.get("tool_call_id"))  # type: ignore[arg-type]
     if name is None:
-        raise bad_request(f"{param}.tool_call_id does not match a tool call of an earlier assistant message",
-                          "invalid_value", f"{param}.tool_call_id")
+        raise bad_request(
+            f"{param}.tool_call_id does not match a tool call of an earlier assistant message",
+            "invalid_value",
+            f"{param}.tool_call_id",
+        )
     text = cs.text_of(msg.get("content"), f"{param}.content")
     try:
         result = orjson.loads(text)
@@ -151,8 +173,9 @@ def _tool_config(choice: Any) -> dict[str, Any] | None:
     if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
         name = choice["function"].get("name")
         return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}
-    raise bad_request("tool_choice must be auto, none, required or a named function", "invalid_value",
-                      "tool_choice")
+    raise bad_request(
+        "tool_choice must be auto, none, required or a named function", "invalid_value", "tool_choice"
+    )
 
 
 def _generation_config(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,8 +190,11 @@ def _generation_config(body: Mapping[str, Any]) -> dict[str, Any]:
     effort = body.get("reasoning_effort")
     if effort is not None:
         if effort not in THINKING_BUDGETS:
-            raise bad_request(f"reasoning_effort {effort!r} is not one of {', '.join(THINKING_BUDGETS)}",
-                              "invalid_value", "reasoning_effort")
+            raise bad_request(
+                f"reasoning_effort {effort!r} is not one of {', '.join(THINKING_BUDGETS)}",
+                "invalid_value",
+                "reasoning_effort",
+            )
         budget = THINKING_BUDGETS[effort]
         config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": budget > 0}
     return config
@@ -182,7 +208,9 @@ def _response_format(fmt: Any) -> dict[str, Any]:
     if fmt["type"] == "json_schema":
         schema = (fmt.get("json_schema") or {}).get("schema") or {}
         return {"responseMimeType": "application/json", "responseJsonSchema": schema}
-    raise bad_request(f"response_format type {fmt['type']!r} is not supported", "invalid_value", "response_format")
+    raise bad_request(
+        f"response_format type {fmt['type']!r} is not supported", "invalid_value", "response_format"
+    )
 
 
 @dataclass(slots=True)
@@ -201,8 +229,11 @@ def read_parts(parts: Any) -> Parts:
         sig = part.get("thoughtSignature")
         if isinstance(part.get("functionCall"), dict):
             fc = part["functionCall"]
-            call = cs.tool_call(fc.get("id") or cs.new_call_id(), fc.get("name") or "",
-                                orjson.dumps(fc.get("args") or {}).decode())
+            call = cs.tool_call(
+                fc.get("id") or cs.new_call_id(),
+                fc.get("name") or "",
+                orjson.dumps(fc.get("args") or {}).decode(),
+            )
             if sig:
                 call["extra_content"] = {"google": {"thought_signature": sig}}
             out.calls.append(call)
@@ -239,9 +270,13 @@ def map_usage(meta: Mapping[str, Any] | None) -> dict[str, Any]:
     cached = meta.get("cachedContentTokenCount") or 0
     thoughts = meta.get("thoughtsTokenCount") or 0
     completion = (meta.get("candidatesTokenCount") or 0) + thoughts
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": cached},
-            "completion_tokens_details": {"reasoning_tokens": thoughts}}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+        "completion_tokens_details": {"reasoning_tokens": thoughts},
+    }
 
 
 def load_response(raw: bytes) -> dict[str, Any]:
@@ -268,9 +303,14 @@ def from_response(raw: bytes, fallback_model: str) -> bytes:
         message["extra_content"] = {"google": {"thought_signature": parts.signature}}
     feedback = obj.get("promptFeedback") if isinstance(obj.get("promptFeedback"), dict) else {}
     reason = candidate.get("finishReason") or ("SAFETY" if feedback.get("blockReason") else None)
-    out = cs.completion(obj.get("responseId") or "gemini-" + cs.new_call_id()[5:], int(time.time()),
-                        obj.get("modelVersion") or fallback_model, message,
-                        finish_reason(reason, bool(parts.calls)), map_usage(obj.get("usageMetadata")))
+    out = cs.completion(
+        obj.get("responseId") or "gemini-" + cs.new_call_id()[5:],
+        int(time.time()),
+        obj.get("modelVersion") or fallback_model,
+        message,
+        finish_reason(reason, bool(parts.calls)),
+        map_usage(obj.get("usageMetadata")),
+    )
     return orjson.dumps(out)
 
 
@@ -285,7 +325,6 @@ def error_details(status: int, obj: Any) -> tuple[int, dict[str, Any]]:
     # In a stream the HTTP status is already 200; the error's own code says what kind of failure it is.
     kind_status = err["code"] if status == 200 and isinstance(err.get("code"), int) else status
     return status, cs.error_object(kind_status, message, err.get("status") or "upstream_error")
-
 
 
 def from_error(status: int, raw: bytes) -> tuple[int, bytes]:

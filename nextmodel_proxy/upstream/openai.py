@@ -53,11 +53,15 @@ class HttpCall:
                 if events:
                     yield events
         except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise ProxyError(504, f"upstream {self._provider.name!r} timed out mid-stream",
-                             "upstream_timeout") from None
+            raise ProxyError(
+                504, f"upstream {self._provider.name!r} timed out mid-stream", "upstream_timeout"
+            ) from None
         except aiohttp.ClientError as exc:
-            raise ProxyError(502, f"upstream {self._provider.name!r} broke off mid-stream: {type(exc).__name__}",
-                             "upstream_unreachable") from None
+            raise ProxyError(
+                502,
+                f"upstream {self._provider.name!r} broke off mid-stream: {type(exc).__name__}",
+                "upstream_unreachable",
+            ) from None
         finally:
             self._resp.release()
 

@@ -31,8 +31,14 @@ class RetryPolicy:
     def for_provider(cls, provider: ProviderConfig) -> RetryPolicy:
         return cls(max_retries=provider.max_retries)
 
-    def delay(self, attempt: int, retry_after_header: str | None, *, now: dt.datetime | None = None,
-              rng: random.Random | None = None) -> float | None:
+    def delay(
+        self,
+        attempt: int,
+        retry_after_header: str | None,
+        *,
+        now: dt.datetime | None = None,
+        rng: random.Random | None = None,
+    ) -> float | None:
         """Seconds to wait before retry number `attempt` (1-based); None means give up on this candidate."""
         if attempt > self.max_retries:
             return None

@@ -37,11 +37,26 @@ class Translation:
 class TranslatedCall:
     """A provider response presented as an OpenAI one; non-stream bodies are translated up front."""
 
-    __slots__ = ("_resp", "_provider", "_body", "_translator", "status", "headers", "is_stream",
-                 "upstream_request_id")
+    __slots__ = (
+        "_resp",
+        "_provider",
+        "_body",
+        "_translator",
+        "status",
+        "headers",
+        "is_stream",
+        "upstream_request_id",
+    )
 
-    def __init__(self, resp: aiohttp.ClientResponse, target: Target, *, status: int, body: bytes | None,
-                 translator: StreamTranslator | None) -> None:
+    def __init__(
+        self,
+        resp: aiohttp.ClientResponse,
+        target: Target,
+        *,
+        status: int,
+        body: bytes | None,
+        translator: StreamTranslator | None,
+    ) -> None:
         self._resp = resp
         self._provider = target.provider
         self._body = body
@@ -76,8 +91,9 @@ class TranslatedCall:
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise ProxyError(504, f"upstream {name!r} timed out mid-stream", "upstream_timeout") from None
         except aiohttp.ClientError as exc:
-            raise ProxyError(502, f"upstream {name!r} broke off mid-stream: {type(exc).__name__}",
-                             "upstream_unreachable") from None
+            raise ProxyError(
+                502, f"upstream {name!r} broke off mid-stream: {type(exc).__name__}", "upstream_unreachable"
+            ) from None
         finally:
             self._resp.release()
 
@@ -85,8 +101,16 @@ class TranslatedCall:
         self._resp.close()
 
 
-async def open_translated(session: aiohttp.ClientSession, target: Target, url: str, payload: bytes,
-                          headers: Mapping[str, str], *, stream: bool, translation: Translation) -> TranslatedCall:
+async def open_translated(
+    session: aiohttp.ClientSession,
+    target: Target,
+    url: str,
+    payload: bytes,
+    headers: Mapping[str, str],
+    *,
+    stream: bool,
+    translation: Translation,
+) -> TranslatedCall:
     """Send the provider request; a 200 stream stays open, anything else is read and translated now."""
     provider = target.provider
     resp = await send(session, provider, url, payload, headers)
