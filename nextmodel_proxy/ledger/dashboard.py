@@ -1,0 +1,236 @@
+"""Dashboard reads: totals, series and breakdowns over the quarter-hour rollups, in any time zone (read-only).
+
+Every figure comes from spend_q15 / latency_q15 (kept by the writer with each receipt), never a scan of the
+receipts table, so a view costs the same on a ledger of a thousand receipts or of millions. A time zone's day
+starts on a quarter-hour edge (all offsets in use are multiples of 15 minutes), so its day totals are exact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import zoneinfo
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from nextmodel_proxy.ledger.schema import LATENCY_EDGES_MS
+from nextmodel_proxy.pricing import from_pusd
+
+# --by value -> spend_q15 column
+BREAKDOWN_BY = {
+    "key": "key_id",
+    "project": "project",
+    "team": "team",
+    "model": "model",
+    "provider": "provider",
+}
+_SUMS = (
+    "COALESCE(SUM(n), 0), COALESCE(SUM(errors), 0), COALESCE(SUM(estimated), 0), COALESCE(SUM(unknown_cost), 0), "
+    "COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cached_tokens), 0), "
+    "COALESCE(SUM(cache_write_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(upstream_pusd), 0), "
+    "COALESCE(SUM(billed_pusd), 0), COALESCE(SUM(fresh_pusd), 0), COALESCE(SUM(savings_pusd), 0), "
+    "COALESCE(SUM(CASE WHEN served_mode = 'exact-cache' THEN n END), 0), "
+    "COALESCE(SUM(CASE WHEN served_mode = 'fresh' THEN n END), 0)"
+)
+
+
+class RangeError(ValueError):
+    """A bad time zone or date range; `param` names the query parameter (the API answers 400)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def zone(name: str) -> zoneinfo.ZoneInfo:
+    """The IANA zone `name` (e.g. Asia/Kolkata), or RangeError."""
+    if not name or len(name) > 64 or name.startswith(("/", ".")) or ".." in name:
+        raise RangeError("tz", f"unknown time zone {name!r}; use an IANA name such as Europe/London")
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise RangeError("tz", f"unknown time zone {name!r}; use an IANA name such as Europe/London") from None
+
+
+def local_midnight(day: dt.date, tz: dt.tzinfo) -> dt.datetime:
+    """The UTC instant at which `day` starts in `tz`."""
+    return dt.datetime.combine(day, dt.time(), tz).astimezone(dt.UTC)
+
+
+def bucket(instant: dt.datetime) -> str:
+    """The rollup bucket text an instant falls in ('YYYY-MM-DDTHH:MM', minutes floored to a quarter hour)."""
+    u = instant.astimezone(dt.UTC)
+    return f"{u:%Y-%m-%dT%H}:{u.minute - u.minute % 15:02d}"
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """[start, end) as UTC instants on quarter-hour edges, with the local days it covers (inclusive)."""
+
+    start: dt.datetime
+    end: dt.datetime
+    first_day: dt.date
+    last_day: dt.date
+    tz: dt.tzinfo
+
+    @classmethod
+    def of_days(cls, first: dt.date, last: dt.date, tz: dt.tzinfo) -> Window:
+        if last < first:
+            raise RangeError("to", f"the range ends ({last}) before it starts ({first})")
+        if (last - first).days > 3660:
+            raise RangeError("from", "the range is longer than ten years")
+        return cls(local_midnight(first, tz), local_midnight(last + dt.timedelta(days=1), tz), first, last, tz)
+
+    def days(self) -> list[dt.date]:
+        return [self.first_day + dt.timedelta(days=i) for i in range((self.last_day - self.first_day).days + 1)]
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Summed rollup rows; money exact USD."""
+
+    group: str | None = None
+    requests: int = 0
+    errors: int = 0
+    estimated: int = 0
+    unknown_cost: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    upstream_usd: Decimal = Decimal(0)
+    billed_usd: Decimal = Decimal(0)
+    fresh_usd: Decimal = Decimal(0)
+    savings_usd: Decimal = Decimal(0)
+    exact_cache: int = 0
+    fresh: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def cache_hit_rate(self) -> Decimal | None:
+        served = self.exact_cache + self.fresh
+        return Decimal(self.exact_cache) / served if served else None
+
+    @property
+    def error_rate(self) -> Decimal | None:
+        return Decimal(self.errors) / self.requests if self.requests else None
+
+    @property
+    def usd_per_request(self) -> Decimal | None:
+        return self.billed_usd / self.requests if self.requests else None
+
+
+def _totals(group: str | None, row: tuple[int, ...]) -> Totals:
+    n, err, est, unk, p, c, cached, cw, r, up, billed, fresh, savings, hits, fresh_n = row
+    return Totals(
+        group, n, err, est, unk, p, c, cached, cw, r,
+        from_pusd(up), from_pusd(billed), from_pusd(fresh), from_pusd(savings), hits, fresh_n,
+    )  # fmt: skip
+
+
+def _where(start: dt.datetime, end: dt.datetime, key_id: str | None) -> tuple[str, list[str]]:
+    where, params = "bucket >= ? AND bucket < ?", [bucket(start), bucket(end)]
+    if key_id is not None:
+        where += " AND key_id = ?"
+        params.append(key_id)
+    return where, params
+
+
+def totals(conn: sqlite3.Connection, start: dt.datetime, end: dt.datetime, key_id: str | None = None) -> Totals:
+    """Everything in [start, end) (both on quarter-hour edges); only key_id's receipts when given."""
+    where, params = _where(start, end, key_id)
+    return _totals(None, conn.execute(f"SELECT {_SUMS} FROM spend_q15 WHERE {where}", params).fetchone())
+
+
+def breakdown(
+    conn: sqlite3.Connection, by: str, start: dt.datetime, end: dt.datetime, key_id: str | None = None
+) -> list[Totals]:
+    """Totals per key/project/team/model/provider, largest billed first; '' attribution reads as None."""
+    column = BREAKDOWN_BY[by]
+    where, params = _where(start, end, key_id)
+    rows = conn.execute(f"SELECT {column}, {_SUMS} FROM spend_q15 WHERE {where} GROUP BY 1", params)
+    out = [_totals(g or None, tuple(rest)) for g, *rest in rows]
+    return sorted(out, key=lambda t: (-t.billed_usd, t.group or ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    """Upper edges (ms) of the histogram bins holding the 50th and 95th percentile; None without samples.
+    An edge of None with samples means above the last edge."""
+
+    samples: int
+    p50_ms: float | None
+    p95_ms: float | None
+
+
+def percentiles(
+    conn: sqlite3.Connection, kind: str, start: dt.datetime, end: dt.datetime, key_id: str | None = None
+) -> Percentiles:
+    where, params = _where(start, end, key_id)
+    counts = dict(
+        conn.execute(
+            f"SELECT bin, SUM(n) FROM latency_q15 WHERE kind = ? AND {where} GROUP BY bin", [kind, *params]
+        ).fetchall()
+    )
+    total = sum(counts.values())
+    return Percentiles(total, _edge_at(counts, total, 0.50), _edge_at(counts, total, 0.95))
+
+
+def _edge_at(counts: dict[int, int], total: int, share: float) -> float | None:
+    if not total:
+        return None
+    seen = 0
+    for b in sorted(counts):
+        seen += counts[b]
+        if seen >= share * total:
+            return float(LATENCY_EDGES_MS[b]) if b < len(LATENCY_EDGES_MS) else float("inf")
+    return float("inf")
+
+
+@dataclass(slots=True)
+class DailySeries:
+    """Per local day: billed USD by top model (+ 'other'), and fresh vs exact-cache request counts."""
+
+    days: list[str]
+    models: list[str]
+    spend: dict[str, list[Decimal]] = field(default_factory=dict)
+    fresh: list[int] = field(default_factory=list)
+    exact_cache: list[int] = field(default_factory=list)
+
+
+def daily(conn: sqlite3.Connection, window: Window, key_id: str | None = None, top: int = 5) -> DailySeries:
+    """Day buckets in the window's zone; each quarter hour is mapped to its local day exactly."""
+    where, params = _where(window.start, window.end, key_id)
+    rows = conn.execute(
+        "SELECT bucket, model, SUM(billed_pusd), SUM(CASE WHEN served_mode = 'fresh' THEN n ELSE 0 END), "
+        f"SUM(CASE WHEN served_mode = 'exact-cache' THEN n ELSE 0 END) FROM spend_q15 WHERE {where} "
+        "GROUP BY bucket, model",
+        params,
+    ).fetchall()
+    days = [d.isoformat() for d in window.days()]
+    index = {d: i for i, d in enumerate(days)}
+    by_model: dict[str, int] = {}
+    for _, model, billed, _, _ in rows:
+        by_model[model] = by_model.get(model, 0) + (billed or 0)
+    ranked = sorted(by_model, key=lambda m: (-by_model[m], m))
+    models = ranked[:top] + (["other"] if len(ranked) > top else [])
+    shown = set(ranked[:top])
+    series = DailySeries(days, [m or "(none)" for m in models])
+    pusd = {m or "(none)": [0] * len(days) for m in models}
+    series.fresh, series.exact_cache = [0] * len(days), [0] * len(days)
+    day_of: dict[str, int] = {}
+    for b, model, billed, fresh, hits in rows:
+        i = day_of.get(b)
+        if i is None:
+            instant = dt.datetime.strptime(b, "%Y-%m-%dT%H:%M").replace(tzinfo=dt.UTC)
+            i = day_of[b] = index[instant.astimezone(window.tz).date().isoformat()]
+        name = (model or "(none)") if model in shown else "other"
+        pusd[name][i] += billed or 0
+        series.fresh[i] += fresh
+        series.exact_cache[i] += hits
+    series.spend = {m: [from_pusd(v) for v in values] for m, values in pusd.items()}
+    return series
