@@ -14,6 +14,8 @@ from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError, error_body
 from nextmodel_proxy.pipeline import Pipeline
 from nextmodel_proxy.services import running
+from nextmodel_proxy.ui import routes as ui
+from nextmodel_proxy.ui.metrics_route import metrics
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,8 @@ ROUTES = [
     ("GET", "/v1/receipts", handlers.list_receipts),
     ("GET", "/v1/receipts/{receipt_id}", handlers.get_receipt),
     *admin.ROUTES,
+    ("GET", "/metrics", metrics),
+    *ui.ROUTES,
 ]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -74,6 +78,7 @@ def create_app(config: Config) -> web.Application:
     """The proxy as an aiohttp application; resources open in cleanup_ctx and close in reverse order."""
     app = web.Application(middlewares=[error_middleware], client_max_size=config.server.max_body_bytes + 1)
     app[CONFIG] = config
+    app[ui.SESSIONS] = ui.Sessions()
     app.cleanup_ctx.append(_client_session)
     app.cleanup_ctx.append(_services)
     for method, path, handler in ROUTES:

@@ -67,6 +67,7 @@ class Pipeline:
     def count_rejected(self, exc: ProxyError) -> None:
         """Requests refused before they have a receipt (unauthenticated, malformed): counted and logged."""
         self.services.rejected[exc.code] = self.services.rejected.get(exc.code, 0) + 1
+        self.services.metrics.rejected(exc.code)
         log.info("refused request without a receipt: %s %s", exc.status, exc.code)
 
     def admit(self, ex: Exchange, principal: Principal | None) -> None:
@@ -322,6 +323,7 @@ class Pipeline:
     async def _serve_upstream(
         self, ex: Exchange, targets: list[Target], sink: StreamSink, flight: Flight | None
     ) -> Reply | None:
+        ex.upstream_started = time.perf_counter()
         call = await open_first(self.session, ex, targets)
         if call.is_stream and ex.stream:
             await self._relay_stream(ex, call, sink, flight)
@@ -435,6 +437,7 @@ class Pipeline:
         if ex.admission is not None:
             s.limiter.correct(ex.admission, (receipt.prompt_tokens or 0) + (receipt.completion_tokens or 0))
         self._queue_cache_writes(ex, receipt)
+        s.metrics.observe(receipt, ex.before_upstream_s)
         if s.ledger is None:
             return
         try:

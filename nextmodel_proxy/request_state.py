@@ -70,6 +70,7 @@ class Exchange:
     cache_hit: Any = None
     cache_payload: tuple[str, bytes] | None = None
     receipt: Any = None
+    upstream_started: float | None = None  # perf_counter when the first upstream attempt began (metrics)
     detached: bool = False  # the client left but the upstream answer is still read for followers
 
     @property
@@ -91,6 +92,11 @@ class Exchange:
             return self.body
         opts = self.body.get("stream_options") if isinstance(self.body.get("stream_options"), dict) else {}
         return {**self.body, "stream_options": {**opts, "include_usage": True}}
+
+    @property
+    def before_upstream_s(self) -> float | None:
+        """Seconds from arrival to the first upstream attempt (None when no upstream was called)."""
+        return None if self.upstream_started is None else self.upstream_started - self.started
 
     def mark_first_byte(self) -> None:
         if self.ttft_ms is None:

@@ -64,6 +64,11 @@ class BudgetLine:
 
     usage: BudgetUsage
     reserved: Decimal
+    rate: Decimal = Decimal(1)  # units of the budget's currency per USD
+
+    @property
+    def remaining_usd(self) -> Decimal:
+        return self.usage.budget.amount / self.rate - self.usage.spent_usd
 
 
 _NO_HOLD = Reservation(0, (), 0)  # settling it changes nothing (it is never in the open holds)
@@ -209,6 +214,7 @@ class BudgetBook:
                 BudgetLine(
                     usage_of(b, self._spent[window_of(b, now)], self._rates, now),
                     pusd_in(rate_of(b.currency, self._rates), self._reserved[window_of(b, now)]),
+                    rate_of(b.currency, self._rates),
                 )
                 for b in sorted(budgets, key=lambda b: (b.scope, b.scope_id, b.period))
             ]

@@ -14,6 +14,7 @@ from nextmodel_proxy.config.cache import CacheConfig, read_cache
 from nextmodel_proxy.config.currency import CurrencyConfig, read_currency
 from nextmodel_proxy.config.fields import ConfigError, as_mapping, only_keys
 from nextmodel_proxy.config.models import ModelConfig, read_model
+from nextmodel_proxy.config.observability import MetricsConfig, UIConfig, read_metrics, read_ui
 from nextmodel_proxy.config.providers import ProviderConfig, read_provider
 from nextmodel_proxy.config.routes import RouteConfig, read_route
 from nextmodel_proxy.config.service import LedgerConfig, ServerConfig, read_ledger, read_server
@@ -21,7 +22,7 @@ from nextmodel_proxy.config.yaml_text import load_yaml_text
 
 DEFAULT_CONFIG = "providers.yaml"
 SECTIONS = frozenset(
-    {"server", "ledger", "currency", "cache", "providers", "models", "routes", "projects", "teams"}
+    {"server", "ledger", "currency", "cache", "providers", "models", "routes", "projects", "teams", "ui", "metrics"}
 )
 
 
@@ -36,6 +37,8 @@ class Config:
     routes: Mapping[str, RouteConfig] = field(default_factory=dict)
     projects: Mapping[str, ProjectConfig] = field(default_factory=dict)
     teams: Mapping[str, TeamConfig] = field(default_factory=dict)
+    ui: UIConfig = field(default_factory=UIConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source_path: str | None = None
 
 
@@ -70,6 +73,8 @@ def parse_config(data: Any, source_path: str | None = None) -> Config:
         routes=MappingProxyType(routes),
         projects=MappingProxyType(projects),
         teams=MappingProxyType(teams),
+        ui=read_ui(root.get("ui")),
+        metrics=read_metrics(root.get("metrics")),
         source_path=source_path,
     )
 

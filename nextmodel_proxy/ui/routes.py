@@ -50,10 +50,7 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 def _sessions(request: web.Request) -> Sessions:
-    sessions = request.app.get(SESSIONS)
-    if sessions is None:
-        sessions = request.app[SESSIONS] = Sessions()
-    return sessions
+    return request.app[SESSIONS]
 
 
 def _viewer(request: web.Request) -> Viewer:
@@ -62,8 +59,13 @@ def _viewer(request: web.Request) -> Viewer:
     )
 
 
+def _redirect(location: str) -> web.Response:
+    # Returned, not raised: the error middleware turns raised HTTP exceptions into JSON errors.
+    return web.Response(status=303, headers={**_SECURITY_HEADERS, "Location": location})
+
+
 def _login_redirect(request: web.Request) -> web.Response:
-    raise web.HTTPSeeOther(f"/ui/login?{urlencode({'next': request.path_qs})}")
+    return _redirect(f"/ui/login?{urlencode({'next': request.path_qs})}")
 
 
 async def _read(request: web.Request, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -210,18 +212,18 @@ async def login(request: web.Request) -> web.Response:
     except ProxyError as exc:
         body = pages.login(exc.message, next_url)
         return _html(pages.page("Sign in", body, viewer=None, signed_in=False, active=""), status=401)
-    response = web.HTTPSeeOther(next_url)
+    response = _redirect(next_url)
     response.set_cookie(
         COOKIE, _sessions(request).create(key), httponly=True, samesite="Strict", max_age=SESSION_TTL_S, path="/ui"
     )
-    raise response
+    return response
 
 
 async def logout(request: web.Request) -> web.Response:
     _sessions(request).drop(request.cookies.get(COOKIE))
-    response = web.HTTPSeeOther("/ui/login")
+    response = _redirect("/ui/login")
     response.del_cookie(COOKIE, path="/ui")
-    raise response
+    return response
 
 
 def _safe_next(url: str | None) -> str:
