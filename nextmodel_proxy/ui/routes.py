@@ -87,10 +87,19 @@ def _default_tz(request: web.Request) -> str:
     return request.app[CONFIG].ui.timezone
 
 
-def _page(request: web.Request, viewer: Viewer, title: str, body: str, active: str) -> web.Response:
+def _range_query(request: web.Request) -> str:
+    """The range and zone of this page, to carry over to the links it shows."""
     keep = {k: v for k, v in request.query.items() if k in ("tz", "from", "to") and v}
-    query = f"?{urlencode(keep)}" if keep else ""
-    return _html(pages.page(title, body, viewer=viewer.label, signed_in=viewer.signed_in, active=active, query=query))
+    return f"?{urlencode(keep)}" if keep else ""
+
+
+def _page(
+    request: web.Request, viewer: Viewer, title: str, body: str, active: str, status: int = 200
+) -> web.Response:
+    html = pages.page(
+        title, body, viewer=viewer.label, signed_in=viewer.signed_in, active=active, query=_range_query(request)
+    )
+    return _html(html, status=status)
 
 
 async def overview(request: web.Request) -> web.Response:
@@ -102,12 +111,12 @@ async def overview(request: web.Request) -> web.Response:
     try:
         window = views.window_of(request.query, _default_tz(request), now)
     except views.ViewError as exc:
-        return _page(request, viewer, "Overview", pages.range_form("/ui", request.query, "UTC") + pages.problem(str(exc)), "overview")
+        body = pages.range_form("/ui", request.query, "UTC") + pages.problem(str(exc))
+        return _page(request, viewer, "Overview", body, "overview", status=400)
     budgets = request.app[SERVICES].budgets
     data = await _read(request, lambda c: views.overview(c, window, viewer, budgets, now))
-    keep = {k: v for k, v in request.query.items() if k in ("tz", "from", "to") and v}
-    query = f"?{urlencode(keep)}" if keep else ""
-    return _page(request, viewer, "Overview", pages.overview(data, request.query, query), "overview")
+    body = pages.overview(data, request.query, _range_query(request))
+    return _page(request, viewer, "Overview", body, "overview")
 
 
 async def api_overview(request: web.Request) -> web.Response:
@@ -155,7 +164,7 @@ async def receipts(request: web.Request) -> web.Response:
 
     result, error, models = await _read(request, read)
     body = pages.receipts_list(result, request.query, _default_tz(request), error, models)
-    return _page(request, viewer, "Receipts", body, "receipts")
+    return _page(request, viewer, "Receipts", body, "receipts", status=400 if error else 200)
 
 
 async def api_receipts(request: web.Request) -> web.Response:
@@ -172,7 +181,8 @@ async def receipt(request: web.Request) -> web.Response:
     receipt_id = request.match_info["receipt_id"]
     data = await _read(request, lambda c: views.receipt_detail(c, receipt_id, viewer))
     if data is None:
-        return _page(request, viewer, "Receipt", pages.problem(f"No receipt {receipt_id[:80]!r} that you can see."), "receipts")
+        notice = pages.problem(f"No receipt {receipt_id[:80]!r} that you can see.")
+        return _page(request, viewer, "Receipt", notice, "receipts", status=404)
     return _page(request, viewer, f"Receipt {receipt_id}", pages.receipt(data), "receipts")
 
 
