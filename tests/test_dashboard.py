@@ -105,20 +105,19 @@ async def test_day_totals_in_kolkata_equal_spend_for_the_same_instants_to_the_di
 
 async def test_a_ledger_from_before_the_dashboard_is_backfilled_when_it_migrates(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    conn = db.connect(path)
-    db.migrate(conn, [m for m in db.MIGRATIONS if not m[0].startswith("m05")])
-    conn.close()
     seed(path, [receipt(utc("2026-10-01T10:07:00Z")), receipt(utc("2026-10-01T10:14:59Z"), prompt_tokens=5)])
     conn = db.connect(path)
-    conn.execute("DELETE FROM spend_q15")  # as if the version that wrote these had no dashboard rollups
-    conn.execute("DELETE FROM latency_q15")
-    conn.execute("DELETE FROM schema_migrations WHERE name LIKE 'm05%'")
-    conn.execute("DROP TABLE spend_q15")
-    conn.execute("DROP TABLE latency_q15")
-    assert "m050_dashboard_rollups" in db.migrate(conn)
-    row = conn.execute("SELECT bucket, n, prompt_tokens FROM spend_q15").fetchall()
+    # As if these receipts were written by a version without the dashboard's rollups.
+    for table in ("spend_q15", "spend_d", "series_q15", "latency_q15", "latency_key_q15"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("DELETE FROM schema_migrations WHERE name = 'm050_dashboard_rollups'")
+    assert db.migrate(conn) == ["m050_dashboard_rollups"]
+    q15 = conn.execute("SELECT bucket, n, prompt_tokens FROM spend_q15").fetchall()
+    day = conn.execute("SELECT bucket, n, prompt_tokens FROM spend_d").fetchall()
+    latency = conn.execute("SELECT kind, SUM(n) FROM latency_q15 GROUP BY kind").fetchall()
     conn.close()
-    assert row == [("2026-10-01T10:00", 2, 1005)]
+    assert q15 == [("2026-10-01T10:00", 2, 1005)] and day == [("2026-10-01", 2, 1005)]
+    assert latency == [("latency", 2)]  # not streams: no time-to-first-token samples
 
 
 @pytest.mark.parametrize(
@@ -327,3 +326,21 @@ def test_rollup_tables_hold_quarter_hours_only(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         buckets = conn.execute("SELECT bucket, n FROM spend_q15 ORDER BY bucket").fetchall()
     assert buckets == [("2026-11-01T00:00", 2), ("2026-11-01T00:15", 1), ("2026-11-01T00:30", 1), ("2026-11-01T00:45", 2)]
+
+
+async def test_a_multi_day_range_reads_whole_days_and_edges_and_still_equals_spend(
+    config: Config, start_proxy: Any
+) -> None:
+    stamps = [
+        "2026-11-08T18:29:00Z", "2026-11-08T18:31:00Z", "2026-11-09T00:00:00Z", "2026-11-09T12:00:00Z",
+        "2026-11-10T23:59:59Z", "2026-11-11T18:15:00Z", "2026-11-11T18:30:00Z", "2026-11-12T01:00:00Z",
+    ]  # fmt: skip
+    seed(config.ledger.path, [receipt(utc(t), prompt_tokens=100 + i, key_id=f"k{i % 2}") for i, t in enumerate(stamps)])
+    server = await start_proxy(config)
+    _, data, _ = await get(server, "/ui/api/overview?tz=Asia/Kolkata&from=2026-11-09&to=2026-11-11")
+    cli = spend_json(config, "--since", data["since_utc"], "--until", data["until_utc"])
+    assert data["range"]["count"] == cli["total"]["count"] == 5  # 18:31 on the 8th … 18:15 on the 11th
+    assert data["range"]["billed_cost_usd"] == cli["total"]["billed_cost_usd"]
+    by_key = {r["group"]: r["prompt_tokens"] for r in data["breakdowns"]["key"]}
+    assert by_key == {"k1": 101 + 103 + 105, "k0": 102 + 104}
+    assert sum(data["daily"]["fresh"]) == 5 and data["daily"]["days"] == ["2026-11-09", "2026-11-10", "2026-11-11"]

@@ -1,8 +1,8 @@
-"""Dashboard reads: totals, series and breakdowns over the quarter-hour rollups, in any time zone (read-only).
+"""Dashboard reads: totals, series and breakdowns over the rollups in ledger/dash_rollups.py, in any time zone.
 
-Every figure comes from spend_q15 / latency_q15 (kept by the writer with each receipt), never a scan of the
-receipts table, so a view costs the same on a ledger of a thousand receipts or of millions. A time zone's day
-starts on a quarter-hour edge (all offsets in use are multiples of 15 minutes), so its day totals are exact.
+Every figure comes from rollups kept by the writer with each receipt, never a scan of the receipts table.
+A range's totals read whole UTC days from spend_d and only its partial edge days from spend_q15; a time zone's
+day starts on a quarter-hour edge (all offsets in use are multiples of 15 minutes), so its totals are exact.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from nextmodel_proxy.ledger.schema import LATENCY_EDGES_MS
+from nextmodel_proxy.ledger.dash_rollups import LATENCY_EDGES_MS
 from nextmodel_proxy.pricing import from_pusd
 
 # --by value -> spend_q15 column
@@ -132,28 +132,55 @@ def _totals(group: str | None, row: tuple[int, ...]) -> Totals:
     )  # fmt: skip
 
 
-def _where(start: dt.datetime, end: dt.datetime, key_id: str | None) -> tuple[str, list[str]]:
-    where, params = "bucket >= ? AND bucket < ?", [bucket(start), bucket(end)]
-    if key_id is not None:
-        where += " AND key_id = ?"
-        params.append(key_id)
-    return where, params
+def _parts(start: dt.datetime, end: dt.datetime) -> list[tuple[str, str, str]]:
+    """(table, first bucket, end bucket) pieces covering [start, end): whole UTC days from spend_d, the rest
+    (at most a day at each edge) from spend_q15."""
+    first_day = (start.astimezone(dt.UTC) + dt.timedelta(days=1) - dt.timedelta(microseconds=1)).date()
+    end_day = end.astimezone(dt.UTC).date()
+    if first_day >= end_day:
+        return [("spend_q15", bucket(start), bucket(end))]
+    midnight_first = dt.datetime.combine(first_day, dt.time(), dt.UTC)
+    midnight_end = dt.datetime.combine(end_day, dt.time(), dt.UTC)
+    parts = [("spend_d", first_day.isoformat(), end_day.isoformat())]
+    if start < midnight_first:
+        parts.append(("spend_q15", bucket(start), bucket(midnight_first)))
+    if midnight_end < end:
+        parts.append(("spend_q15", bucket(midnight_end), bucket(end)))
+    return parts
+
+
+def _sums(
+    conn: sqlite3.Connection, start: dt.datetime, end: dt.datetime, key_id: str | None, group: str | None
+) -> dict[str | None, list[int]]:
+    """Summed rollup columns per group value (one group, None, when `group` is None)."""
+    out: dict[str | None, list[int]] = {}
+    for table, lo, hi in _parts(start, end):
+        where, params = "bucket >= ? AND bucket < ?", [lo, hi]
+        if key_id is not None:
+            where += " AND key_id = ?"
+            params.append(key_id)
+        head = f"{group}, " if group else "NULL, "
+        tail = " GROUP BY 1" if group else ""
+        for g, *values in conn.execute(f"SELECT {head}{_SUMS} FROM {table} WHERE {where}{tail}", params):
+            if not group and not values[0]:
+                continue
+            have = out.get(g)
+            out[g] = values if have is None else [a + b for a, b in zip(have, values, strict=True)]
+    return out
 
 
 def totals(conn: sqlite3.Connection, start: dt.datetime, end: dt.datetime, key_id: str | None = None) -> Totals:
     """Everything in [start, end) (both on quarter-hour edges); only key_id's receipts when given."""
-    where, params = _where(start, end, key_id)
-    return _totals(None, conn.execute(f"SELECT {_SUMS} FROM spend_q15 WHERE {where}", params).fetchone())
+    row = _sums(conn, start, end, key_id, None).get(None)
+    return _totals(None, tuple(row)) if row else Totals()
 
 
 def breakdown(
     conn: sqlite3.Connection, by: str, start: dt.datetime, end: dt.datetime, key_id: str | None = None
 ) -> list[Totals]:
     """Totals per key/project/team/model/provider, largest billed first; '' attribution reads as None."""
-    column = BREAKDOWN_BY[by]
-    where, params = _where(start, end, key_id)
-    rows = conn.execute(f"SELECT {column}, {_SUMS} FROM spend_q15 WHERE {where} GROUP BY 1", params)
-    out = [_totals(g or None, tuple(rest)) for g, *rest in rows]
+    sums = _sums(conn, start, end, key_id, BREAKDOWN_BY[by])
+    out = [_totals(g or None, tuple(values)) for g, values in sums.items()]
     return sorted(out, key=lambda t: (-t.billed_usd, t.group or ""))
 
 
@@ -170,12 +197,12 @@ class Percentiles:
 def percentiles(
     conn: sqlite3.Connection, kind: str, start: dt.datetime, end: dt.datetime, key_id: str | None = None
 ) -> Percentiles:
-    where, params = _where(start, end, key_id)
-    counts = dict(
-        conn.execute(
-            f"SELECT bin, SUM(n) FROM latency_q15 WHERE kind = ? AND {where} GROUP BY bin", [kind, *params]
-        ).fetchall()
-    )
+    if key_id is None:
+        sql, params = "SELECT bin, SUM(n) FROM latency_q15 WHERE kind = ?", [kind]
+    else:
+        sql, params = "SELECT bin, SUM(n) FROM latency_key_q15 WHERE key_id = ? AND kind = ?", [key_id, kind]
+    sql += " AND bucket >= ? AND bucket < ? GROUP BY bin"
+    counts = dict(conn.execute(sql, [*params, bucket(start), bucket(end)]).fetchall())
     total = sum(counts.values())
     return Percentiles(total, _edge_at(counts, total, 0.50), _edge_at(counts, total, 0.95))
 
@@ -204,11 +231,15 @@ class DailySeries:
 
 def daily(conn: sqlite3.Connection, window: Window, key_id: str | None = None, top: int = 5) -> DailySeries:
     """Day buckets in the window's zone; each quarter hour is mapped to its local day exactly."""
-    where, params = _where(window.start, window.end, key_id)
+    # All keys: the narrow series table. One key: its own rows of spend_q15 (through the key_id index).
+    table, where, params = "series_q15", "", [bucket(window.start), bucket(window.end)]
+    if key_id is not None:
+        table, where = "spend_q15 INDEXED BY spend_q15_key", "key_id = ? AND "
+        params.insert(0, key_id)
     rows = conn.execute(
         "SELECT bucket, model, SUM(billed_pusd), SUM(CASE WHEN served_mode = 'fresh' THEN n ELSE 0 END), "
-        f"SUM(CASE WHEN served_mode = 'exact-cache' THEN n ELSE 0 END) FROM spend_q15 WHERE {where} "
-        "GROUP BY bucket, model",
+        f"SUM(CASE WHEN served_mode = 'exact-cache' THEN n ELSE 0 END) FROM {table} "
+        f"WHERE {where}bucket >= ? AND bucket < ? GROUP BY bucket, model",
         params,
     ).fetchall()
     days = [d.isoformat() for d in window.days()]

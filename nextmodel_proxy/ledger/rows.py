@@ -10,7 +10,8 @@ from typing import Any
 
 from nextmodel_proxy.ledger.chain import GENESIS, link
 from nextmodel_proxy.ledger.receipts import CONTENT_COLUMNS, Receipt, content_values
-from nextmodel_proxy.ledger.schema import LATENCY_SELECT, Q15_SELECT, ROLLUP_SELECT
+from nextmodel_proxy.ledger.dash_rollups import UPSERTS as DASHBOARD_UPSERTS
+from nextmodel_proxy.ledger.schema import ROLLUP_SELECT
 
 Row = tuple[Any, ...]
 _WIDTH = len(CONTENT_COLUMNS) + 2
@@ -37,21 +38,6 @@ _ROLLUP_UPSERT = (
     + " ON CONFLICT (day, project, team, key_id, model, provider, served_mode) DO UPDATE SET "
     + ", ".join(f"{c} = {c} + excluded.{c}" for c in _ROLLUP_COLUMNS)
 )
-_Q15_COLUMNS = ("n", "errors", "estimated", *_ROLLUP_COLUMNS[1:])
-_Q15_UPSERT = (
-    "INSERT INTO spend_q15 "
-    + Q15_SELECT
-    + " ON CONFLICT (bucket, project, team, key_id, model, provider, served_mode) DO UPDATE SET "
-    + ", ".join(f"{c} = {c} + excluded.{c}" for c in _Q15_COLUMNS)
-)
-# A compound SELECT cannot take an upsert clause directly (SQLite reads ON CONFLICT as a join's ON), so the
-# histogram counts go through a subquery.
-_LATENCY_UPSERT = (
-    "INSERT INTO latency_q15 SELECT * FROM (" + LATENCY_SELECT + ") WHERE 1"
-    " ON CONFLICT (bucket, key_id, kind, bin) DO UPDATE SET n = n + excluded.n"
-)
-
-
 def ledger_head(conn: sqlite3.Connection) -> str:
     """The hash the next receipt chains onto."""
     row = conn.execute("SELECT hash FROM receipts ORDER BY seq DESC LIMIT 1").fetchone()
@@ -84,8 +70,8 @@ def insert_rows(conn: sqlite3.Connection, rows: Sequence[Row], *, rollups: bool 
         conn.execute(_insert_sql(len(part)), [value for row in part for value in row])
     if rollups:
         conn.execute(_ROLLUP_UPSERT, (before,))
-        conn.execute(_Q15_UPSERT, (before,))
-        conn.execute(_LATENCY_UPSERT, (before, before))
+        for statement in DASHBOARD_UPSERTS:
+            conn.execute(statement, (before,))
 
 
 @functools.lru_cache(maxsize=8)

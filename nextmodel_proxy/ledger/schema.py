@@ -6,6 +6,8 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from nextmodel_proxy.ledger import dash_rollups
+
 Migration = tuple[str, Callable[[sqlite3.Connection], None]]
 
 
@@ -242,83 +244,46 @@ MIGRATIONS += [
 
 
 # --- m050-m059: dashboard rollups ------------------------------------------------------------------
-# Quarter-hour buckets: every UTC offset in use is a multiple of 15 minutes (Asia/Kolkata +5:30,
-# Asia/Kathmandu +5:45), so the day and hour boundaries of any time zone fall on bucket edges and the
-# dashboard's totals are exact in that zone without scanning receipts. Bucket text: 'YYYY-MM-DDTHH:MM'.
-_M050_SPEND_Q15 = """
+# Tables and backfill as shipped in m050 (frozen here; the writer's live upserts are ledger/dash_rollups.py).
+_M050_TABLES = """
 CREATE TABLE spend_q15 (
-    bucket TEXT NOT NULL,
-    project TEXT NOT NULL,
-    team TEXT NOT NULL,
-    key_id TEXT NOT NULL,
-    model TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    served_mode TEXT NOT NULL,
-    n INTEGER NOT NULL,
-    errors INTEGER NOT NULL,
-    estimated INTEGER NOT NULL,
-    prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL,
-    cached_tokens INTEGER NOT NULL,
-    cache_write_tokens INTEGER NOT NULL,
-    reasoning_tokens INTEGER NOT NULL,
-    upstream_pusd INTEGER NOT NULL,
-    billed_pusd INTEGER NOT NULL,
-    fresh_pusd INTEGER NOT NULL,
-    savings_pusd INTEGER NOT NULL,
-    unknown_cost INTEGER NOT NULL,
+    bucket TEXT NOT NULL, project TEXT NOT NULL, team TEXT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL,
+    provider TEXT NOT NULL, served_mode TEXT NOT NULL, n INTEGER NOT NULL, errors INTEGER NOT NULL,
+    estimated INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL, cache_write_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL,
+    upstream_pusd INTEGER NOT NULL, billed_pusd INTEGER NOT NULL, fresh_pusd INTEGER NOT NULL,
+    savings_pusd INTEGER NOT NULL, unknown_cost INTEGER NOT NULL,
     PRIMARY KEY (bucket, project, team, key_id, model, provider, served_mode)
 ) WITHOUT ROWID;
+CREATE INDEX spend_q15_key ON spend_q15 (key_id, bucket);
+CREATE TABLE spend_d (
+    bucket TEXT NOT NULL, project TEXT NOT NULL, team TEXT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL,
+    provider TEXT NOT NULL, served_mode TEXT NOT NULL, n INTEGER NOT NULL, errors INTEGER NOT NULL,
+    estimated INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL, cache_write_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL,
+    upstream_pusd INTEGER NOT NULL, billed_pusd INTEGER NOT NULL, fresh_pusd INTEGER NOT NULL,
+    savings_pusd INTEGER NOT NULL, unknown_cost INTEGER NOT NULL,
+    PRIMARY KEY (bucket, project, team, key_id, model, provider, served_mode)
+) WITHOUT ROWID;
+CREATE TABLE series_q15 (
+    bucket TEXT NOT NULL, model TEXT NOT NULL, served_mode TEXT NOT NULL, n INTEGER NOT NULL,
+    billed_pusd INTEGER NOT NULL, PRIMARY KEY (bucket, model, served_mode)
+) WITHOUT ROWID;
 CREATE TABLE latency_q15 (
-    bucket TEXT NOT NULL,
-    key_id TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('latency', 'ttft')),
-    bin INTEGER NOT NULL,
-    n INTEGER NOT NULL,
-    PRIMARY KEY (bucket, key_id, kind, bin)
+    bucket TEXT NOT NULL, kind TEXT NOT NULL, bin INTEGER NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (bucket, kind, bin)
+) WITHOUT ROWID;
+CREATE TABLE latency_key_q15 (
+    key_id TEXT NOT NULL, bucket TEXT NOT NULL, kind TEXT NOT NULL, bin INTEGER NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (key_id, bucket, kind, bin)
 ) WITHOUT ROWID
-"""
-# Upper edges (ms) of the latency histogram bins; the last bin is everything above the last edge.
-LATENCY_EDGES_MS: tuple[float, ...] = (
-    1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 300, 500, 1000, 2000, 3000, 5000, 10000, 20000, 30000, 60000, 120000,
-)  # fmt: skip
-_BUCKET_OF = (
-    "substr(created_utc, 1, 14) || CASE WHEN substr(created_utc, 15, 2) < '15' THEN '00' "
-    "WHEN substr(created_utc, 15, 2) < '30' THEN '15' WHEN substr(created_utc, 15, 2) < '45' THEN '30' "
-    "ELSE '45' END"
-)
-
-
-def _bin_of(column: str) -> str:
-    whens = " ".join(f"WHEN {column} <= {edge} THEN {i}" for i, edge in enumerate(LATENCY_EDGES_MS))
-    return f"CASE {whens} ELSE {len(LATENCY_EDGES_MS)} END"
-
-
-# Both selects fold the receipts with seq > ? (m050 backfills with 0; the writer runs them after each INSERT).
-Q15_SELECT = f"""
-SELECT {_BUCKET_OF}, COALESCE(project, ''), COALESCE(team, ''), COALESCE(key_id, ''), COALESCE(model, ''),
-       COALESCE(provider, ''), COALESCE(served_mode, ''), COUNT(*),
-       SUM(status IS NULL OR status >= 400), SUM(usage_source = 'estimated'),
-       COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cached_tokens), 0),
-       COALESCE(SUM(cache_write_tokens), 0), COALESCE(SUM(reasoning_tokens), 0),
-       COALESCE(SUM(upstream_cost_pusd), 0), COALESCE(SUM(billed_cost_pusd), 0),
-       COALESCE(SUM(fresh_cost_pusd), 0), COALESCE(SUM(savings_pusd), 0),
-       SUM(billed_cost_pusd IS NULL)
-FROM receipts WHERE seq > ? GROUP BY 1, 2, 3, 4, 5, 6, 7
-"""
-LATENCY_SELECT = f"""
-SELECT {_BUCKET_OF}, COALESCE(key_id, ''), 'latency', {_bin_of("latency_ms")}, COUNT(*)
-FROM receipts WHERE seq > ? AND latency_ms IS NOT NULL GROUP BY 1, 2, 3, 4
-UNION ALL
-SELECT {_BUCKET_OF}, COALESCE(key_id, ''), 'ttft', {_bin_of("ttft_ms")}, COUNT(*)
-FROM receipts WHERE seq > ? AND ttft_ms IS NOT NULL AND stream = 1 GROUP BY 1, 2, 3, 4
 """
 
 
 def _m050_dashboard_rollups(conn: sqlite3.Connection) -> None:
-    _sql(_M050_SPEND_Q15)(conn)
-    conn.execute("INSERT INTO spend_q15 " + Q15_SELECT, (0,))
-    conn.execute("INSERT INTO latency_q15 " + LATENCY_SELECT, (0, 0))
+    _sql(_M050_TABLES)(conn)
+    for statement, params in dash_rollups.M050_BACKFILL:
+        conn.execute(statement, params)
 
 
 MIGRATIONS += [("m050_dashboard_rollups", _m050_dashboard_rollups)]

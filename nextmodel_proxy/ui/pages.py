@@ -66,8 +66,12 @@ def range_form(action: str, params: Mapping[str, str], tz: str, extra: str = "")
     )
 
 
-def _tile(label: str, value: str, note: str = "", name: str = "") -> str:
+def _tile(label: str, value: str, note: str = "", name: str = "", exact: Any = None) -> str:
+    """One figure; `exact` (the unrounded value, e.g. exact decimal USD) rides in data-exact for scripts."""
     data = f' data-tile="{e(name)}"' if name else ""
+    if exact is not None:
+        data += f' data-exact="{e(exact)}"'
+
     return (
         f'<div class="tile"{data}><div class="label">{e(label)}</div><div class="value">{e(value)}</div>'
         f'<div class="note">{e(note)}</div></div>'
@@ -103,13 +107,19 @@ def overview(data: Mapping[str, Any], params: Mapping[str, str], query: str) -> 
         budget_note = f"{top['scope']} {top['scope_id']}: {float(top['share_spent']) * 100:.0f}% of {top['period']} budget"
     tiles = "".join(
         (
-            _tile("Spend today", money(today["billed_cost_usd"]), f"{today['count']} requests", "today"),
-            _tile("Spend this month", money(month["billed_cost_usd"]), budget_note, "month"),
-            _tile("Requests", f"{r['count']:,}", f"{data['from']} to {data['to']}", "requests"),
-            _tile("Fresh", f"{r['fresh']:,}", "answered by the upstream", "fresh"),
-            _tile("Exact cache", f"{r['exact_cache']:,}", f"hit rate {_pct(r['cache_hit_rate'])}", "exact_cache"),
-            _tile("Cache saved", money(r["savings_usd"]), "vs paying the upstream again", "savings"),
-            _tile("Error rate", _pct(r["error_rate"]), f"{r['errors']:,} errors", "errors"),
+            _tile(
+                "Spend today", money(today["billed_cost_usd"]), f"{today['count']} requests", "today",
+                today["billed_cost_usd"],
+            ),
+            _tile("Spend this month", money(month["billed_cost_usd"]), budget_note, "month", month["billed_cost_usd"]),
+            _tile("Requests", f"{r['count']:,}", f"{data['from']} to {data['to']}", "requests", r["count"]),
+            _tile("Fresh", f"{r['fresh']:,}", "answered by the upstream", "fresh", r["fresh"]),
+            _tile(
+                "Exact cache", f"{r['exact_cache']:,}", f"hit rate {_pct(r['cache_hit_rate'])}", "exact_cache",
+                r["exact_cache"],
+            ),
+            _tile("Cache saved", money(r["savings_usd"]), "vs paying the upstream again", "savings", r["savings_usd"]),
+            _tile("Error rate", _pct(r["error_rate"]), f"{r['errors']:,} errors", "errors", r["errors"]),
             _tile("Latency p50 / p95", f"{_ms(r['latency_p50_ms'])} / {_ms(r['latency_p95_ms'])}", "", "latency"),
             _tile("Time to first token p95", _ms(r["ttft_p95_ms"]), "streams", "ttft"),
             _tile(
@@ -117,12 +127,13 @@ def overview(data: Mapping[str, Any], params: Mapping[str, str], query: str) -> 
                 f"{r['estimated'] + r['unknown_cost']:,}",
                 f"{r['estimated']:,} estimated usage, {r['unknown_cost']:,} unknown price",
                 "uncertain",
+                r["estimated"] + r["unknown_cost"],
             ),
         )
     )
     exact = (
         f'<p class="exact">Exact range: {e(data["since_utc"])} to {e(data["until_utc"])} (UTC) · '
-        f"billed ${e(r['billed_cost_usd'])} · upstream ${e(r['upstream_cost_usd'])}</p>"
+        f'billed $<span data-exact-billed>{e(r["billed_cost_usd"])}</span> · upstream ${e(r["upstream_cost_usd"])}</p>'
     )
     if not r["count"] and not today["count"] and not month["count"]:
         empty = (
@@ -223,6 +234,7 @@ def receipts_list(
         f'<label>Key <input name=key value="{e(params.get("key", ""))}" size=10></label>'
         f"<label>Mode <select name=mode>{modes}</select></label>"
         f"<label>Status <select name=status>{statuses}</select></label>"
+        + (f'<input type=hidden name=limit value="{e(params["limit"])}">' if params.get("limit") else "")
     )
     form = range_form("/ui/receipts", params, tz, extra)
     if error is not None:
