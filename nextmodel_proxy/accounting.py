@@ -16,18 +16,27 @@ from nextmodel_proxy.routing import estimate_prompt_tokens
 from nextmodel_proxy.timespec import format_utc
 
 
-def usage_of(ex: RequestState) -> tuple[pricing.Usage | None, str]:
-    """The request's usage in OpenAI semantics and its source; estimated when a successful answer reported none."""
+def usage_of(ex: RequestState) -> tuple[pricing.Usage | None, str, str | None]:
+    """The request's usage in OpenAI semantics, its source, and why it was estimated (if it was).
+
+    Upstream figures go through the one sanitizer (pricing.check_usage); we estimate when a successful
+    answer reported none or a figure that cannot be trusted.
+    """
     out = ex.outcome
+    reason = None
     if out.usage is not None:
-        usage = pricing.normalise_usage(out.usage, "openai")
-        return usage, out.usage_source if usage else "none"
+        checked = pricing.check_usage(out.usage, "openai", completion_required=ex.endpoint == "chat")
+        if checked.usage is not None:
+            return checked.usage, out.usage_source, None
+        reason = checked.reason
     # completion_chars is set only when there is an answer: an upstream 200 (a stream it then cut, served_mode
     # error, was still consumed upstream) or a replay of one that had no usage. Estimated, never a silent 0.
-    if out.completion_chars is not None and out.served_mode in ("fresh", "error", "exact-cache"):
+    if (out.completion_chars is not None or reason) and out.served_mode in ("fresh", "error", "exact-cache"):
+        if reason and out.completion_chars is None:
+            reason = f"{reason}; answer text not at hand, completion counted 0"
         prompt = estimate_prompt_tokens(ex.body) if ex.endpoint == "chat" else _embedding_tokens(ex.body)
-        return pricing.Usage(prompt, (out.completion_chars + 3) // 4), "estimated"
-    return None, "none"
+        return pricing.Usage(prompt, ((out.completion_chars or 0) + 3) // 4), "estimated", reason
+    return None, "none", None
 
 
 def _embedding_tokens(body: Mapping[str, Any]) -> int:
@@ -59,7 +68,7 @@ def _costs(ex: RequestState, usage: pricing.Usage | None, config: Config) -> dic
 
 def build_receipt(ex: RequestState, config: Config) -> Receipt:
     """The receipt of a finished request (RequestState.finish() has set its latency)."""
-    usage, usage_source = usage_of(ex)
+    usage, usage_source, usage_reason = usage_of(ex)
     caller, decision, out = ex.caller, ex.decision, ex.outcome
     model = decision.target.model if decision.target else None
     currency = config.currency
@@ -102,4 +111,5 @@ def build_receipt(ex: RequestState, config: Config) -> Receipt:
         cache_key=decision.cache_key,
         cache_status=out.cache_status,
         attempts=attempts,
+        usage_reason=usage_reason,
     )

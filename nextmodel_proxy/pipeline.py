@@ -29,7 +29,7 @@ from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger.receipts import Receipt
 from nextmodel_proxy.ledger.writer import LedgerUnavailable
-from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd
+from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd, usage_trusted
 from nextmodel_proxy.relay import ClientGone, StreamSink, error_event, relay_batches, write
 from nextmodel_proxy.request_state import JsonObject, RequestState
 from nextmodel_proxy.services import Services
@@ -195,7 +195,8 @@ class Pipeline:
             replay_billed(from_pusd(fresh), self.config.cache.replay_price_ratio) if fresh is not None else 0
         )
         state.holds.reservation = self.services.budgets.reserve(state.caller, billed)
-        answer = caching.stored_answer(hit.response_kind, hit.body) if hit.usage is None else None
+        trusted = usage_trusted(hit.usage, completion_required=state.is_chat)
+        answer = caching.stored_answer(hit.response_kind, hit.body) if not trusted else None
         state.served_from(hit.usage, hit.fresh_receipt_id, "hit", answer)
         state.holds.cache_hit = hit
         assert state.decision.cache_plan is not None

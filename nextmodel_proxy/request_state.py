@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nextmodel_proxy.ledger.receipts import Receipt, new_receipt_id
-from nextmodel_proxy.pricing import format_usd
+from nextmodel_proxy.pricing import format_usd, usage_trusted
 from nextmodel_proxy.upstream.base import Target
 
 if TYPE_CHECKING:
@@ -129,6 +129,10 @@ class RequestState:
         return self.body["model"]
 
     @property
+    def is_chat(self) -> bool:
+        return self.endpoint == "chat"
+
+    @property
     def stream(self) -> bool:
         return self.endpoint == "chat" and self.body.get("stream") is True
 
@@ -165,7 +169,8 @@ class RequestState:
         if usage is not None:
             self.outcome.usage = usage
             self.outcome.usage_source = "upstream"
-        elif isinstance(estimated_from, dict):
+        # The answer's length, for an estimate: when there is no usage, or one the receipt may not trust.
+        if isinstance(estimated_from, dict) and not usage_trusted(usage, completion_required=self.is_chat):
             self.outcome.completion_chars = completion_chars(estimated_from)
 
     def served_from(
@@ -180,7 +185,8 @@ class RequestState:
         out.served_mode = "exact-cache"
         out.usage = usage
         out.usage_source = "cache"
-        if usage is None and answer is not None:  # its fresh call was estimated: estimate the replay alike
+        # its fresh call was estimated: estimate the replay the same way
+        if answer is not None and not usage_trusted(usage, completion_required=self.is_chat):
             out.completion_chars = completion_chars(answer)
         out.reused_receipt_id = reused_receipt_id
         out.cache_status = cache_status
@@ -190,7 +196,7 @@ class RequestState:
         out.response_id = tee.response_id
         if tee.usage is not None:
             self.set_usage(tee.usage)
-        else:
+        if not usage_trusted(tee.usage, completion_required=self.is_chat):
             out.completion_chars = tee.content_chars()
         if tee.error is not None and out.error_code is None:
             out.error_code = str(tee.error.get("code") or tee.error.get("type") or "upstream_error")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from nextmodel_proxy.cache import plan, replay
 from nextmodel_proxy.errors import ProxyError
+from nextmodel_proxy.pricing import usage_trusted
 from nextmodel_proxy.relay import ClientGone, KeepAlive, StreamSink, error_event, write
 from nextmodel_proxy.tee import StreamTee
 
@@ -231,7 +232,8 @@ async def follow(
         return NOT_SERVED
     kind, body = plan.flight_result(events, flight.final)
     usage = plan.usage_from(kind, body)
-    _served_by_leader(state, flight, usage, plan.stored_answer(kind, body) if usage is None else None)
+    trusted = usage_trusted(usage, completion_required=state.is_chat)
+    _served_by_leader(state, flight, usage, plan.stored_answer(kind, body) if not trusted else None)
     answer = replay.replay(kind, body, stream=False, include_usage=state.client_wants_usage)
     return await out.write_replay(state, answer, sink)
 
