@@ -139,3 +139,19 @@ async def test_http10_non_stream_still_served(proxy: Any) -> None:
     head, _, body = answer.partition(b"\r\n\r\n")
     assert b" 200 " in head.split(b"\r\n")[0]
     assert orjson.loads(body)["object"] == "chat.completion"
+
+
+async def test_headers_named_in_connection_are_not_forwarded(proxy: Any, fake_upstream: Any) -> None:
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Connection: close, X-Hop-One\r\nConnection: x-hop-two\r\n"
+        b"X-Hop-One: secret-1\r\nX-Hop-Two: secret-2\r\nX-Kept: yes\r\nX-Bytes: \xff\xfe\r\n"
+        b"Content-Type: application/json\r\n"
+        b"Content-Length: " + str(len(CHAT)).encode() + b"\r\n\r\n" + CHAT
+    )
+    answer = await raw_exchange(proxy.port, request)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    sent = {k.lower(): v for k, v in fake_upstream.state.headers[-1].items()}
+    assert sent.get("x-kept") == "yes"
+    assert "x-hop-one" not in sent and "x-hop-two" not in sent
+    assert "x-bytes" not in sent  # bytes that are not UTF-8 cannot be re-sent faithfully
