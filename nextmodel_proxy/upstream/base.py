@@ -95,7 +95,8 @@ def provider_key(provider: ProviderConfig) -> str | None:
     if not key:
         raise ProxyError(
             503,
-            f"provider {provider.name!r} has no API key: set the environment variable {provider.api_key_env}",
+            f"provider {provider.name!r} has no API key: set the environment variable {provider.api_key_env} "
+            "where the proxy runs and restart the proxy (a running process never sees variables set later)",
             "provider_key_missing",
         )
     return key
