@@ -30,7 +30,7 @@ from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger.receipts import Receipt
 from nextmodel_proxy.ledger.writer import LedgerUnavailable
 from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd, usage_trusted
-from nextmodel_proxy.relay import ClientGone, StreamSink, error_event, relay_batches, write
+from nextmodel_proxy.relay import ClientGone, StreamSink, error_event, relay_batches, start, write
 from nextmodel_proxy.request_state import JsonObject, RequestState
 from nextmodel_proxy.services import Services
 from nextmodel_proxy.tee import StreamTee, completion_facts
@@ -236,6 +236,7 @@ class Pipeline:
                 endpoint=state.endpoint,
                 client_headers=state.caller.client_headers,
                 attempts=state.outcome.attempts,
+                route_decision=state.decision.route_decision,
             )
         except Unanswered as failed:
             state.decision.target = failed.target
@@ -278,10 +279,11 @@ class Pipeline:
     ) -> None:
         storing = state.decision.stores_answer
         tee = StreamTee(collect=True)
-        await self.start_stream(state, sink)
         shared = flight is not None and storing
         lost = False
         try:
+            # Inside the try: if even the headers cannot be written, the upstream call is still released.
+            await self.start_stream(state, sink)
             lost = await relay_batches(
                 event_batches(call),
                 sink,
@@ -327,7 +329,7 @@ class Pipeline:
     # --- 4. the receipt -------------------------------------------------------------------------
 
     async def start_stream(self, state: RequestState, sink: StreamSink) -> None:
-        """Send a 200 event-stream's headers."""
+        """Send a 200 event-stream's headers (ClientGone when the client cannot take them)."""
         state.outcome.status = 200
         headers = {
             "Content-Type": "text/event-stream",
@@ -335,7 +337,7 @@ class Pipeline:
             **state.headers(),
             **self._budget_headers(state),
         }
-        await sink.start(200, headers)
+        await start(sink, 200, headers)
 
     def _budget_headers(self, state: RequestState) -> dict[str, str]:
         budgets = self.services.budgets

@@ -61,6 +61,7 @@ async def open_first(
     endpoint: str,
     client_headers: Mapping[str, str],
     attempts: list[dict[str, Any]],
+    route_decision: str | None = None,
 ) -> Answered:
     """Open the first candidate that answers, retrying transient failures with backoff, then falling back.
 
@@ -71,6 +72,7 @@ async def open_first(
     last: _Attempt | None = None
     target = targets[0]
     request_id: str | None = None
+    outcomes: list[str] = []  # per candidate tried: why it did not answer
     for index, target in enumerate(targets):
         policy = RetryPolicy.for_provider(target.provider)
         attempt = 0
@@ -95,13 +97,33 @@ async def open_first(
             except asyncio.CancelledError:
                 last.discard()  # the error response we were holding must not leak its connection
                 raise
+        outcomes.append(f"{target.model.id} via {target.provider.name}: {_why(last)}")
         if index == len(targets) - 1 or not should_fall_back(last.status, last.code, False):
             break
     assert last is not None
     if last.call is not None:
         return Answered(target, last.call)
     assert last.error is not None
-    raise Unanswered(target, last.error, request_id)
+    error = last.error
+    if len(outcomes) > 1:
+        error = _every_candidate_failed(route_decision, last.error, outcomes, len(targets))
+    raise Unanswered(target, error, request_id)
+
+
+def _why(attempt: _Attempt) -> str:
+    if attempt.error is not None:
+        return attempt.error.message
+    return f"answered {attempt.status}"
+
+
+def _every_candidate_failed(
+    route_decision: str | None, last: ProxyError, outcomes: list[str], total: int
+) -> ProxyError:
+    """The last candidate's error, its message naming every candidate tried and why each did not answer."""
+    untried = f" ({total - len(outcomes)} not tried)" if total > len(outcomes) else ""
+    decision = f" Routing: {route_decision}." if route_decision else ""
+    message = f"no candidate answered{untried}: " + "; ".join(outcomes) + "." + decision
+    return ProxyError(last.status, message, last.code, type=last.type, param=last.param, headers=last.headers)
 
 
 async def _attempt(
