@@ -21,7 +21,9 @@ def usage_of(ex: Exchange) -> pricing.Usage | None:
     # error, was still consumed upstream) or a replay of one that had no usage. Estimated, never a silent 0.
     if ex.completion_chars is not None and ex.served_mode in ("fresh", "error", "exact-cache"):
         ex.usage_source = "estimated"
-        prompt = estimate_prompt_tokens(ex.body) if ex.endpoint == "chat" else _embedding_tokens(ex.body)
+        prompt = (
+            estimate_prompt_tokens(ex.body) if ex.endpoint != "embeddings" else _embedding_tokens(ex.body)
+        )
         return pricing.Usage(prompt, (ex.completion_chars + 3) // 4)
     return None
 
