@@ -5,15 +5,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from nextmodel_proxy.config import ModelConfig, ProviderConfig
+from nextmodel_proxy.config.models import NATIVE_BY_KIND
 
-ENDPOINT_NAMES = ("chat", "responses", "messages", "embeddings", "completions")
-# What each provider kind can be told it serves natively (config validation uses the same table).
-ALLOWED = {
-    "openai": frozenset({"chat", "responses", "embeddings", "completions"}),
-    "anthropic": frozenset({"messages"}),
-    "gemini": frozenset(),
-    "demo": frozenset({"chat", "embeddings"}),
-}
+ALLOWED = NATIVE_BY_KIND
 OPENAI_HOSTS = frozenset({"api.openai.com"})
 # The wire format a translated request is spoken to the upstream in (the x-nextmodel-translated value).
 UPSTREAM_WIRE = {
@@ -37,5 +31,5 @@ def default_endpoints(provider: ProviderConfig) -> frozenset[str]:
 
 
 def native_endpoints(provider: ProviderConfig, model: ModelConfig) -> frozenset[str]:
-    configured = getattr(model, "endpoints", None)
+    configured = model.endpoints
     return configured if configured is not None else default_endpoints(provider)
