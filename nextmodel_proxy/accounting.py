@@ -25,7 +25,7 @@ def usage_of(ex: RequestState) -> tuple[pricing.Usage | None, str, str | None]:
     out = ex.outcome
     reason = None
     if out.usage is not None:
-        checked = pricing.check_usage(out.usage, "openai", completion_required=ex.endpoint == "chat")
+        checked = pricing.check_usage(out.usage, "openai", completion_required=ex.is_chat)
         if checked.usage is not None:
             return checked.usage, out.usage_source, None
         reason = checked.reason
@@ -34,7 +34,9 @@ def usage_of(ex: RequestState) -> tuple[pricing.Usage | None, str, str | None]:
     if (out.completion_chars is not None or reason) and out.served_mode in ("fresh", "error", "exact-cache"):
         if reason and out.completion_chars is None:
             reason = f"{reason}; answer text not at hand, completion counted 0"
-        prompt = estimate_prompt_tokens(ex.body) if ex.endpoint == "chat" else _embedding_tokens(ex.body)
+        prompt = (
+            estimate_prompt_tokens(ex.body) if ex.endpoint != "embeddings" else _embedding_tokens(ex.body)
+        )
         return pricing.Usage(prompt, ((out.completion_chars or 0) + 3) // 4), "estimated", reason
     return None, "none", None
 

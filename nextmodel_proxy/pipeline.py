@@ -26,18 +26,19 @@ from nextmodel_proxy.cache import sharing
 from nextmodel_proxy.cache import store as cache
 from nextmodel_proxy.cache.sharing import Flight
 from nextmodel_proxy.config import Config
+from nextmodel_proxy.endpoints import wire
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger.receipts import Receipt
 from nextmodel_proxy.ledger.writer import LedgerUnavailable
 from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd, usage_trusted
-from nextmodel_proxy.relay import ClientGone, StreamSink, error_event, relay_batches, start, write
+from nextmodel_proxy.relay import ClientGone, StreamSink, relay_batches, start, write
 from nextmodel_proxy.request_state import JsonObject, RequestState
 from nextmodel_proxy.services import Services
-from nextmodel_proxy.tee import StreamTee, completion_facts
 from nextmodel_proxy.upstream.base import Target, UpstreamCall, event_batches
 from nextmodel_proxy.upstream.failover import Unanswered, open_first
 
 log = logging.getLogger(__name__)
+TRANSLATED_HEADER = "x-nextmodel-translated"
 
 
 @dataclass(slots=True)
@@ -196,7 +197,7 @@ class Pipeline:
         )
         state.holds.reservation = self.services.budgets.reserve(state.caller, billed)
         trusted = usage_trusted(hit.usage, completion_required=state.is_chat)
-        answer = caching.stored_answer(hit.response_kind, hit.body) if not trusted else None
+        answer = caching.stored_answer(state.endpoint, hit.response_kind, hit.body) if not trusted else None
         state.served_from(hit.usage, hit.fresh_receipt_id, "hit", answer)
         state.holds.cache_hit = hit
         assert state.decision.cache_plan is not None
@@ -239,16 +240,23 @@ class Pipeline:
                 route_decision=state.decision.route_decision,
             )
         except Unanswered as failed:
-            state.decision.target = failed.target
-            state.outcome.upstream_request_id = failed.upstream_request_id
+            self._answered_by(state, failed.target, failed.upstream_request_id, failed.translated)
             raise failed.error from None
-        state.decision.target = answered.target
         call = answered.call
-        state.outcome.upstream_request_id = call.upstream_request_id
+        self._answered_by(state, answered.target, call.upstream_request_id, answered.translated)
         if call.is_stream and state.stream:
             await self._relay_stream(state, call, sink, flight)
             return None
         return await self._finish_body(state, call, flight)
+
+    @staticmethod
+    def _answered_by(
+        state: RequestState, target: Target, request_id: str | None, translated: str | None
+    ) -> None:
+        state.decision.target = target
+        state.outcome.upstream_request_id = request_id
+        if translated:
+            state.outcome.extra_headers[TRANSLATED_HEADER] = translated
 
     async def _finish_body(self, state: RequestState, call: UpstreamCall, flight: Flight | None) -> Reply:
         try:
@@ -257,7 +265,7 @@ class Pipeline:
             call.release()
         state.mark_first_byte()
         state.outcome.status = call.status
-        obj, usage = completion_facts(raw)
+        obj, usage = wire.body_facts(state.endpoint, raw)
         if call.status == 200:
             state.set_usage(usage, estimated_from=obj)
             if state.decision.stores_answer and caching.storable_body(state.endpoint, obj, call.status):
@@ -278,7 +286,7 @@ class Pipeline:
         self, state: RequestState, call: UpstreamCall, sink: StreamSink, flight: Flight | None
     ) -> None:
         storing = state.decision.stores_answer
-        tee = StreamTee(collect=True)
+        tee = wire.tee_for(state.endpoint, collect=True)
         shared = flight is not None and storing
         lost = False
         try:
@@ -304,7 +312,7 @@ class Pipeline:
         except ProxyError as exc:
             state.fail(exc.status, exc.code)
             with contextlib.suppress(ClientGone):  # a client already gone needs no error event
-                await write(sink, error_event(exc))
+                await write(sink, wire.error_event(state.endpoint, exc))
         except (ClientGone, asyncio.CancelledError):
             if not tee.done:  # a client that already has [DONE] got the whole answer
                 state.fail(499, "client_closed")
@@ -314,7 +322,9 @@ class Pipeline:
             state.finish_stream(tee)
             # Parsing the whole stream is only worth it when someone will reuse it.
             reused = storing or flight is not None
-            complete = reused and state.outcome.error_code is None and caching.storable_stream(tee.events)
+            complete = (
+                reused and state.outcome.error_code is None and wire.storable_stream(state.endpoint, tee)
+            )
             if storing and complete:
                 state.holds.cache_payload = ("sse", b"".join(tee.events))
             if flight is not None:
@@ -407,7 +417,7 @@ def _log_ledger_failure(future: asyncio.Future[None]) -> None:
 
 
 def _max_tokens(body: Mapping[str, object]) -> int:
-    value = body.get("max_completion_tokens") or body.get("max_tokens")
+    value = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
     return value if isinstance(value, int) else 0
 
 

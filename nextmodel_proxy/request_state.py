@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from nextmodel_proxy.cache.store import CacheHit
     from nextmodel_proxy.tee import StreamTee
 
+_STREAMING = frozenset({"chat", "responses", "messages", "completions"})
+_USAGE_OPTION = frozenset({"chat", "completions"})  # endpoints that report stream usage only when asked
+
 # A JSON object as parsed from a request or response body.
 JsonObject = dict[str, Any]
 
@@ -112,7 +115,7 @@ class Holds:
 
 @dataclass(slots=True)
 class RequestState:
-    endpoint: str  # "chat" | "embeddings"
+    endpoint: str  # "chat" | "embeddings" | "responses" | "messages" | "completions"
     body: JsonObject
     caller: Caller
     receipt_url_base: str = ""
@@ -130,11 +133,13 @@ class RequestState:
 
     @property
     def is_chat(self) -> bool:
-        return self.endpoint == "chat"
+        """Answers with a completion (chat, and responses/messages/completions, whose usage is kept in chat
+        semantics): its usage must carry a completion count. False only for embeddings."""
+        return self.endpoint != "embeddings"
 
     @property
     def stream(self) -> bool:
-        return self.endpoint == "chat" and self.body.get("stream") is True
+        return self.endpoint in _STREAMING and self.body.get("stream") is True
 
     @property
     def client_wants_usage(self) -> bool:
@@ -148,7 +153,7 @@ class RequestState:
 
     def upstream_body(self) -> JsonObject:
         """The body sent upstream: a stream always asks for usage so the receipt has real figures."""
-        if self.endpoint != "chat" or not self.stream or self.client_wants_usage:
+        if self.endpoint not in _USAGE_OPTION or not self.stream or self.client_wants_usage:
             return self.body
         opts = self.body.get("stream_options") if isinstance(self.body.get("stream_options"), dict) else {}
         return {**self.body, "stream_options": {**opts, "include_usage": True}}

@@ -22,6 +22,7 @@ from nextmodel_proxy.cache.key import (
 )
 from nextmodel_proxy.cache.store import CacheEntry, CacheHit
 from nextmodel_proxy.config import Config
+from nextmodel_proxy.endpoints import wire
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger.receipts import Receipt
 from nextmodel_proxy.pricing import to_pusd
@@ -134,9 +135,7 @@ def storable_stream(events: list[bytes]) -> bool:
 
 
 def storable_body(endpoint: str, obj: Any, status: int) -> bool:
-    if endpoint == "embeddings":
-        return replay.is_complete_embeddings(obj, status=status)
-    return replay.is_complete_completion(obj, status=status)
+    return wire.storable_body(endpoint, obj, status)
 
 
 def entry_for(
@@ -164,7 +163,9 @@ def entry_for(
 
 def hit_body(hit: CacheHit, ex: RequestState) -> bytes | list[bytes]:
     """The stored answer in the shape this request wants."""
-    return replay.replay(hit.response_kind, hit.body, stream=ex.stream, include_usage=ex.client_wants_usage)
+    return wire.replay_body(
+        ex.endpoint, hit.response_kind, hit.body, stream=ex.stream, include_usage=ex.client_wants_usage
+    )
 
 
 def flight_result(events: list[bytes], final: bytes | None) -> tuple[str, bytes]:
@@ -174,13 +175,13 @@ def flight_result(events: list[bytes], final: bytes | None) -> tuple[str, bytes]
     return "sse", replay.encode_events(events)
 
 
-def usage_from(kind: str, body: bytes) -> dict[str, Any] | None:
-    obj = stored_answer(kind, body)
-    usage = obj.get("usage") if obj is not None else None
-    return usage if isinstance(usage, dict) else None
+def usage_from(kind: str, body: bytes, endpoint: str = "chat") -> dict[str, Any] | None:
+    return wire.stored_usage(endpoint, kind, body)
 
 
-def stored_answer(kind: str, body: bytes) -> JsonObject | None:
+def stored_answer(endpoint: str, kind: str, body: bytes) -> JsonObject | None:
     """A stored answer as one chat.completion (to estimate a replay whose provider reported no usage)."""
+    if endpoint in wire.STREAM_KEYED:
+        return None
     obj = orjson.loads(body) if kind == "json" else replay.sse_to_completion(replay.decode_events(body))
     return obj if isinstance(obj, dict) else None

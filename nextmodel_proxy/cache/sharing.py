@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from nextmodel_proxy.cache import plan, replay
+from nextmodel_proxy.endpoints import wire
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.pricing import usage_trusted
-from nextmodel_proxy.relay import ClientGone, KeepAlive, StreamSink, error_event, write
-from nextmodel_proxy.tee import StreamTee
+from nextmodel_proxy.relay import ClientGone, KeepAlive, StreamSink, write
 
 if TYPE_CHECKING:
     from nextmodel_proxy.request_state import JsonObject, RequestState
@@ -231,10 +231,14 @@ async def follow(
     except FlightFailed:
         return NOT_SERVED
     kind, body = plan.flight_result(events, flight.final)
-    usage = plan.usage_from(kind, body)
+    usage = plan.usage_from(kind, body, state.endpoint)
     trusted = usage_trusted(usage, completion_required=state.is_chat)
-    _served_by_leader(state, flight, usage, plan.stored_answer(kind, body) if not trusted else None)
-    answer = replay.replay(kind, body, stream=False, include_usage=state.client_wants_usage)
+    _served_by_leader(
+        state, flight, usage, plan.stored_answer(state.endpoint, kind, body) if not trusted else None
+    )
+    answer = wire.replay_body(
+        state.endpoint, kind, body, stream=False, include_usage=state.client_wants_usage
+    )
     return await out.write_replay(state, answer, sink)
 
 
@@ -251,7 +255,7 @@ async def _follow_stream(
 ) -> R | None | NotServed:
     """Relay the leader's events as they arrive (the stream starts on the first one, so a leader failing
     before it lets us go upstream ourselves); a failure after that ends the stream with an error event."""
-    tee = StreamTee(collect=False)
+    tee = wire.tee_for(state.endpoint, collect=False)
     keepalive: KeepAlive | None = None
     try:
         async for raw in flight.events():
@@ -276,7 +280,7 @@ async def _follow_stream(
         result = state.outcome
         result.served_mode, result.usage, result.usage_source = "error", None, "none"
         state.fail(exc.status, exc.code)
-        await write(sink, error_event(exc))
+        await write(sink, wire.error_event(state.endpoint, exc))
         await out.record(state)
         return None
     except (ClientGone, asyncio.CancelledError):

@@ -9,9 +9,9 @@ from typing import Any
 
 import aiohttp
 
+from nextmodel_proxy.endpoints.bridge import open_for
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.upstream.base import Target, UpstreamCall
-from nextmodel_proxy.upstream.registry import adapter_for
 from nextmodel_proxy.upstream.retry import RetryPolicy, should_fall_back, should_retry
 
 
@@ -42,15 +42,23 @@ class Answered:
     target: Target
     call: UpstreamCall
 
+    @property
+    def translated(self) -> str | None:
+        """Set when the endpoint was translated to this upstream (its x-nextmodel-translated value)."""
+        return getattr(self.call, "translated", None)
+
 
 class Unanswered(Exception):
     """No candidate gave an answer to relay: `error` is what the client gets; `target` was tried last."""
 
-    def __init__(self, target: Target, error: ProxyError, upstream_request_id: str | None) -> None:
+    def __init__(
+        self, target: Target, error: ProxyError, upstream_request_id: str | None, translated: str | None
+    ) -> None:
         super().__init__(str(error))
         self.target = target
         self.error = error
         self.upstream_request_id = upstream_request_id
+        self.translated = translated  # as of the last attempt that got an answer, like upstream_request_id
 
 
 async def open_first(
@@ -72,6 +80,7 @@ async def open_first(
     last: _Attempt | None = None
     target = targets[0]
     request_id: str | None = None
+    translated: str | None = None
     outcomes: list[str] = []  # per candidate tried: why it did not answer
     for index, target in enumerate(targets):
         policy = RetryPolicy.for_provider(target.provider)
@@ -85,6 +94,7 @@ async def open_first(
             )
             if last.call is not None:
                 request_id = last.call.upstream_request_id
+                translated = getattr(last.call, "translated", None)
                 if last.status < 400 or not should_fall_back(last.status, None, False):
                     return Answered(target, last.call)
             attempt += 1
@@ -107,7 +117,7 @@ async def open_first(
     error = last.error
     if len(outcomes) > 1:
         error = _every_candidate_failed(route_decision, last.error, outcomes, len(targets))
-    raise Unanswered(target, error, request_id)
+    raise Unanswered(target, error, request_id, translated)
 
 
 def _why(attempt: _Attempt) -> str:
@@ -134,9 +144,7 @@ async def _attempt(
     client_headers: Mapping[str, str],
 ) -> _Attempt:
     try:
-        call = await adapter_for(target.provider.kind).open(
-            session, target, body, endpoint=endpoint, client_headers=client_headers
-        )
+        call = await open_for(session, target, body, endpoint=endpoint, client_headers=client_headers)
     except ProxyError as exc:
         return _Attempt(None, exc, exc.status, exc.code, None)
     return _Attempt(call, None, call.status, None, call.headers.get("Retry-After"))
