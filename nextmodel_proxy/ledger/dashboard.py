@@ -49,7 +49,9 @@ def zone(name: str) -> zoneinfo.ZoneInfo:
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise RangeError("tz", f"unknown time zone {name!r}; use an IANA name such as Europe/London") from None
+        raise RangeError(
+            "tz", f"unknown time zone {name!r}; use an IANA name such as Europe/London"
+        ) from None
 
 
 def local_midnight(day: dt.date, tz: dt.tzinfo) -> dt.datetime:
@@ -79,10 +81,14 @@ class Window:
             raise RangeError("to", f"the range ends ({last}) before it starts ({first})")
         if (last - first).days > 3660:
             raise RangeError("from", "the range is longer than ten years")
-        return cls(local_midnight(first, tz), local_midnight(last + dt.timedelta(days=1), tz), first, last, tz)
+        return cls(
+            local_midnight(first, tz), local_midnight(last + dt.timedelta(days=1), tz), first, last, tz
+        )
 
     def days(self) -> list[dt.date]:
-        return [self.first_day + dt.timedelta(days=i) for i in range((self.last_day - self.first_day).days + 1)]
+        return [
+            self.first_day + dt.timedelta(days=i) for i in range((self.last_day - self.first_day).days + 1)
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +175,9 @@ def _sums(
     return out
 
 
-def totals(conn: sqlite3.Connection, start: dt.datetime, end: dt.datetime, key_id: str | None = None) -> Totals:
+def totals(
+    conn: sqlite3.Connection, start: dt.datetime, end: dt.datetime, key_id: str | None = None
+) -> Totals:
     """Everything in [start, end) (both on quarter-hour edges); only key_id's receipts when given."""
     row = _sums(conn, start, end, key_id, None).get(None)
     return _totals(None, tuple(row)) if row else Totals()
@@ -230,38 +238,40 @@ class DailySeries:
 
 
 def daily(conn: sqlite3.Connection, window: Window, key_id: str | None = None, top: int = 5) -> DailySeries:
-    """Day buckets in the window's zone; each quarter hour is mapped to its local day exactly."""
+    """Day buckets in the window's zone: each local day is a range of quarter hours, summed by SQLite."""
+    days = window.days()
+    bounds = ", ".join("(?, ?, ?)" for _ in days)
+    params: list[object] = []
+    for i, day in enumerate(days):
+        params += [
+            i,
+            bucket(local_midnight(day, window.tz)),
+            bucket(local_midnight(day + dt.timedelta(days=1), window.tz)),
+        ]
     # All keys: the narrow series table. One key: its own rows of spend_q15 (through the key_id index).
-    table, where, params = "series_q15", "", [bucket(window.start), bucket(window.end)]
+    table, where = "series_q15", ""
     if key_id is not None:
         table, where = "spend_q15 INDEXED BY spend_q15_key", "key_id = ? AND "
-        params.insert(0, key_id)
+        params.append(key_id)
     rows = conn.execute(
-        "SELECT bucket, model, SUM(billed_pusd), SUM(CASE WHEN served_mode = 'fresh' THEN n ELSE 0 END), "
-        f"SUM(CASE WHEN served_mode = 'exact-cache' THEN n ELSE 0 END) FROM {table} "
-        f"WHERE {where}bucket >= ? AND bucket < ? GROUP BY bucket, model",
+        f"WITH days(i, lo, hi) AS (VALUES {bounds}) "
+        "SELECT days.i, model, SUM(billed_pusd), SUM(CASE WHEN served_mode = 'fresh' THEN n ELSE 0 END), "
+        f"SUM(CASE WHEN served_mode = 'exact-cache' THEN n ELSE 0 END) FROM days JOIN {table} "
+        f"ON {where}bucket >= days.lo AND bucket < days.hi GROUP BY days.i, model",
         params,
     ).fetchall()
-    days = [d.isoformat() for d in window.days()]
-    index = {d: i for i, d in enumerate(days)}
     by_model: dict[str, int] = {}
     for _, model, billed, _, _ in rows:
         by_model[model] = by_model.get(model, 0) + (billed or 0)
     ranked = sorted(by_model, key=lambda m: (-by_model[m], m))
-    models = ranked[:top] + (["other"] if len(ranked) > top else [])
     shown = set(ranked[:top])
-    series = DailySeries(days, [m or "(none)" for m in models])
-    pusd = {m or "(none)": [0] * len(days) for m in models}
+    names = [m or "(none)" for m in ranked[:top]] + (["other"] if len(ranked) > top else [])
+    series = DailySeries([d.isoformat() for d in days], names)
+    pusd = {name: [0] * len(days) for name in names}
     series.fresh, series.exact_cache = [0] * len(days), [0] * len(days)
-    day_of: dict[str, int] = {}
-    for b, model, billed, fresh, hits in rows:
-        i = day_of.get(b)
-        if i is None:
-            instant = dt.datetime.strptime(b, "%Y-%m-%dT%H:%M").replace(tzinfo=dt.UTC)
-            i = day_of[b] = index[instant.astimezone(window.tz).date().isoformat()]
-        name = (model or "(none)") if model in shown else "other"
-        pusd[name][i] += billed or 0
+    for i, model, billed, fresh, hits in rows:
+        pusd[(model or "(none)") if model in shown else "other"][i] += billed or 0
         series.fresh[i] += fresh
         series.exact_cache[i] += hits
-    series.spend = {m: [from_pusd(v) for v in values] for m, values in pusd.items()}
+    series.spend = {name: [from_pusd(v) for v in values] for name, values in pusd.items()}
     return series
