@@ -81,6 +81,8 @@ class Receipt:
     cache_key: str | None = None
     cache_status: str | None = None
     attempts: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
+    # Added by m030 (after the m001 columns: hashed only when not NULL, so older rows verify unchanged).
+    usage_reason: str | None = None  # why usage is `estimated` (e.g. the upstream's figure was not trusted)
     seq: int | None = None
     prev_hash: str | None = None
     hash: str | None = None
@@ -180,6 +182,8 @@ CONTENT: tuple[tuple[str, str, str], ...] = tuple(
     if f.name not in _CHAIN_FIELDS
 )
 CONTENT_COLUMNS: tuple[str, ...] = tuple(col for _, col, _ in CONTENT)
+# The m001 content columns are always hashed; a column added later joins the hash only when it is not NULL.
+CORE_WIDTH = CONTENT_COLUMNS.index("attempts") + 1
 SELECT_COLUMNS = ", ".join(("seq", *CONTENT_COLUMNS, "prev_hash", "hash"))
 _CONVERT_IN = tuple((name, _FROM_DB[kind]) for name, _, kind in CONTENT)
 _GET_CONTENT = operator.attrgetter(*(name for name, _, _ in CONTENT))
@@ -268,6 +272,7 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "seq",
     "prev_hash",
     "hash",
+    "usage_reason",
 )
 _AT = {name: i for i, name in enumerate(("seq", *CONTENT_COLUMNS, "prev_hash", "hash"))}
 _KIND_OF = {col: kind for _, col, kind in CONTENT} | {"seq": "int", "prev_hash": "text", "hash": "text"}
