@@ -26,8 +26,8 @@ RUN python3 -m venv /opt/nmproxy \
 
 # ---- runtime ------------------------------------------------------------------------------------------
 FROM base
-RUN groupadd --system --gid 10001 nmproxy \
- && useradd --system --uid 10001 --gid nmproxy --home-dir /data --no-create-home \
+RUN groupadd --gid 10001 nmproxy \
+ && useradd --uid 10001 --gid nmproxy --home-dir /data --no-create-home \
       --shell /usr/sbin/nologin nmproxy \
  && mkdir -p /data /etc/nmproxy \
  && chown 10001:10001 /data \

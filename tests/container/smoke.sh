@@ -36,9 +36,11 @@ export CONTAINERS_CONF=$WORK/containers.conf   # our podman settings; /etc/conta
 RUN_ID=$$
 C=nmproxy-ci-$RUN_ID                      # the long-running container
 VOL=nmproxy-ci-data-$RUN_ID
+BARE_PID=
 cleanup() {
   set +e
-  podman rm -f -t 2 "$C" "$C-bad" >/dev/null 2>&1
+  [ -n "$BARE_PID" ] && kill "$BARE_PID" 2>/dev/null
+  podman rm -f -v -t 2 "$C" "$C-bad" >/dev/null 2>&1
   podman volume rm -f "$VOL" >/dev/null 2>&1
   podman rmi -f "$IMAGE" >/dev/null 2>&1
   if [ -n "$CI_MODE" ]; then podman rmi -f "${BASE_TAGS[@]}" >/dev/null 2>&1; podman image prune -f >/dev/null 2>&1; fi
@@ -219,7 +221,7 @@ one_line_error() {  # one_line_error WHAT EXPECTED_REGEX podman-run-args... : ru
     || { cat "$WORK/podman.err"; fail "$what: podman run"; }
   rc=$(podman wait "$name" 2>>"$WORK/podman.err")   # it must stop by itself: no restart loop
   podman logs "$name" >"$WORK/bad.out" 2>&1
-  podman rm -f "$name" >/dev/null 2>&1
+  podman rm -f -v "$name" >/dev/null 2>&1
   [ "$rc" != 0 ] || fail "$what: exited 0"
   if grep -q Traceback "$WORK/bad.out"; then cat "$WORK/bad.out"; fail "$what: traceback in the logs"; fi
   [ "$(grep -c . "$WORK/bad.out")" = 1 ] || { cat "$WORK/bad.out"; fail "$what: want exactly one line"; }
@@ -240,7 +242,34 @@ one_line_error "read-only /data" "'/data' is not writable by UID $UID_EXPECTED" 
 mkdir -m 0750 "$WORK/emptydata" && chown "$UID_EXPECTED:$UID_EXPECTED" "$WORK/emptydata"
 one_line_error "no keys on 0.0.0.0" 'refusing to serve on 0\.0\.0\.0 without API keys' -v "$WORK/emptydata:/data" "$IMAGE"
 
+# ---- the same steps with the bare process, for the figures (BENCHMARKS.md); nothing asserted on speed ------
+BARE_HEALTHY_MS=n/a BARE_RSS_KB=n/a
+if [ -x .venv/bin/nmproxy ]; then
+  step "bare process for comparison (.venv/bin/nmproxy on 127.0.0.1)"
+  BPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  mkdir "$WORK/bare"
+  export NMPROXY_DB=$WORK/bare/nextmodel.db
+  B0=$(now_ms)
+  NMPROXY_ADMIN_KEY=$ADMIN_KEY .venv/bin/nmproxy serve --config providers.yaml --host 127.0.0.1 --port "$BPORT" \
+    >"$WORK/bare/log" 2>&1 &
+  BARE_PID=$!
+  URL=http://127.0.0.1:$BPORT
+  if wait_healthy >/dev/null 2>&1; then
+    BARE_HEALTHY_MS=$(($(now_ms) - B0))
+    KEY=$(.venv/bin/nmproxy keys create --project ci-smoke --name bare --config providers.yaml | awk '$1 ~ /^nm-/ {print $1; exit}')
+    for _ in $(seq 1 50); do [ "$(chat "$KEY")" = 200 ] && break; sleep 0.1; done
+    chat "" >/dev/null
+    BARE_RSS_KB=$(awk '/^VmRSS/{print $2}' "/proc/$BARE_PID/status")
+  else
+    cat "$WORK/bare/log"
+  fi
+  kill -TERM "$BARE_PID"; wait "$BARE_PID" || true; BARE_PID=
+  unset NMPROXY_DB
+fi
+
 step "PASS"
 printf 'image size: %s MB (%s bytes); build %s s\n' "$SIZE_MB" "$SIZE_B" "$BUILD_S"
 printf 'start to healthy: %s ms (first start, empty volume); after restart: %s ms\n' "$HEALTHY_MS" "$RESTART_MS"
-printf 'stop (SIGTERM -> exit 0): %s ms; idle RSS of the proxy in the container: %s kB\n' "$STOP_MS" "$IDLE_RSS_KB"
+printf 'stop (SIGTERM -> exit 0): %s ms\n' "$STOP_MS"
+printf 'idle RSS after one chat: %s kB in the container, %s kB bare (same steps); bare start to healthy: %s ms\n' \
+  "$IDLE_RSS_KB" "$BARE_RSS_KB" "$BARE_HEALTHY_MS"
