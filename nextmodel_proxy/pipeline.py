@@ -26,8 +26,8 @@ from nextmodel_proxy.cache.sharing import Flight, FlightFailed
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger.writer import LedgerUnavailable
-from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd
-from nextmodel_proxy.relay import ClientGone, KeepAlive, StreamSink, error_event, relay_batches, write
+from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd, usage_trusted
+from nextmodel_proxy.relay import ClientGone, KeepAlive, StreamSink, error_event, relay_batches, start, write
 from nextmodel_proxy.request_state import Exchange
 from nextmodel_proxy.services import Services
 from nextmodel_proxy.tee import StreamTee, completion_facts
@@ -215,7 +215,7 @@ class Pipeline:
             hit.usage,
             hit.fresh_receipt_id,
             "hit",
-            _stored_answer(hit.response_kind, hit.body) if hit.usage is None else None,
+            _stored_answer(hit.response_kind, hit.body) if not _trusted(ex, hit.usage) else None,
         )
         ex.cache_hit = hit
         ex.extra_headers.update(caching.status_headers(ex.cache_plan, "hit"))
@@ -249,7 +249,7 @@ class Pipeline:
         kind, body = caching.flight_result(events, flight.final)
         usage = caching.usage_from(kind, body)
         self._served_by_leader(
-            ex, leader_receipt, usage, _stored_answer(kind, body) if usage is None else None
+            ex, leader_receipt, usage, _stored_answer(kind, body) if not _trusted(ex, usage) else None
         )
         return await self._write_replay(
             ex, replay.replay(kind, body, stream=ex.stream, include_usage=ex.client_wants_usage), sink
@@ -357,10 +357,11 @@ class Pipeline:
     ) -> None:
         storing = ex.cache_plan is not None and ex.cache_plan.decision.write and ex.target is ex.cache_target
         tee = StreamTee(collect=True)
-        await self._start_stream(ex, sink)
         shared = flight is not None and storing
         lost = False
         try:
+            # Inside the try: if even the headers cannot be written, the upstream call is still released.
+            await self._start_stream(ex, sink)
             lost = await relay_batches(
                 event_batches(call),
                 sink,
@@ -406,9 +407,10 @@ class Pipeline:
     # --- the receipt -------------------------------------------------------------------------
 
     async def _start_stream(self, ex: Exchange, sink: StreamSink) -> None:
-        """Send a 200 event-stream's headers."""
+        """Send a 200 event-stream's headers (ClientGone when the client cannot take them)."""
         ex.status = 200
-        await sink.start(
+        await start(
+            sink,
             200,
             {
                 "Content-Type": "text/event-stream",
@@ -489,6 +491,10 @@ def _stored_answer(kind: str, body: bytes) -> dict[str, Any] | None:
     """A stored answer as one chat.completion (to estimate a replay whose provider reported no usage)."""
     obj = orjson.loads(body) if kind == "json" else replay.sse_to_completion(replay.decode_events(body))
     return obj if isinstance(obj, dict) else None
+
+
+def _trusted(ex: Exchange, usage: dict[str, Any] | None) -> bool:
+    return usage_trusted(usage, completion_required=ex.is_chat)
 
 
 def _max_tokens(body: Mapping[str, Any]) -> int:

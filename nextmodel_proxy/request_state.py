@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nextmodel_proxy.ledger.receipts import new_receipt_id
-from nextmodel_proxy.pricing import format_usd
+from nextmodel_proxy.pricing import format_usd, usage_trusted
 from nextmodel_proxy.upstream.base import Target
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class Exchange:
     error_code: str | None = None
     usage: dict[str, Any] | None = None
     usage_source: str = "none"
+    usage_reason: str | None = None  # why usage_source is "estimated" when an upstream figure was not trusted
     ttft_ms: float | None = None
     latency_ms: float | None = None
     upstream_request_id: str | None = None
@@ -75,6 +76,10 @@ class Exchange:
     @property
     def model_requested(self) -> str:
         return self.body["model"]
+
+    @property
+    def is_chat(self) -> bool:
+        return self.endpoint == "chat"
 
     @property
     def stream(self) -> bool:
@@ -105,7 +110,8 @@ class Exchange:
         if usage is not None:
             self.usage = usage
             self.usage_source = "upstream"
-        elif isinstance(estimated_from, dict):
+        # The answer's length, for an estimate: when there is no usage, or one the receipt may not trust.
+        if isinstance(estimated_from, dict) and not usage_trusted(usage, completion_required=self.is_chat):
             self.completion_chars = completion_chars(estimated_from)
 
     def served_from(
@@ -119,9 +125,8 @@ class Exchange:
         self.served_mode = "exact-cache"
         self.usage = usage
         self.usage_source = "cache"
-        if (
-            usage is None and answer is not None
-        ):  # its fresh call was estimated: estimate the replay the same way
+        # its fresh call was estimated: estimate the replay the same way
+        if answer is not None and not usage_trusted(usage, completion_required=self.is_chat):
             self.completion_chars = completion_chars(answer)
         self.reused_receipt_id = reused_receipt_id
         self.cache_status = cache_status
@@ -130,7 +135,7 @@ class Exchange:
         self.response_id = tee.response_id
         if tee.usage is not None:
             self.set_usage(tee.usage)
-        else:
+        if not usage_trusted(tee.usage, completion_required=self.is_chat):
             self.completion_chars = tee.content_chars()
         if tee.error is not None and self.error_code is None:
             self.error_code = str(tee.error.get("code") or tee.error.get("type") or "upstream_error")

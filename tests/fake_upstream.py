@@ -47,6 +47,10 @@ class FakeState:
     record: bool = True
     cut_after: int | None = None  # every stream is cut after this many events (like *broken*)
     fail_next: int = 0  # the next N chat requests answer 500 (after any *hang* wait), whatever the model
+    # Hostile-upstream knobs: usage_hook(usage, body) -> the usage object actually sent (chat, both forms);
+    # extra_headers are added to every chat answer (values may be bytes, sent as they are).
+    usage_hook: Any = None
+    extra_headers: dict[str, Any] = field(default_factory=dict)
 
 
 def _usage(prompt: int, completion: int, cached: int = 0, deepseek: bool = False) -> dict[str, Any]:
@@ -124,6 +128,12 @@ def _completion(model: str, body: dict[str, Any], answer: dict[str, Any]) -> dic
     return obj
 
 
+def _hooked(state: FakeState, obj: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    if state.usage_hook is not None and "usage" in obj:
+        obj["usage"] = state.usage_hook(obj["usage"], body)
+    return obj
+
+
 def _token_counts(body: dict[str, Any], answer: dict[str, Any]) -> tuple[int, int, int]:
     prompt = 9 + sum(
         len(str(m.get("content", ""))) // 4 for m in body.get("messages") or [] if isinstance(m, dict)
@@ -145,7 +155,9 @@ def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> byte
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
-def _stream_events(model: str, body: dict[str, Any], answer: dict[str, Any]) -> list[bytes]:
+def _stream_events(
+    model: str, body: dict[str, Any], answer: dict[str, Any], state: FakeState | None = None
+) -> list[bytes]:
     events = [_chunk(model, {"role": "assistant", "content": "", "refusal": None})]
     content = answer.get("content") or ""
     for i in range(0, len(content), 7):
@@ -184,6 +196,8 @@ def _stream_events(model: str, body: dict[str, Any], answer: dict[str, Any]) -> 
             "choices": [],
             "usage": usage,
         }
+        if state is not None:
+            _hooked(state, obj, body)
         events.append(b"data: " + orjson.dumps(obj) + b"\n\n")
     events.append(b"data: [DONE]\n\n")
     return events
@@ -225,10 +239,10 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if "error-400" in model:
         return _error(400, "Invalid value for 'temperature'.", "invalid_request_error", "invalid_value")
     answer = _answer(model, body)
-    headers = {"x-request-id": f"req_fake_{state.calls}"}
+    headers = {"x-request-id": f"req_fake_{state.calls}", **state.extra_headers}
     if not body.get("stream"):
         return web.Response(
-            body=orjson.dumps(_completion(model, body, answer)),
+            body=orjson.dumps(_hooked(state, _completion(model, body, answer), body)),
             content_type="application/json",
             headers=headers,
         )
@@ -245,7 +259,7 @@ async def _stream(
 ) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", **headers})
     await resp.prepare(request)
-    events = _stream_events(model, body, answer)
+    events = _stream_events(model, body, answer, state)
     try:
         for i, event in enumerate(events):
             if ("broken" in model and i == 3) or i == state.cut_after:

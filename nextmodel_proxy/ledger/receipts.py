@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from nextmodel_proxy.config import CurrencyConfig
+from nextmodel_proxy.ledger.spreadsheet import safe_cell
 from nextmodel_proxy.pricing import convert, format_pusd, format_usd, from_pusd, to_pusd
 from nextmodel_proxy.timespec import format_utc, parse_time
 
@@ -81,6 +82,8 @@ class Receipt:
     cache_key: str | None = None
     cache_status: str | None = None
     attempts: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
+    # Added by m030 (after the m001 columns: hashed only when not NULL, so older rows verify unchanged).
+    usage_reason: str | None = None  # why usage is `estimated` (e.g. the upstream's figure was not trusted)
     seq: int | None = None
     prev_hash: str | None = None
     hash: str | None = None
@@ -180,6 +183,8 @@ CONTENT: tuple[tuple[str, str, str], ...] = tuple(
     if f.name not in _CHAIN_FIELDS
 )
 CONTENT_COLUMNS: tuple[str, ...] = tuple(col for _, col, _ in CONTENT)
+# The m001 content columns are always hashed; a column added later joins the hash only when it is not NULL.
+CORE_WIDTH = CONTENT_COLUMNS.index("attempts") + 1
 SELECT_COLUMNS = ", ".join(("seq", *CONTENT_COLUMNS, "prev_hash", "hash"))
 _CONVERT_IN = tuple((name, _FROM_DB[kind]) for name, _, kind in CONTENT)
 _GET_CONTENT = operator.attrgetter(*(name for name, _, _ in CONTENT))
@@ -268,6 +273,7 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "seq",
     "prev_hash",
     "hash",
+    "usage_reason",
 )
 _AT = {name: i for i, name in enumerate(("seq", *CONTENT_COLUMNS, "prev_hash", "hash"))}
 _KIND_OF = {col: kind for _, col, kind in CONTENT} | {"seq": "int", "prev_hash": "text", "hash": "text"}
@@ -320,7 +326,8 @@ def _display_values(row: Sequence[Any], currency: CurrencyConfig) -> tuple[str, 
 
 def export_csv_cells(row: Sequence[Any], currency: CurrencyConfig) -> list[str]:
     """A row from iter_export_rows as CSV cells in EXPORT_COLUMNS order: NULL is empty, booleans
-    true/false, tags and attempts JSON arrays, money exact decimal strings."""
+    true/false, tags and attempts JSON arrays, money exact decimal strings; a text a spreadsheet would
+    run as a formula (=, +, -, @, tab, CR first) gets a leading single quote (JSON exports keep raw values)."""
     cells = [""] * len(EXPORT_COLUMNS)
     for out, _name, at, kind in _PLAIN:
         value = row[at]
@@ -328,7 +335,7 @@ def export_csv_cells(row: Sequence[Any], currency: CurrencyConfig) -> list[str]:
             cells[out] = _CSV_CELL[kind](value)
     for out, value in zip(_DISPLAY_AT, _display_values(row, currency), strict=True):
         cells[out] = "" if value is None else value
-    return cells
+    return [safe_cell(cell) for cell in cells]
 
 
 def export_json(row: Sequence[Any], currency: CurrencyConfig) -> dict[str, Any]:
