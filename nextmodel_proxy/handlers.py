@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import orjson
 from aiohttp import web
 
-from nextmodel_proxy import validate
+from nextmodel_proxy import text_safety, validate
 from nextmodel_proxy.access.auth import can_read_project
 from nextmodel_proxy.appkeys import CONFIG, PIPELINE, SERVICES
 from nextmodel_proxy.catalog import models_list
@@ -51,17 +51,51 @@ async def read_body(request: web.Request) -> bytes:
         raise validate.too_large(limit) from None
 
 
+ATTRIBUTION_HEADERS = ("x-nextmodel-project", "x-nextmodel-team", "x-nextmodel-environment")
+MAX_ATTRIBUTION_CHARS = 128  # each of project, team, environment and every tag
+MAX_TAGS_HEADER_CHARS = 1024
+
+
+def check_attribution(headers: Mapping[str, str], *, open_mode: bool) -> None:
+    """400 invalid_header naming the header when an attribution value is not printable UTF-8 or too long.
+    Project/team/environment headers are read only in open mode (a key carries its own), so only then."""
+    names = (*ATTRIBUTION_HEADERS, "x-nextmodel-tags") if open_mode else ("x-nextmodel-tags",)
+    for name in names:
+        value = headers.get(name)
+        if value is None:
+            continue
+        limit = MAX_TAGS_HEADER_CHARS if name == "x-nextmodel-tags" else MAX_ATTRIBUTION_CHARS
+        if not text_safety.printable(value):
+            raise validate.bad_header(
+                name, "is not printable UTF-8 text (control characters or invalid bytes)"
+            )
+        if len(value) > limit:
+            raise validate.bad_header(name, f"is longer than {limit} characters")
+        if name == "x-nextmodel-tags" and any(
+            len(t.strip()) > MAX_ATTRIBUTION_CHARS for t in value.split(",")
+        ):
+            raise validate.bad_header(name, f"has a tag longer than {MAX_ATTRIBUTION_CHARS} characters")
+
+
 def tags_and_request_id(ex: Exchange, headers: Mapping[str, str]) -> None:
-    """Free-form tags and the client's request id (project/team come from the key or open-mode headers)."""
+    """Free-form tags and the request id (project/team come from the key or open-mode headers): the client's
+    x-request-id (or x-client-request-id) when it is printable ASCII of at most 128 characters, escaped to
+    that when it is not, generated when there is none. It is echoed back as x-request-id."""
     tags = headers.get("x-nextmodel-tags")
     if tags:
         ex.tags = tuple(t.strip() for t in tags.split(",") if t.strip())
-    ex.request_id = headers.get("x-request-id") or headers.get("x-client-request-id") or None
+    client_id = headers.get("x-request-id") or headers.get("x-client-request-id")
+    ex.request_id = text_safety.escaped(client_id) if client_id else receipts.new_request_id()
 
 
 async def _proxy(request: web.Request, endpoint: str) -> web.StreamResponse:
     pipeline = request.app[PIPELINE]
     principal = pipeline.authenticate(request.headers)
+    try:
+        check_attribution(request.headers, open_mode=principal is None)
+    except ProxyError as exc:
+        pipeline.count_rejected(exc)
+        raise
     body = await _valid_body(request, endpoint)
     ex = Exchange(
         endpoint=endpoint,

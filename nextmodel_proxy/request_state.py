@@ -167,6 +167,8 @@ class Exchange:
             "x-nextmodel-receipt-url": f"{self.receipt_url_base}/v1/receipts/{self.receipt_id}",
             "x-nextmodel-served-mode": self.served_mode,
         }
+        if self.request_id is not None:
+            out["x-request-id"] = self.request_id
         if self.target is not None:
             out["x-nextmodel-provider"] = self.target.provider.name
         out.update(self.extra_headers)
