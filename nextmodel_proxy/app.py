@@ -11,7 +11,7 @@ from aiohttp import web
 from nextmodel_proxy import admin, handlers
 from nextmodel_proxy.appkeys import CONFIG, PIPELINE, SERVICES, SESSION
 from nextmodel_proxy.config import Config
-from nextmodel_proxy.errors import ProxyError, error_body
+from nextmodel_proxy.errors import ProxyError, error_body, retry_headers
 from nextmodel_proxy.pipeline import Pipeline
 from nextmodel_proxy.services import running
 
@@ -34,7 +34,10 @@ def _json_error(
     status: int, message: str, type_: str, code: str | None, headers: dict | None = None
 ) -> web.Response:
     return web.Response(
-        status=status, body=error_body(message, type_, code), content_type="application/json", headers=headers
+        status=status,
+        body=error_body(message, type_, code),
+        content_type="application/json",
+        headers={**retry_headers(code), **(headers or {})},
     )
 
 

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.web_protocol import RequestPayloadError
 
 from nextmodel_proxy import text_safety, validate
 from nextmodel_proxy.access.auth import can_read_project
@@ -31,8 +33,9 @@ class ResponseSink:
         self.response: web.StreamResponse | None = None
 
     async def start(self, status: int, headers: Mapping[str, str]) -> None:
+        # No enable_chunked_encoding(): aiohttp chunks for HTTP/1.1 by itself, and for an HTTP/1.0
+        # client (which cannot read chunks) it sends the stream plain and closes the connection at the end.
         self.response = web.StreamResponse(status=status, headers=headers)
-        self.response.enable_chunked_encoding()
         await self.response.prepare(self.request)
 
     async def write(self, data: bytes) -> None:
@@ -49,6 +52,12 @@ async def read_body(request: web.Request) -> bytes:
         return await request.read()  # the app's client_max_size stops a chunked body past the limit
     except web.HTTPRequestEntityTooLarge:
         raise validate.too_large(limit) from None
+    except (RequestPayloadError, BadHttpMessage):  # e.g. Content-Encoding: gzip on a body that is not gzip
+        encoding = request.headers.get("Content-Encoding")
+        what = f"is not valid {encoding!r} data" if encoding else "is malformed"
+        raise ProxyError(
+            400, f"The request body {what}: send it as its Content-Encoding header says.", "invalid_body"
+        ) from None
 
 
 ATTRIBUTION_HEADERS = ("x-nextmodel-project", "x-nextmodel-team", "x-nextmodel-environment")

@@ -27,7 +27,7 @@ from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger.writer import LedgerUnavailable
 from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd, usage_trusted
-from nextmodel_proxy.relay import ClientGone, KeepAlive, StreamSink, error_event, relay_batches, write
+from nextmodel_proxy.relay import ClientGone, KeepAlive, StreamSink, error_event, relay_batches, start, write
 from nextmodel_proxy.request_state import Exchange
 from nextmodel_proxy.services import Services
 from nextmodel_proxy.tee import StreamTee, completion_facts
@@ -357,10 +357,11 @@ class Pipeline:
     ) -> None:
         storing = ex.cache_plan is not None and ex.cache_plan.decision.write and ex.target is ex.cache_target
         tee = StreamTee(collect=True)
-        await self._start_stream(ex, sink)
         shared = flight is not None and storing
         lost = False
         try:
+            # Inside the try: if even the headers cannot be written, the upstream call is still released.
+            await self._start_stream(ex, sink)
             lost = await relay_batches(
                 event_batches(call),
                 sink,
@@ -406,9 +407,10 @@ class Pipeline:
     # --- the receipt -------------------------------------------------------------------------
 
     async def _start_stream(self, ex: Exchange, sink: StreamSink) -> None:
-        """Send a 200 event-stream's headers."""
+        """Send a 200 event-stream's headers (ClientGone when the client cannot take them)."""
         ex.status = 200
-        await sink.start(
+        await start(
+            sink,
             200,
             {
                 "Content-Type": "text/event-stream",

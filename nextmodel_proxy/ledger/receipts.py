@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from nextmodel_proxy.config import CurrencyConfig
+from nextmodel_proxy.ledger.spreadsheet import safe_cell
 from nextmodel_proxy.pricing import convert, format_pusd, format_usd, from_pusd, to_pusd
 from nextmodel_proxy.text_safety import encodable
 from nextmodel_proxy.timespec import format_utc, parse_time
@@ -352,7 +353,8 @@ def _display_values(row: Sequence[Any], currency: CurrencyConfig) -> tuple[str, 
 
 def export_csv_cells(row: Sequence[Any], currency: CurrencyConfig) -> list[str]:
     """A row from iter_export_rows as CSV cells in EXPORT_COLUMNS order: NULL is empty, booleans
-    true/false, tags and attempts JSON arrays, money exact decimal strings."""
+    true/false, tags and attempts JSON arrays, money exact decimal strings; a text a spreadsheet would
+    run as a formula (=, +, -, @, tab, CR first) gets a leading single quote (JSON exports keep raw values)."""
     cells = [""] * len(EXPORT_COLUMNS)
     for out, _name, at, kind in _PLAIN:
         value = row[at]
@@ -360,7 +362,7 @@ def export_csv_cells(row: Sequence[Any], currency: CurrencyConfig) -> list[str]:
             cells[out] = _CSV_CELL[kind](value)
     for out, value in zip(_DISPLAY_AT, _display_values(row, currency), strict=True):
         cells[out] = "" if value is None else value
-    return cells
+    return [safe_cell(cell) for cell in cells]
 
 
 def export_json(row: Sequence[Any], currency: CurrencyConfig) -> dict[str, Any]:

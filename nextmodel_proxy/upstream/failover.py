@@ -39,6 +39,7 @@ async def open_first(session: aiohttp.ClientSession, ex: Exchange, targets: list
     """
     body = ex.upstream_body()
     last: _Attempt | None = None
+    outcomes: list[str] = []  # per candidate tried: why it did not answer
     for index, target in enumerate(targets):
         policy = RetryPolicy.for_provider(target.provider)
         attempt = 0
@@ -60,13 +61,30 @@ async def open_first(session: aiohttp.ClientSession, ex: Exchange, targets: list
             except asyncio.CancelledError:
                 last.discard()  # the error response we were holding must not leak its connection
                 raise
+        outcomes.append(f"{target.model.id} via {target.provider.name}: {_why(last)}")
         if index == len(targets) - 1 or not should_fall_back(last.status, last.code, False):
             break
     assert last is not None
     if last.call is not None:
         return last.call
     assert last.error is not None
+    if len(outcomes) > 1:
+        raise _every_candidate_failed(ex, last.error, outcomes, len(targets))
     raise last.error
+
+
+def _why(attempt: _Attempt) -> str:
+    if attempt.error is not None:
+        return attempt.error.message
+    return f"answered {attempt.status}"
+
+
+def _every_candidate_failed(ex: Exchange, last: ProxyError, outcomes: list[str], total: int) -> ProxyError:
+    """The last candidate's error, its message naming every candidate tried and why each did not answer."""
+    untried = f" ({total - len(outcomes)} not tried)" if total > len(outcomes) else ""
+    decision = f" Routing: {ex.route_decision}." if ex.route_decision else ""
+    message = f"no candidate answered{untried}: " + "; ".join(outcomes) + "." + decision
+    return ProxyError(last.status, message, last.code, type=last.type, param=last.param, headers=last.headers)
 
 
 async def _attempt(
