@@ -18,7 +18,7 @@ def usage_of(ex: Exchange) -> pricing.Usage | None:
     us when a successful answer reported none or a figure that cannot be trusted (with the reason why)."""
     reason = None
     if ex.usage is not None:
-        checked = pricing.check_usage(ex.usage, "openai", completion_required=ex.endpoint == "chat")
+        checked = pricing.check_usage(ex.usage, "openai", completion_required=ex.is_chat)
         if checked.usage is not None:
             return checked.usage
         reason = checked.reason
@@ -29,7 +29,9 @@ def usage_of(ex: Exchange) -> pricing.Usage | None:
         ex.usage_reason = reason
         if reason and ex.completion_chars is None:
             ex.usage_reason = f"{reason}; answer text not at hand, completion counted 0"
-        prompt = estimate_prompt_tokens(ex.body) if ex.endpoint == "chat" else _embedding_tokens(ex.body)
+        prompt = (
+            estimate_prompt_tokens(ex.body) if ex.endpoint != "embeddings" else _embedding_tokens(ex.body)
+        )
         return pricing.Usage(prompt, ((ex.completion_chars or 0) + 3) // 4)
     return None
 

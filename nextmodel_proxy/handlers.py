@@ -15,12 +15,14 @@ from nextmodel_proxy import text_safety, validate
 from nextmodel_proxy.access.auth import can_read_project
 from nextmodel_proxy.appkeys import CONFIG, PIPELINE, SERVICES
 from nextmodel_proxy.catalog import models_list
+from nextmodel_proxy.endpoints import validate_bodies
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger import receipts
 from nextmodel_proxy.relay import ClientGone
 from nextmodel_proxy.request_state import Exchange
 
 _JSON = "application/json"
+_CHECKS = {"chat": validate.check_chat, "embeddings": validate.check_embeddings, **validate_bodies.CHECKS}
 
 
 class ResponseSink:
@@ -97,9 +99,12 @@ def tags_and_request_id(ex: Exchange, headers: Mapping[str, str]) -> None:
     ex.request_id = text_safety.escaped(client_id) if client_id else receipts.new_request_id()
 
 
-async def _proxy(request: web.Request, endpoint: str) -> web.StreamResponse:
+async def proxy(
+    request: web.Request, endpoint: str, *, auth_headers: Mapping[str, str] | None = None
+) -> web.StreamResponse:
+    """Any proxied endpoint; `auth_headers` when the proxy key may come in another header (x-api-key)."""
     pipeline = request.app[PIPELINE]
-    principal = pipeline.authenticate(request.headers)
+    principal = pipeline.authenticate(auth_headers if auth_headers is not None else request.headers)
     try:
         check_attribution(request.headers, open_mode=principal is None)
     except ProxyError as exc:
@@ -128,7 +133,7 @@ async def _valid_body(request: web.Request, endpoint: str) -> dict:
     try:
         body = validate.parse_body(await read_body(request))
         validate.require_model(body)
-        (validate.check_chat if endpoint == "chat" else validate.check_embeddings)(body)
+        _CHECKS[endpoint](body)
     except ProxyError as exc:
         request.app[PIPELINE].count_rejected(exc)
         raise
@@ -136,11 +141,11 @@ async def _valid_body(request: web.Request, endpoint: str) -> dict:
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await _proxy(request, "chat")
+    return await proxy(request, "chat")
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    return await _proxy(request, "embeddings")
+    return await proxy(request, "embeddings")
 
 
 async def list_models(request: web.Request) -> web.Response:

@@ -15,6 +15,9 @@ from nextmodel_proxy.upstream.base import Target
 if TYPE_CHECKING:
     from nextmodel_proxy.tee import StreamTee
 
+_STREAMING = frozenset({"chat", "responses", "messages", "completions"})
+_USAGE_OPTION = frozenset({"chat", "completions"})  # endpoints that report stream usage only when asked
+
 
 def completion_chars(obj: Mapping[str, Any]) -> int:
     """Characters of generated content in a chat.completion (text and tool-call arguments)."""
@@ -31,7 +34,7 @@ def completion_chars(obj: Mapping[str, Any]) -> int:
 
 @dataclass(slots=True)
 class Exchange:
-    endpoint: str  # "chat" | "embeddings"
+    endpoint: str  # "chat" | "embeddings" | "responses" | "messages" | "completions"
     body: dict[str, Any]
     client_headers: Mapping[str, str]
     receipt_url_base: str = ""
@@ -79,11 +82,13 @@ class Exchange:
 
     @property
     def is_chat(self) -> bool:
-        return self.endpoint == "chat"
+        """Answers with a completion (chat, and responses/messages/completions, whose usage is kept in chat
+        semantics): its usage must carry a completion count. False only for embeddings."""
+        return self.endpoint != "embeddings"
 
     @property
     def stream(self) -> bool:
-        return self.endpoint == "chat" and self.body.get("stream") is True
+        return self.endpoint in _STREAMING and self.body.get("stream") is True
 
     @property
     def client_wants_usage(self) -> bool:
@@ -92,7 +97,7 @@ class Exchange:
 
     def upstream_body(self) -> dict[str, Any]:
         """The body sent upstream: a stream always asks for usage so the receipt has real figures."""
-        if self.endpoint != "chat" or not self.stream or self.client_wants_usage:
+        if self.endpoint not in _USAGE_OPTION or not self.stream or self.client_wants_usage:
             return self.body
         opts = self.body.get("stream_options") if isinstance(self.body.get("stream_options"), dict) else {}
         return {**self.body, "stream_options": {**opts, "include_usage": True}}

@@ -8,11 +8,13 @@ from typing import Any
 
 import aiohttp
 
+from nextmodel_proxy.endpoints.bridge import open_for
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.request_state import Exchange
 from nextmodel_proxy.upstream.base import Target, UpstreamCall
-from nextmodel_proxy.upstream.registry import adapter_for
 from nextmodel_proxy.upstream.retry import RetryPolicy, should_fall_back, should_retry
+
+TRANSLATED_HEADER = "x-nextmodel-translated"
 
 
 @dataclass(slots=True)
@@ -92,17 +94,16 @@ async def _attempt(
 ) -> _Attempt:
     ex.target = target
     try:
-        call = await adapter_for(target.provider.kind).open(
-            session,
-            target,
-            body,
-            endpoint=ex.endpoint,
-            client_headers=ex.client_headers,
-        )
+        call = await open_for(session, target, body, endpoint=ex.endpoint, client_headers=ex.client_headers)
     except ProxyError as exc:
         ex.attempts.append({"provider": target.provider.name, "model": target.model.id, "outcome": exc.code})
         return _Attempt(None, exc, exc.status, exc.code, None)
     ex.upstream_request_id = call.upstream_request_id
+    translated = getattr(call, "translated", None)  # set when the endpoint was translated to this upstream
+    if translated:
+        ex.extra_headers[TRANSLATED_HEADER] = translated
+    else:
+        ex.extra_headers.pop(TRANSLATED_HEADER, None)
     ex.attempts.append(
         {"provider": target.provider.name, "model": target.model.id, "outcome": str(call.status)}
     )
