@@ -19,7 +19,7 @@ from nextmodel_proxy.endpoints import validate_bodies
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger import receipts
 from nextmodel_proxy.relay import ClientGone
-from nextmodel_proxy.request_state import Exchange
+from nextmodel_proxy.request_state import Caller, RequestState
 
 _JSON = "application/json"
 _CHECKS = {"chat": validate.check_chat, "embeddings": validate.check_embeddings, **validate_bodies.CHECKS}
@@ -88,15 +88,18 @@ def check_attribution(headers: Mapping[str, str], *, open_mode: bool) -> None:
             raise validate.bad_header(name, f"has a tag longer than {MAX_ATTRIBUTION_CHARS} characters")
 
 
-def tags_and_request_id(ex: Exchange, headers: Mapping[str, str]) -> None:
-    """Free-form tags and the request id (project/team come from the key or open-mode headers): the client's
-    x-request-id (or x-client-request-id) when it is printable ASCII of at most 128 characters, escaped to
-    that when it is not, generated when there is none. It is echoed back as x-request-id."""
-    tags = headers.get("x-nextmodel-tags")
-    if tags:
-        ex.tags = tuple(t.strip() for t in tags.split(",") if t.strip())
+def caller_of(headers: Mapping[str, str]) -> Caller:
+    """The client's headers, free-form tags and request id (project/team come from the key or open-mode
+    headers). The request id is the client's x-request-id (or x-client-request-id) when it is printable ASCII
+    of at most 128 characters, escaped to that when it is not, generated when there is none; it is echoed
+    back as x-request-id."""
+    tags = headers.get("x-nextmodel-tags") or ""
     client_id = headers.get("x-request-id") or headers.get("x-client-request-id")
-    ex.request_id = text_safety.escaped(client_id) if client_id else receipts.new_request_id()
+    return Caller(
+        client_headers=headers,
+        request_id=text_safety.escaped(client_id) if client_id else receipts.new_request_id(),
+        tags=tuple(t.strip() for t in tags.split(",") if t.strip()),
+    )
 
 
 async def proxy(
@@ -111,16 +114,15 @@ async def proxy(
         pipeline.count_rejected(exc)
         raise
     body = await _valid_body(request, endpoint)
-    ex = Exchange(
+    state = RequestState(
         endpoint=endpoint,
         body=body,
-        client_headers=request.headers,
+        caller=caller_of(request.headers),
         receipt_url_base=f"{request.scheme}://{request.host}",
     )
-    tags_and_request_id(ex, request.headers)
     sink = ResponseSink(request)
     try:
-        reply = await pipeline.handle(ex, principal, sink)
+        reply = await pipeline.handle(state, principal, sink)
     except ClientGone:
         reply = None
     if reply is None:
