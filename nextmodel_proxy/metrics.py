@@ -154,32 +154,53 @@ class Collect(Collector):
     def collect(self) -> Iterator[Metric]:
         m = self.m
         yield _counter("nmproxy_requests_total", "Requests answered, by outcome.", m.label_names, m.requests)
-        yield _histogram("nmproxy_request_duration_seconds", "Whole request time as the client saw it.", m.request_duration)
-        yield _histogram("nmproxy_upstream_duration_seconds", "Time spent waiting on upstreams.", m.upstream_duration)
+        yield _histogram(
+            "nmproxy_request_duration_seconds", "Whole request time as the client saw it.", m.request_duration
+        )
+        yield _histogram(
+            "nmproxy_upstream_duration_seconds", "Time spent waiting on upstreams.", m.upstream_duration
+        )
         yield _histogram("nmproxy_ttft_seconds", "Time to first byte of streamed answers.", m.ttft)
         yield _histogram(
-            "nmproxy_overhead_seconds", "The proxy's own time before the first upstream call (all of a replay).", m.overhead
+            "nmproxy_overhead_seconds",
+            "The proxy's own time before the first upstream call (all of a replay).",
+            m.overhead,
         )
         tokens = CounterMetricFamily("nmproxy_tokens", "Tokens of fresh answers, by type.", labels=["type"])
         for kind, n in m.tokens.items():
             tokens.add_metric([kind], n)
         yield tokens
-        cost = CounterMetricFamily("nmproxy_cost_usd", "Cost in USD by kind (exact sums shown as floats).", labels=["kind"])
+        cost = CounterMetricFamily(
+            "nmproxy_cost_usd", "Cost in USD by kind (exact sums shown as floats).", labels=["kind"]
+        )
         for kind, amount in m.cost.items():
             cost.add_metric([kind], float(amount))
         yield cost
-        yield _counter("nmproxy_cache_lookups_total", "Exact-cache lookups by result.", ("result",), m.cache_lookups)
-        yield _counter("nmproxy_rejections_total", "Requests refused without a receipt, by code.", ("code",), m.rejections)
-        fallbacks = CounterMetricFamily("nmproxy_fallbacks", "Requests answered after moving to another candidate.")
+        yield _counter(
+            "nmproxy_cache_lookups_total", "Exact-cache lookups by result.", ("result",), m.cache_lookups
+        )
+        yield _counter(
+            "nmproxy_rejections_total",
+            "Requests refused without a receipt, by code.",
+            ("code",),
+            m.rejections,
+        )
+        fallbacks = CounterMetricFamily(
+            "nmproxy_fallbacks", "Requests answered after moving to another candidate."
+        )
         fallbacks.add_metric([], m.fallbacks)
         yield fallbacks
         yield _gauge("nmproxy_inflight_requests", "Requests being served now.", m.inflight)
-        yield _gauge("nmproxy_ledger_queue_depth", "Receipts waiting for the ledger writer.", self.queue_depth())
+        yield _gauge(
+            "nmproxy_ledger_queue_depth", "Receipts waiting for the ledger writer.", self.queue_depth()
+        )
         errors = CounterMetricFamily("nmproxy_ledger_write_errors", "Ledger write attempts that failed.")
         errors.add_metric([], self.write_errors())
         yield errors
         remaining = GaugeMetricFamily(
-            "nmproxy_budget_remaining_usd", "Budget left in the current period, in USD.", labels=["scope", "name"]
+            "nmproxy_budget_remaining_usd",
+            "Budget left in the current period, in USD.",
+            labels=["scope", "name"],
         )
         for scope, name, usd in self.budgets():
             remaining.add_metric([scope, name], float(usd))

@@ -75,7 +75,9 @@ async def test_day_totals_in_kolkata_equal_spend_for_the_same_instants_to_the_di
     late = receipt(utc("2026-11-10T23:30:00Z"), prompt_tokens=3333, completion_tokens=777, project="alpha")
     edge_before = receipt(utc("2026-11-10T18:29:59.999999Z"), prompt_tokens=101, completion_tokens=7)
     edge_after = receipt(utc("2026-11-10T18:30:00Z"), prompt_tokens=202, completion_tokens=9, project="beta")
-    replay = receipt(utc("2026-11-11T03:00:00Z"), served_mode="exact-cache", prompt_tokens=3333, completion_tokens=777)
+    replay = receipt(
+        utc("2026-11-11T03:00:00Z"), served_mode="exact-cache", prompt_tokens=3333, completion_tokens=777
+    )
     odd = receipt(utc("2026-11-11T12:00:00Z"), cost=Decimal("0.000000000001"), usage_source="estimated")
     seed(config.ledger.path, [edge_before, edge_after, late, replay, odd])
     server = await start_proxy(config)
@@ -85,7 +87,14 @@ async def test_day_totals_in_kolkata_equal_spend_for_the_same_instants_to_the_di
     assert (data["since_utc"], data["until_utc"]) == ("2026-11-10T18:30:00Z", "2026-11-11T18:30:00Z")
     cli = spend_json(config, "--since", data["since_utc"], "--until", data["until_utc"])["total"]
     r = data["range"]
-    for field in ("count", "prompt_tokens", "completion_tokens", "upstream_cost_usd", "billed_cost_usd", "savings_usd"):
+    for field in (
+        "count",
+        "prompt_tokens",
+        "completion_tokens",
+        "upstream_cost_usd",
+        "billed_cost_usd",
+        "savings_usd",
+    ):
         assert r[field] == cli[field], field
     assert r["count"] == 4  # edge_after, late, replay, odd: not edge_before (the 10th in Kolkata)
     expected_billed = sum(
@@ -99,7 +108,9 @@ async def test_day_totals_in_kolkata_equal_spend_for_the_same_instants_to_the_di
     _, utc_day, _ = await get(server, "/ui/api/overview?tz=UTC&from=2026-11-10&to=2026-11-10")
     assert utc_day["range"]["count"] == 3
     by_project = {row["group"]: row["billed_cost_usd"] for row in data["breakdowns"]["project"]}
-    cli_rows = spend_json(config, "--by", "project", "--since", data["since_utc"], "--until", data["until_utc"])
+    cli_rows = spend_json(
+        config, "--by", "project", "--since", data["since_utc"], "--until", data["until_utc"]
+    )
     assert by_project == {row["group"]: row["billed_cost_usd"] for row in cli_rows["rows"]}
 
 
@@ -192,7 +203,9 @@ async def test_a_replay_page_links_to_its_fresh_receipt_and_receipt_urls_open_it
     assert status == 200 and as_json["receipt_id"] == replay_id  # API clients still get JSON
 
 
-async def test_pages_carry_a_strict_csp_and_an_empty_ledger_says_what_to_do(config: Config, start_proxy: Any) -> None:
+async def test_pages_carry_a_strict_csp_and_an_empty_ledger_says_what_to_do(
+    config: Config, start_proxy: Any
+) -> None:
     server = await start_proxy(config)
     status, page, resp = await get(server, "/ui")
     assert status == 200
@@ -219,7 +232,10 @@ async def test_with_keys_the_ui_needs_a_login_and_a_project_key_sees_only_itself
     mine, mine_rec = create_key(conn, KeySettings(name="app", project="p-app"))
     conn.close()
     day = utc("2026-11-22T09:00:00Z")
-    seed(config.ledger.path, [receipt(day, key_id=mine_rec.key_id), receipt(day, key_id="other-key", prompt_tokens=9)])
+    seed(
+        config.ledger.path,
+        [receipt(day, key_id=mine_rec.key_id), receipt(day, key_id="other-key", prompt_tokens=9)],
+    )
     server = await start_proxy(config)
     q = "?from=2026-11-22&to=2026-11-22&tz=UTC"
 
@@ -230,7 +246,9 @@ async def test_with_keys_the_ui_needs_a_login_and_a_project_key_sees_only_itself
 
     jar = aiohttp.CookieJar(unsafe=True)
     async with aiohttp.ClientSession(cookie_jar=jar) as session:
-        async with session.post(server.make_url("/ui/login"), data={"key": "nm-wrong", "next": "/ui"}) as resp:
+        async with session.post(
+            server.make_url("/ui/login"), data={"key": "nm-wrong", "next": "/ui"}
+        ) as resp:
             assert resp.status == 401 and "problem" in await resp.text()
         login = {"key": mine.plaintext, "next": f"/ui{q}"}
         async with session.post(server.make_url("/ui/login"), data=login, allow_redirects=False) as resp:
@@ -248,7 +266,9 @@ async def test_with_keys_the_ui_needs_a_login_and_a_project_key_sees_only_itself
             assert resp.status == 303
         async with session.get(server.make_url(f"/ui{q}"), allow_redirects=False) as resp:
             assert resp.status == 303  # signed out
-    status, data, _ = await get(server, f"/ui/api/overview{q}", headers={"Authorization": f"Bearer {admin.plaintext}"})
+    status, data, _ = await get(
+        server, f"/ui/api/overview{q}", headers={"Authorization": f"Bearer {admin.plaintext}"}
+    )
     assert status == 200 and data["range"]["count"] == 2
     assert admin_rec.key_id
 
@@ -325,7 +345,12 @@ def test_rollup_tables_hold_quarter_hours_only(tmp_path: Path) -> None:
     seed(path, [receipt(utc(f"2026-11-01T00:{m:02d}:00Z")) for m in (0, 14, 15, 44, 45, 59)])
     with sqlite3.connect(path) as conn:
         buckets = conn.execute("SELECT bucket, n FROM spend_q15 ORDER BY bucket").fetchall()
-    assert buckets == [("2026-11-01T00:00", 2), ("2026-11-01T00:15", 1), ("2026-11-01T00:30", 1), ("2026-11-01T00:45", 2)]
+    assert buckets == [
+        ("2026-11-01T00:00", 2),
+        ("2026-11-01T00:15", 1),
+        ("2026-11-01T00:30", 1),
+        ("2026-11-01T00:45", 2),
+    ]
 
 
 async def test_a_multi_day_range_reads_whole_days_and_edges_and_still_equals_spend(
@@ -335,7 +360,10 @@ async def test_a_multi_day_range_reads_whole_days_and_edges_and_still_equals_spe
         "2026-11-08T18:29:00Z", "2026-11-08T18:31:00Z", "2026-11-09T00:00:00Z", "2026-11-09T12:00:00Z",
         "2026-11-10T23:59:59Z", "2026-11-11T18:15:00Z", "2026-11-11T18:30:00Z", "2026-11-12T01:00:00Z",
     ]  # fmt: skip
-    seed(config.ledger.path, [receipt(utc(t), prompt_tokens=100 + i, key_id=f"k{i % 2}") for i, t in enumerate(stamps)])
+    seed(
+        config.ledger.path,
+        [receipt(utc(t), prompt_tokens=100 + i, key_id=f"k{i % 2}") for i, t in enumerate(stamps)],
+    )
     server = await start_proxy(config)
     _, data, _ = await get(server, "/ui/api/overview?tz=Asia/Kolkata&from=2026-11-09&to=2026-11-11")
     cli = spend_json(config, "--since", data["since_utc"], "--until", data["until_utc"])
@@ -343,4 +371,8 @@ async def test_a_multi_day_range_reads_whole_days_and_edges_and_still_equals_spe
     assert data["range"]["billed_cost_usd"] == cli["total"]["billed_cost_usd"]
     by_key = {r["group"]: r["prompt_tokens"] for r in data["breakdowns"]["key"]}
     assert by_key == {"k1": 101 + 103 + 105, "k0": 102 + 104}
-    assert sum(data["daily"]["fresh"]) == 5 and data["daily"]["days"] == ["2026-11-09", "2026-11-10", "2026-11-11"]
+    assert sum(data["daily"]["fresh"]) == 5 and data["daily"]["days"] == [
+        "2026-11-09",
+        "2026-11-10",
+        "2026-11-11",
+    ]

@@ -44,7 +44,8 @@ README_SHOT = Path(__file__).parent.parent / "docs" / "img" / "dashboard-overvie
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
 pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM), reason=f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)"
+    not os.path.exists(CHROMIUM),
+    reason=f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)",
 )
 
 CONFIG = """
@@ -92,7 +93,9 @@ class Proxy:
                         return
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError(f"the proxy did not become healthy: {self.proc.stderr.read(2000) if self.proc.stderr else ''}")
+        raise RuntimeError(
+            f"the proxy did not become healthy: {self.proc.stderr.read(2000) if self.proc.stderr else ''}"
+        )
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -100,7 +103,9 @@ class Proxy:
             self.proc.wait(timeout=15)
 
     def spend(self, *args: str) -> dict[str, Any]:
-        result = CliRunner().invoke(nmproxy, ["spend", "--json", *args, "--config", str(self.config), "--db", str(self.db)])
+        result = CliRunner().invoke(
+            nmproxy, ["spend", "--json", *args, "--config", str(self.config), "--db", str(self.db)]
+        )
         assert result.exit_code == 0, result.output
         return orjson.loads(result.output)
 
@@ -130,7 +135,15 @@ def seeded_receipts(today: dt.date) -> list[Any]:
                 usage_source="cache",
             )
         )
-        out.append(receipt(day + dt.timedelta(hours=6), status=429, error_code="rate_limited", served_mode="error", cost=Decimal(0)))
+        out.append(
+            receipt(
+                day + dt.timedelta(hours=6),
+                status=429,
+                error_code="rate_limited",
+                served_mode="error",
+                cost=Decimal(0),
+            )
+        )
     return out
 
 
@@ -146,7 +159,9 @@ def browser() -> Iterator[Any]:
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proxy, list[Any]]]:
     proxy = Proxy(tmp_path_factory.mktemp("seeded"))
     rows = seeded_receipts(dt.datetime.now(dt.UTC).date())
-    rows.append(receipt(utc("2026-11-10T23:30:00Z"), project="night", prompt_tokens=4242, completion_tokens=42))
+    rows.append(
+        receipt(utc("2026-11-10T23:30:00Z"), project="night", prompt_tokens=4242, completion_tokens=42)
+    )
     db.open_db(proxy.db).close()
     seed(proxy.db, rows)
     proxy.start()
@@ -193,7 +208,9 @@ def tile(page: Any, name: str) -> str:
     return page.get_attribute(f'[data-tile="{name}"]', "data-exact")
 
 
-def test_overview_tiles_equal_spend_json_and_the_charts_draw(seeded: tuple[Proxy, list[Any]], page: Page) -> None:
+def test_overview_tiles_equal_spend_json_and_the_charts_draw(
+    seeded: tuple[Proxy, list[Any]], page: Page
+) -> None:
     proxy, _ = seeded
     today = dt.datetime.now(dt.UTC).date()
     first = today - dt.timedelta(days=6)
@@ -211,14 +228,18 @@ def test_overview_tiles_equal_spend_json_and_the_charts_draw(seeded: tuple[Proxy
     assert tile(page.page, "today") == today_total["billed_cost_usd"]
     month_total = proxy.spend("--since", f"{today.replace(day=1)}T00:00:00Z")["total"]
     assert tile(page.page, "month") == month_total["billed_cost_usd"]
-    by_mode = {r["group"]: r["count"] for r in proxy.spend("--by", "mode", "--since", since, "--until", until)["rows"]}
+    by_mode = {
+        r["group"]: r["count"]
+        for r in proxy.spend("--by", "mode", "--since", since, "--until", until)["rows"]
+    }
     assert tile(page.page, "exact_cache") == str(by_mode["exact-cache"])
     assert tile(page.page, "fresh") == str(by_mode["fresh"])
     # Sorting a breakdown by spend puts the largest first.
     page.page.click('table[data-breakdown="project"] th:nth-child(2)')
     page.page.click('table[data-breakdown="project"] th:nth-child(2)')
     spends = page.page.eval_on_selector_all(
-        'table[data-breakdown="project"] tbody tr td:nth-child(2)', "cells => cells.map(c => Number(c.dataset.value))"
+        'table[data-breakdown="project"] tbody tr td:nth-child(2)',
+        "cells => cells.map(c => Number(c.dataset.value))",
     )
     assert spends == sorted(spends, reverse=True) and len(spends) == 4  # web, batch, eval, (none)
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
@@ -228,11 +249,13 @@ def test_overview_tiles_equal_spend_json_and_the_charts_draw(seeded: tuple[Proxy
         shutil.copy(SCREENSHOT_DIR / "dashboard-overview.png", README_SHOT)
 
 
-def test_a_receipt_at_2330_utc_is_on_the_next_day_in_kolkata(seeded: tuple[Proxy, list[Any]], page: Page) -> None:
+def test_a_receipt_at_2330_utc_is_on_the_next_day_in_kolkata(
+    seeded: tuple[Proxy, list[Any]], page: Page
+) -> None:
     proxy, _ = seeded
     page.page.goto(f"{proxy.url}/ui?tz=Asia/Kolkata&from=2026-11-11&to=2026-11-11")
     assert tile(page.page, "requests") == "1"
-    assert page.page.text_content('table[data-breakdown="project"] tbody') .strip().startswith("night")
+    assert page.page.text_content('table[data-breakdown="project"] tbody').strip().startswith("night")
     page.page.goto(f"{proxy.url}/ui?tz=UTC&from=2026-11-11&to=2026-11-11")
     assert tile(page.page, "requests") == "0"
 
@@ -245,12 +268,18 @@ def test_receipts_filter_page_and_replay_link(seeded: tuple[Proxy, list[Any]], p
     p.fill("input[name=model]", "demo-mini")
     p.click("form.filters button[type=submit]")
     p.wait_for_load_state()
-    models = p.eval_on_selector_all("table.receipts tbody tr td:nth-child(3)", "c => c.map(x => x.textContent)")
+    models = p.eval_on_selector_all(
+        "table.receipts tbody tr td:nth-child(3)", "c => c.map(x => x.textContent)"
+    )
     assert models and set(models) == {"demo-mini"}
-    first_page = p.eval_on_selector_all("table.receipts tbody tr td:first-child", "c => c.map(x => x.textContent)")
+    first_page = p.eval_on_selector_all(
+        "table.receipts tbody tr td:first-child", "c => c.map(x => x.textContent)"
+    )
     p.click("a[rel=next]")
     p.wait_for_load_state()
-    second_page = p.eval_on_selector_all("table.receipts tbody tr td:first-child", "c => c.map(x => x.textContent)")
+    second_page = p.eval_on_selector_all(
+        "table.receipts tbody tr td:first-child", "c => c.map(x => x.textContent)"
+    )
     assert second_page and not set(first_page) & set(second_page)
     replay = next(r for r in rows if r.served_mode == "exact-cache")
     p.goto(f"{proxy.url}/ui/receipts/{replay.receipt_id}")
@@ -259,7 +288,9 @@ def test_receipts_filter_page_and_replay_link(seeded: tuple[Proxy, list[Any]], p
     assert p.text_content("h1.receipt-id") == replay.reused_receipt_id
 
 
-def test_a_phone_width_needs_no_sideways_scroll(seeded: tuple[Proxy, list[Any]], browser: Any, tmp_path: Path) -> None:
+def test_a_phone_width_needs_no_sideways_scroll(
+    seeded: tuple[Proxy, list[Any]], browser: Any, tmp_path: Path
+) -> None:
     proxy, _ = seeded
     phone = Page(browser, tmp_path, viewport={"width": 390, "height": 844})
     try:

@@ -22,7 +22,19 @@ from nextmodel_proxy.config.yaml_text import load_yaml_text
 
 DEFAULT_CONFIG = "providers.yaml"
 SECTIONS = frozenset(
-    {"server", "ledger", "currency", "cache", "providers", "models", "routes", "projects", "teams", "ui", "metrics"}
+    {
+        "server",
+        "ledger",
+        "currency",
+        "cache",
+        "providers",
+        "models",
+        "routes",
+        "projects",
+        "teams",
+        "ui",
+        "metrics",
+    }
 )
 
 

@@ -6,7 +6,15 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 
-from nextmodel_proxy.config.fields import ConfigError, as_int, as_mapping, as_str, as_str_list, given, only_keys
+from nextmodel_proxy.config.fields import (
+    ConfigError,
+    as_int,
+    as_mapping,
+    as_str,
+    as_str_list,
+    given,
+    only_keys,
+)
 
 METRIC_EXTRA_LABELS = ("key", "project", "team")
 
@@ -27,7 +35,9 @@ def _timezone(value: Any, path: str) -> str:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(path, f"unknown time zone {name!r}; use an IANA name such as Asia/Kolkata") from None
+        raise ConfigError(
+            path, f"unknown time zone {name!r}; use an IANA name such as Asia/Kolkata"
+        ) from None
     return name
 
 

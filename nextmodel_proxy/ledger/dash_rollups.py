@@ -44,7 +44,9 @@ def _bin_of(column: str) -> str:
     return f"CASE {whens} ELSE {len(LATENCY_EDGES_MS)} END"
 
 
-def _fold(table: str, keys: list[tuple[str, str]], sums: tuple[tuple[str, str], ...], where: str, upsert: bool) -> str:
+def _fold(
+    table: str, keys: list[tuple[str, str]], sums: tuple[tuple[str, str], ...], where: str, upsert: bool
+) -> str:
     """INSERT INTO table SELECT keys, sums FROM receipts WHERE seq > ? [AND where] GROUP BY keys [upsert]."""
     select = (
         f"SELECT {', '.join(expr for _, expr in keys)}, {', '.join(expr for _, expr in sums)} FROM receipts "
@@ -79,7 +81,9 @@ def _statements(upsert: bool) -> list[str]:
         keys = [("bucket", Q15), ("kind", f"'{kind}'"), ("bin", _bin_of(column))]
         out.append(_fold("latency_q15", keys, (("n", "COUNT(*)"),), f"{cond}{column} IS NOT NULL", upsert))
         keys = [("key_id", "COALESCE(key_id, '')"), *keys]
-        out.append(_fold("latency_key_q15", keys, (("n", "COUNT(*)"),), f"{cond}{column} IS NOT NULL", upsert))
+        out.append(
+            _fold("latency_key_q15", keys, (("n", "COUNT(*)"),), f"{cond}{column} IS NOT NULL", upsert)
+        )
     return out
 
 

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from nextmodel_proxy.ledger.chain import GENESIS, link
-from nextmodel_proxy.ledger.receipts import CONTENT_COLUMNS, Receipt, content_values
 from nextmodel_proxy.ledger.dash_rollups import UPSERTS as DASHBOARD_UPSERTS
+from nextmodel_proxy.ledger.receipts import CONTENT_COLUMNS, Receipt, content_values
 from nextmodel_proxy.ledger.schema import ROLLUP_SELECT
 
 Row = tuple[Any, ...]

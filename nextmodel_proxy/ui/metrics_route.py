@@ -12,12 +12,16 @@ from nextmodel_proxy.appkeys import PIPELINE, SERVICES
 from nextmodel_proxy.metrics import Collect
 from nextmodel_proxy.services import Services
 
+
 def registry_for(services: Services) -> CollectorRegistry:
     """A registry holding only this proxy's collector (no process-global default registry)."""
     ledger = services.ledger
 
     def budgets() -> list[tuple[str, str, Decimal]]:
-        return [(ln.usage.budget.scope, ln.usage.budget.scope_id, ln.remaining_usd) for ln in services.budgets.snapshot()]
+        return [
+            (ln.usage.budget.scope, ln.usage.budget.scope_id, ln.remaining_usd)
+            for ln in services.budgets.snapshot()
+        ]
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(

@@ -19,7 +19,13 @@ COMMON_ZONES = (
     "UTC", "Europe/London", "Europe/Berlin", "America/New_York", "America/Los_Angeles", "Asia/Kolkata",
     "Asia/Ho_Chi_Minh", "Asia/Shanghai", "Asia/Singapore", "Asia/Tokyo", "Australia/Sydney",
 )  # fmt: skip
-BREAKDOWN_TITLES = {"key": "Key", "project": "Project", "team": "Team", "model": "Model", "provider": "Provider"}
+BREAKDOWN_TITLES = {
+    "key": "Key",
+    "project": "Project",
+    "team": "Team",
+    "model": "Model",
+    "provider": "Provider",
+}
 
 
 def e(value: Any) -> str:
@@ -108,19 +114,39 @@ def overview(data: Mapping[str, Any], params: Mapping[str, str], query: str) -> 
     tiles = "".join(
         (
             _tile(
-                "Spend today", money(today["billed_cost_usd"]), f"{today['count']} requests", "today",
+                "Spend today",
+                money(today["billed_cost_usd"]),
+                f"{today['count']} requests",
+                "today",
                 today["billed_cost_usd"],
             ),
-            _tile("Spend this month", money(month["billed_cost_usd"]), budget_note, "month", month["billed_cost_usd"]),
+            _tile(
+                "Spend this month",
+                money(month["billed_cost_usd"]),
+                budget_note,
+                "month",
+                month["billed_cost_usd"],
+            ),
             _tile("Requests", f"{r['count']:,}", f"{data['from']} to {data['to']}", "requests", r["count"]),
             _tile("Fresh", f"{r['fresh']:,}", "answered by the upstream", "fresh", r["fresh"]),
             _tile(
-                "Exact cache", f"{r['exact_cache']:,}", f"hit rate {_pct(r['cache_hit_rate'])}", "exact_cache",
+                "Exact cache",
+                f"{r['exact_cache']:,}",
+                f"hit rate {_pct(r['cache_hit_rate'])}",
+                "exact_cache",
                 r["exact_cache"],
             ),
-            _tile("Cache saved", money(r["savings_usd"]), "vs paying the upstream again", "savings", r["savings_usd"]),
+            _tile(
+                "Cache saved",
+                money(r["savings_usd"]),
+                "vs paying the upstream again",
+                "savings",
+                r["savings_usd"],
+            ),
             _tile("Error rate", _pct(r["error_rate"]), f"{r['errors']:,} errors", "errors", r["errors"]),
-            _tile("Latency p50 / p95", f"{_ms(r['latency_p50_ms'])} / {_ms(r['latency_p95_ms'])}", "", "latency"),
+            _tile(
+                "Latency p50 / p95", f"{_ms(r['latency_p50_ms'])} / {_ms(r['latency_p95_ms'])}", "", "latency"
+            ),
             _tile("Time to first token p95", _ms(r["ttft_p95_ms"]), "streams", "ttft"),
             _tile(
                 "Estimated or unknown cost",
@@ -133,12 +159,12 @@ def overview(data: Mapping[str, Any], params: Mapping[str, str], query: str) -> 
     )
     exact = (
         f'<p class="exact">Exact range: {e(data["since_utc"])} to {e(data["until_utc"])} (UTC) · '
-        f'billed $<span data-exact-billed>{e(r["billed_cost_usd"])}</span> · upstream ${e(r["upstream_cost_usd"])}</p>'
+        f"billed $<span data-exact-billed>{e(r['billed_cost_usd'])}</span> · upstream ${e(r['upstream_cost_usd'])}</p>"
     )
     if not r["count"] and not today["count"] and not month["count"]:
         empty = (
             '<div class="empty"><h2>No receipts yet</h2><p>Point an OpenAI SDK at this proxy '
-            "(<code>base_url=\"http://127.0.0.1:8787/v1\"</code>) and send a request: every request gets a "
+            '(<code>base_url="http://127.0.0.1:8787/v1"</code>) and send a request: every request gets a '
             "receipt, and it shows up here at once.</p></div>"
         )
         return range_form("/ui", params, data["tz"]) + empty
@@ -218,14 +244,20 @@ def _budgets(budgets: Sequence[Mapping[str, Any]]) -> str:
 
 
 def receipts_list(
-    result: Mapping[str, Any] | None, params: Mapping[str, str], tz: str, error: str | None, models: Iterable[str]
+    result: Mapping[str, Any] | None,
+    params: Mapping[str, str],
+    tz: str,
+    error: str | None,
+    models: Iterable[str],
 ) -> str:
     options = "".join(f"<option value={e(m)}>" for m in sorted(models))
     modes = "".join(
-        f"<option{' selected' if params.get('mode') == m else ''}>{e(m)}</option>" for m in ("", *SERVED_MODES)
+        f"<option{' selected' if params.get('mode') == m else ''}>{e(m)}</option>"
+        for m in ("", *SERVED_MODES)
     )
     statuses = "".join(
-        f"<option{' selected' if params.get('status') == s else ''}>{e(s)}</option>" for s in ("", "2xx", "4xx", "5xx")
+        f"<option{' selected' if params.get('status') == s else ''}>{e(s)}</option>"
+        for s in ("", "2xx", "4xx", "5xx")
     )
     extra = (
         f'<label>Model <input name=model list=models value="{e(params.get("model", ""))}" size=16></label>'
@@ -264,10 +296,14 @@ def receipts_list(
 
 def receipt(r: Mapping[str, Any]) -> str:
     fields = "".join(
-        f"<tr><th>{e(name)}</th><td>{_field(name, value)}</td></tr>" for name, value in r.items() if name != "attempts"
+        f"<tr><th>{e(name)}</th><td>{_field(name, value)}</td></tr>"
+        for name, value in r.items()
+        if name != "attempts"
     )
     attempts = "".join(
-        "<tr>" + "".join(f"<td>{e(a.get(k))}</td>" for k in ("provider", "model", "status", "error_code", "ms")) + "</tr>"
+        "<tr>"
+        + "".join(f"<td>{e(a.get(k))}</td>" for k in ("provider", "model", "status", "error_code", "ms"))
+        + "</tr>"
         for a in r.get("attempts") or []
         if isinstance(a, Mapping)
     )
@@ -300,6 +336,6 @@ def login(error: str | None, next_url: str) -> str:
         '<div class="login"><h1>Sign in</h1><p>This proxy has keys. Sign in with the admin key to see everything, '
         "or with a project key to see that key's own requests.</p>"
         f'{notice}<form method="post" action="/ui/login"><input type=hidden name=next value="{e(next_url)}">'
-        '<label>API key <input type=password name=key autocomplete=off required autofocus></label>'
+        "<label>API key <input type=password name=key autocomplete=off required autofocus></label>"
         "<button type=submit>Sign in</button></form></div>"
     )

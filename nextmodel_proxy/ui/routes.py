@@ -24,7 +24,15 @@ from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger import schema as db
 from nextmodel_proxy.ledger.receipts import EXPORT_COLUMNS, ReceiptFilter, export_csv_cells, iter_export_rows
 from nextmodel_proxy.ui import pages, views
-from nextmodel_proxy.ui.access import COOKIE, SESSION_TTL_S, NeedsLogin, Sessions, Viewer, check_login, viewer_for
+from nextmodel_proxy.ui.access import (
+    COOKIE,
+    SESSION_TTL_S,
+    NeedsLogin,
+    Sessions,
+    Viewer,
+    check_login,
+    viewer_for,
+)
 
 T = TypeVar("T")
 STATIC = Path(__file__).parent / "static"
@@ -41,12 +49,18 @@ _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".LICENSE": "text
 
 def _html(text: str, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(
-        status=status, text=text, content_type="text/html", charset="utf-8", headers={**_SECURITY_HEADERS, **(headers or {})}
+        status=status,
+        text=text,
+        content_type="text/html",
+        charset="utf-8",
+        headers={**_SECURITY_HEADERS, **(headers or {})},
     )
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=_SECURITY_HEADERS)
+    return web.Response(
+        status=status, body=orjson.dumps(body), content_type="application/json", headers=_SECURITY_HEADERS
+    )
 
 
 def _sessions(request: web.Request) -> Sessions:
@@ -71,7 +85,9 @@ def _login_redirect(request: web.Request) -> web.Response:
 async def _read(request: web.Request, fn: Callable[[sqlite3.Connection], T]) -> T:
     path = request.app[CONFIG].ledger.path
     if not request.app[CONFIG].ledger.enabled:
-        raise ProxyError(404, "The dashboard needs the ledger, which is disabled in this proxy's config.", "not_found")
+        raise ProxyError(
+            404, "The dashboard needs the ledger, which is disabled in this proxy's config.", "not_found"
+        )
 
     def run() -> T:
         conn = db.connect(path, readonly=True)
@@ -97,7 +113,12 @@ def _page(
     request: web.Request, viewer: Viewer, title: str, body: str, active: str, status: int = 200
 ) -> web.Response:
     html = pages.page(
-        title, body, viewer=viewer.label, signed_in=viewer.signed_in, active=active, query=_range_query(request)
+        title,
+        body,
+        viewer=viewer.label,
+        signed_in=viewer.signed_in,
+        active=active,
+        query=_range_query(request),
     )
     return _html(html, status=status)
 
@@ -132,7 +153,9 @@ def _api_viewer(request: web.Request) -> Viewer:
         return _viewer(request)
     except NeedsLogin as exc:
         raise ProxyError(
-            401, exc.message or "The dashboard API needs a key (Authorization: Bearer) or a signed-in session.", "invalid_api_key"
+            401,
+            exc.message or "The dashboard API needs a key (Authorization: Bearer) or a signed-in session.",
+            "invalid_api_key",
         ) from None
 
 
@@ -169,7 +192,9 @@ async def receipts(request: web.Request) -> web.Response:
 
 async def api_receipts(request: web.Request) -> web.Response:
     viewer = _api_viewer(request)
-    result = await _read(request, lambda c: _api(lambda: views.receipts_page(c, _filters(request, viewer, c))))
+    result = await _read(
+        request, lambda c: _api(lambda: views.receipts_page(c, _filters(request, viewer, c)))
+    )
     return _json({"object": "list", **result})
 
 
@@ -211,7 +236,15 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
 
 
 async def login_form(request: web.Request) -> web.Response:
-    return _html(pages.page("Sign in", pages.login(None, _safe_next(request.query.get("next"))), viewer=None, signed_in=False, active=""))
+    return _html(
+        pages.page(
+            "Sign in",
+            pages.login(None, _safe_next(request.query.get("next"))),
+            viewer=None,
+            signed_in=False,
+            active="",
+        )
+    )
 
 
 async def login(request: web.Request) -> web.Response:
@@ -224,7 +257,12 @@ async def login(request: web.Request) -> web.Response:
         return _html(pages.page("Sign in", body, viewer=None, signed_in=False, active=""), status=401)
     response = _redirect(next_url)
     response.set_cookie(
-        COOKIE, _sessions(request).create(key), httponly=True, samesite="Strict", max_age=SESSION_TTL_S, path="/ui"
+        COOKIE,
+        _sessions(request).create(key),
+        httponly=True,
+        samesite="Strict",
+        max_age=SESSION_TTL_S,
+        path="/ui",
     )
     return response
 
@@ -249,7 +287,11 @@ async def static(request: web.Request) -> web.StreamResponse:
     if STATIC.resolve() not in path.parents or not path.is_file():
         raise ProxyError(404, f"No static file {name[:80]!r}.", "not_found")
     kind = _STATIC_TYPES.get(path.suffix, "application/octet-stream")
-    headers = {**_SECURITY_HEADERS, "Cache-Control": "public, max-age=3600", "Content-Type": f"{kind}; charset=utf-8"}
+    headers = {
+        **_SECURITY_HEADERS,
+        "Cache-Control": "public, max-age=3600",
+        "Content-Type": f"{kind}; charset=utf-8",
+    }
     return web.FileResponse(path, headers=headers)
 
 

@@ -123,10 +123,15 @@ def overview(
         "today": {
             "since_utc": _utc(dash.local_midnight(today, window.tz)),
             **totals_json(
-                dash.totals(conn, dash.local_midnight(today, window.tz), _next_midnight(today, window.tz), key)
+                dash.totals(
+                    conn, dash.local_midnight(today, window.tz), _next_midnight(today, window.tz), key
+                )
             ),
         },
-        "month": {"since_utc": _utc(month.start), **totals_json(dash.totals(conn, month.start, month.end, key))},
+        "month": {
+            "since_utc": _utc(month.start),
+            **totals_json(dash.totals(conn, month.start, month.end, key)),
+        },
         "range": {
             **totals_json(dash.totals(conn, window.start, window.end, key)),
             "latency_p50_ms": _ms(latency.p50_ms),
