@@ -253,8 +253,8 @@ MIGRATIONS += [
 
 # --- m050-m059: dashboard rollups ------------------------------------------------------------------
 # Tables and backfill as shipped in m050 (frozen here; the writer's live upserts are ledger/dash_rollups.py).
-_M050_TABLES = """
-CREATE TABLE spend_q15 (
+_M050_WIDE = """
+CREATE TABLE {name} (
     bucket TEXT NOT NULL, project TEXT NOT NULL, team TEXT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL,
     provider TEXT NOT NULL, served_mode TEXT NOT NULL, n INTEGER NOT NULL, errors INTEGER NOT NULL,
     estimated INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
@@ -262,17 +262,12 @@ CREATE TABLE spend_q15 (
     upstream_pusd INTEGER NOT NULL, billed_pusd INTEGER NOT NULL, fresh_pusd INTEGER NOT NULL,
     savings_pusd INTEGER NOT NULL, unknown_cost INTEGER NOT NULL,
     PRIMARY KEY (bucket, project, team, key_id, model, provider, served_mode)
-) WITHOUT ROWID;
-CREATE INDEX spend_q15_key ON spend_q15 (key_id, bucket);
-CREATE TABLE spend_d (
-    bucket TEXT NOT NULL, project TEXT NOT NULL, team TEXT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL,
-    provider TEXT NOT NULL, served_mode TEXT NOT NULL, n INTEGER NOT NULL, errors INTEGER NOT NULL,
-    estimated INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
-    cached_tokens INTEGER NOT NULL, cache_write_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL,
-    upstream_pusd INTEGER NOT NULL, billed_pusd INTEGER NOT NULL, fresh_pusd INTEGER NOT NULL,
-    savings_pusd INTEGER NOT NULL, unknown_cost INTEGER NOT NULL,
-    PRIMARY KEY (bucket, project, team, key_id, model, provider, served_mode)
-) WITHOUT ROWID;
+) WITHOUT ROWID;"""
+_M050_TABLES = (
+    _M050_WIDE.format(name="spend_q15")
+    + "\nCREATE INDEX spend_q15_key ON spend_q15 (key_id, bucket);"
+    + _M050_WIDE.format(name="spend_d")
+    + """
 CREATE TABLE series_q15 (
     bucket TEXT NOT NULL, model TEXT NOT NULL, served_mode TEXT NOT NULL, n INTEGER NOT NULL,
     billed_pusd INTEGER NOT NULL, PRIMARY KEY (bucket, model, served_mode)
@@ -286,6 +281,7 @@ CREATE TABLE latency_key_q15 (
     PRIMARY KEY (key_id, bucket, kind, bin)
 ) WITHOUT ROWID
 """
+)
 
 
 def _m050_dashboard_rollups(conn: sqlite3.Connection) -> None:
