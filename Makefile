@@ -29,6 +29,7 @@ test: $(VENV)/.test-deps  ## install test dependencies and run the whole suite
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check nextmodel_proxy tests bench
+	$(BIN)/ruff format --check nextmodel_proxy tests bench
 
 fmt: $(VENV)/.test-deps
 	$(BIN)/ruff format nextmodel_proxy tests bench
