@@ -54,6 +54,7 @@ class LiveTally:
     replay_mismatch_stream: int = 0
     scope_checked: int = 0
     scope_crossings: int = 0
+    header_disagreements: int = 0  # served-mode says replay but x-nextmodel-cache does not, or back
     request_errors: int = 0
     first_error: str | None = None
     families: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -126,8 +127,12 @@ class Client:
             return resp.status, resp.headers, await resp.read()
 
 
-def _replayed(headers: Any) -> bool:
-    return headers.get("x-nextmodel-served-mode") == "exact-cache"
+def _replayed(headers: Any, tally: LiveTally | None = None) -> bool:
+    """A replay by x-nextmodel-served-mode; x-nextmodel-cache must say the same (hit) or it is counted."""
+    replayed = headers.get("x-nextmodel-served-mode") == "exact-cache"
+    if tally is not None and replayed != (headers.get("x-nextmodel-cache") == "hit"):
+        tally.header_disagreements += 1
+    return replayed
 
 
 async def _stored(client: Client, body: Mapping[str, Any], project: str) -> tuple[int, Any, bytes] | None:
@@ -168,7 +173,7 @@ async def _pair(client: Client, i: int, pair: Pair, tally: LiveTally) -> None:
     if status != 200:
         tally.error(f"{pair.id}: b answered {status}")
         return
-    if _replayed(headers):
+    if _replayed(headers, tally):
         tally.b_replayed += 1
         fam["replays"] += 1
         if pair.same_answer:

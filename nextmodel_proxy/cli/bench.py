@@ -72,6 +72,7 @@ def _live_text(section: dict[str, Any]) -> str:
         "errors_stored",
         "cut_streams_stored",
         "failure_checks",
+        "header_disagreements",
         "request_errors",
         "first_error",
         "seconds",
