@@ -79,12 +79,14 @@ class Proxy:
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if k != "NMPROXY_ADMIN_KEY"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nextmodel_proxy", "serve", "--config", str(self.config)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        self.log = self.config.with_name("serve.log")
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "nextmodel_proxy", "serve", "--config", str(self.config)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:

@@ -133,7 +133,7 @@ class Ledger:
     @property
     def queue_depth(self) -> int:
         """Receipts and operations waiting for the writer (approximate: read across threads)."""
-        return self._queue.qsize() + len(self._pending)
+        return self._queue.qsize() + self.pending
 
     async def start(self) -> None:
         """Open and migrate the file in the writer thread; raises what opening raised."""
