@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
-from nextmodel_proxy.access.keys import bump_changes, key_lineage, text_or_none, utc_now, utc_text
+from nextmodel_proxy.access.keys import bump_changes, key_lineage
 from nextmodel_proxy.config import Config
+from nextmodel_proxy.timespec import format_utc, format_utc_or_none, utc_now
 
 SCOPES = ("key", "project", "team")
 PERIODS = ("day", "week", "month", "total")
@@ -120,7 +121,7 @@ def set_budget(
             str(amount),
             currency,
             period,
-            utc_text(now or utc_now()),
+            format_utc(now or utc_now()),
         ),
     )
     bump_changes(conn)
@@ -164,7 +165,7 @@ def spent_pusd(conn: sqlite3.Connection, scope: str, scope_id: str, start: dt.da
     params: list[object] = list(ids)
     if start is not None:
         sql += " AND created_utc >= ?"
-        params.append(utc_text(start))
+        params.append(format_utc(start))
     return int(conn.execute(sql, params).fetchone()[0])
 
 
@@ -205,8 +206,8 @@ def usage_json(usage: BudgetUsage) -> dict[str, Any]:
         "spent_usd": f"{usage.spent_usd:f}",
         "remaining": f"{usage.remaining:f}",
         "share_spent": f"{usage.share_spent:.6f}",
-        "period_start": text_or_none(usage.period_start),
-        "reset_at": text_or_none(usage.reset_at),
+        "period_start": format_utc_or_none(usage.period_start),
+        "reset_at": format_utc_or_none(usage.reset_at),
         "source": b.source,
     }
 

@@ -27,9 +27,10 @@ from nextmodel_proxy.access.budget_store import (
     spent_pusd,
     usage_of,
 )
-from nextmodel_proxy.access.keys import read_changes, utc_now, utc_text
+from nextmodel_proxy.access.keys import read_changes
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError
+from nextmodel_proxy.timespec import format_utc, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ _NO_HOLD = Reservation(0, (), 0)  # settling it changes nothing (it is never in 
 
 def window_of(budget: Budget, now: dt.datetime) -> Window:
     start = period_bounds(budget.period, now)[0]
-    return (budget.scope, budget.scope_id, budget.period, utc_text(start) if start else "total")
+    return (budget.scope, budget.scope_id, budget.period, format_utc(start) if start else "total")
 
 
 def usd_to_pusd_ceiling(usd: Decimal) -> int:
@@ -201,7 +202,7 @@ class BudgetBook:
         cur = budget.currency
         spent, held = pusd_in(rate, self._spent[window]), pusd_in(rate, self._reserved[window])
         reset = period_bounds(budget.period, now)[1]
-        when = f"It resets at {utc_text(reset)}." if reset else "It is a total budget and does not reset."
+        when = f"It resets at {format_utc(reset)}." if reset else "It is a total budget and does not reset."
         message = (
             f"Budget exceeded: the {budget.describe()} is {format_amount(budget.amount, cur)}; spent "
             f"{format_amount(spent, cur)}, {format_amount(held, cur)} reserved by requests in flight, and "

@@ -10,20 +10,20 @@ import click
 import orjson
 
 from nextmodel_proxy.cli.common import config_option, db_option, existing_db, load_cli_config, resolve_db
-from nextmodel_proxy.config import Config, ConfigError, ModelConfig, parse_duration
+from nextmodel_proxy.config import Config, ConfigError, ModelConfig
 from nextmodel_proxy.ledger import schema as db
 from nextmodel_proxy.ledger.compare import PUSD_PER_USD, Repriced, Workload, compare, load_workload
+from nextmodel_proxy.timespec import format_utc, parse_time
 
 
 def _since_utc(since: str | None, now: dt.datetime) -> str | None:
-    """The receipts' created_utc format for `now - since`."""
+    """The receipts' created_utc text for --since: ISO 8601 or a duration ago (30d, 2w), as everywhere."""
     if since is None:
         return None
     try:
-        seconds = parse_duration(since, "--since")
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc).removeprefix("--since: "), param_hint="--since") from None
-    return (now - dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return format_utc(parse_time(since, now))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
 
 
 def _chosen_models(config: Config, names: str | None) -> list[ModelConfig]:
