@@ -7,13 +7,13 @@ import hashlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import Any
 
 from nextmodel_proxy.config import CurrencyConfig, Price
 
 PICO = Decimal("1e-12")  # the ledger stores money as integer picodollars
-_PICO_PER_USD = 10**12
+PUSD_PER_USD = 10**12  # picodollars in one US dollar
 _PER_TOKENS = Decimal(1_000_000)  # prices are USD per 1M tokens
 # Wide enough that no intermediate product is ever rounded; the only rounding is the final quantize.
 _EXACT = Context(prec=60, rounding=ROUND_HALF_EVEN)
@@ -348,9 +348,25 @@ def from_pusd(pusd: int) -> Decimal:
     return Decimal(pusd).scaleb(-12, context=_EXACT)
 
 
+def to_pusd_ceiling(amount: Decimal) -> int:
+    """USD -> integer picodollars rounded up (a worst case held against a budget never understates it)."""
+    return int((amount * PUSD_PER_USD).to_integral_value(rounding=ROUND_CEILING))
+
+
+def pusd_in(rate: Decimal, pusd: int) -> Decimal:
+    """Picodollars expressed exactly in a currency of `rate` units per USD (nothing is rounded)."""
+    with localcontext(prec=100):
+        return Decimal(pusd) * rate / PUSD_PER_USD
+
+
+def plain_amount(amount: Decimal) -> str:
+    """Shortest plain text of an amount: no exponent, no trailing zeros (0.0025, 3, 0)."""
+    return f"{amount.normalize():f}"
+
+
 def format_pusd(pusd: int) -> str:
     """format_usd(from_pusd(pusd)) with integer arithmetic only (the export's hot path)."""
-    whole, frac = divmod(abs(pusd), _PICO_PER_USD)
+    whole, frac = divmod(abs(pusd), PUSD_PER_USD)
     digits = f"{frac:012d}".rstrip("0").ljust(2, "0")
     return f"{'-' if pusd < 0 and (whole or frac) else ''}{whole}.{digits}"
 

@@ -12,11 +12,11 @@ from typing import Any
 
 from nextmodel_proxy.access.keys import bump_changes, key_lineage
 from nextmodel_proxy.config import Config
+from nextmodel_proxy.pricing import PUSD_PER_USD, pusd_in
 from nextmodel_proxy.timespec import format_utc, format_utc_or_none, utc_now
 
 SCOPES = ("key", "project", "team")
 PERIODS = ("day", "week", "month", "total")
-PUSD_PER_USD = 10**12
 # receipts column that attributes spend to each scope (fixed names, never user input).
 _RECEIPT_COLUMN = {"key": "key_id", "project": "project", "team": "team"}
 _ADJECTIVE = {"day": "daily", "week": "weekly", "month": "monthly", "total": "total"}
@@ -65,12 +65,6 @@ def rate_of(currency: str, rates: Mapping[str, Decimal]) -> Decimal:
     if currency not in rates:
         raise UnknownCurrency(f"currency {currency!r} has no rate in currency.rates")
     return rates[currency]
-
-
-def pusd_in(currency_rate: Decimal, pusd: int) -> Decimal:
-    """Picodollars expressed exactly in a currency (multiplication only, so nothing is rounded)."""
-    with localcontext(prec=100):
-        return Decimal(pusd) * currency_rate / PUSD_PER_USD
 
 
 def compare_to_limit(used_pusd: int, budget: Budget, currency_rate: Decimal) -> int:

@@ -10,11 +10,10 @@ import threading
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from typing import Protocol
 
 from nextmodel_proxy.access.budget_store import (
-    PUSD_PER_USD,
     Budget,
     BudgetUsage,
     UnknownCurrency,
@@ -22,7 +21,6 @@ from nextmodel_proxy.access.budget_store import (
     compare_to_limit,
     format_amount,
     period_bounds,
-    pusd_in,
     rate_of,
     spent_pusd,
     usage_of,
@@ -30,6 +28,7 @@ from nextmodel_proxy.access.budget_store import (
 from nextmodel_proxy.access.keys import read_changes
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError
+from nextmodel_proxy.pricing import pusd_in, to_pusd_ceiling
 from nextmodel_proxy.timespec import format_utc, utc_now
 
 log = logging.getLogger(__name__)
@@ -65,11 +64,6 @@ _NO_HOLD = Reservation(0, (), 0)  # settling it changes nothing (it is never in 
 def window_of(budget: Budget, now: dt.datetime) -> Window:
     start = period_bounds(budget.period, now)[0]
     return (budget.scope, budget.scope_id, budget.period, format_utc(start) if start else "total")
-
-
-def usd_to_pusd_ceiling(usd: Decimal) -> int:
-    """Round a worst case up, so a reservation never understates it."""
-    return int((usd * PUSD_PER_USD).to_integral_value(rounding=ROUND_CEILING))
 
 
 class BudgetBook:
@@ -152,7 +146,7 @@ class BudgetBook:
         if not self._by_scope:
             return _NO_HOLD
         now = now or utc_now()
-        amount = usd_to_pusd_ceiling(worst_case_usd)
+        amount = to_pusd_ceiling(worst_case_usd)
         with self._lock:
             windows: dict[Window, None] = {}
             for budget in self.applicable(who):

@@ -10,9 +10,10 @@ import click
 import orjson
 
 from nextmodel_proxy.cli.common import config_option, db_option, existing_db, load_cli_config, resolve_db
-from nextmodel_proxy.config import Config, ConfigError, ModelConfig
+from nextmodel_proxy.config import Config, ModelConfig
 from nextmodel_proxy.ledger import schema as db
-from nextmodel_proxy.ledger.compare import PUSD_PER_USD, Repriced, Workload, compare, load_workload
+from nextmodel_proxy.ledger.compare import Repriced, Workload, compare, load_workload
+from nextmodel_proxy.pricing import from_pusd, plain_amount
 from nextmodel_proxy.timespec import format_utc, parse_time
 
 
@@ -50,7 +51,7 @@ def _read(db_path: str, since_utc: str | None, project: str | None) -> Workload:
 
 
 def _usd(value: Decimal) -> str:
-    return format(value.normalize(), "f") if value else "0"
+    return plain_amount(value)
 
 
 def _vs(value: Decimal, billed: Decimal) -> str:
@@ -89,7 +90,7 @@ def render(workload: Workload, repriced: list[Repriced], ratio: Decimal, scope: 
                 str(m.fresh.prompt_tokens + m.replayed.prompt_tokens),
                 str(m.fresh.cached_tokens + m.replayed.cached_tokens),
                 str(m.fresh.completion_tokens + m.replayed.completion_tokens),
-                _usd(Decimal(m.billed_pusd) / PUSD_PER_USD),
+                _usd(from_pusd(m.billed_pusd)),
             ]
             for m in workload.models
         ],
