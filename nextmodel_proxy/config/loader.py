@@ -1,0 +1,84 @@
+"""The whole providers.yaml: sections read in dependency order (providers -> models -> routes -> budgets)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from nextmodel_proxy.config.budgets import ProjectConfig, TeamConfig, read_project, read_team
+from nextmodel_proxy.config.cache import CacheConfig, read_cache
+from nextmodel_proxy.config.currency import CurrencyConfig, read_currency
+from nextmodel_proxy.config.fields import ConfigError, as_mapping, only_keys
+from nextmodel_proxy.config.models import ModelConfig, read_model
+from nextmodel_proxy.config.providers import ProviderConfig, read_provider
+from nextmodel_proxy.config.routes import RouteConfig, read_route
+from nextmodel_proxy.config.service import LedgerConfig, ServerConfig, read_ledger, read_server
+from nextmodel_proxy.config.yaml_text import load_yaml_text
+
+DEFAULT_CONFIG = "providers.yaml"
+SECTIONS = frozenset(
+    {"server", "ledger", "currency", "cache", "providers", "models", "routes", "projects", "teams"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    currency: CurrencyConfig = field(default_factory=CurrencyConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
+    models: Mapping[str, ModelConfig] = field(default_factory=dict)
+    routes: Mapping[str, RouteConfig] = field(default_factory=dict)
+    projects: Mapping[str, ProjectConfig] = field(default_factory=dict)
+    teams: Mapping[str, TeamConfig] = field(default_factory=dict)
+    source_path: str | None = None
+
+
+def _named(root: Mapping[str, Any], section: str) -> dict[str, Any]:
+    """The entries under a by-name section, names as strings."""
+    return {str(name): raw for name, raw in as_mapping(root.get(section), section).items()}
+
+
+def parse_config(data: Any, source_path: str | None = None) -> Config:
+    """Validate a loaded YAML document into a Config."""
+    root = as_mapping(data, "")
+    only_keys(root, "", SECTIONS)
+    providers = {name: read_provider(name, raw) for name, raw in _named(root, "providers").items()}
+    models = {name: read_model(name, raw, providers) for name, raw in _named(root, "models").items()}
+    for name, model in models.items():
+        if model.replacement is not None and model.replacement not in models:
+            raise ConfigError(f"models.{name}.replacement", f"unknown model {model.replacement!r}")
+    routes = {name: read_route(name, raw, models) for name, raw in _named(root, "routes").items()}
+    currency = read_currency(root.get("currency"))
+    teams = {name: read_team(name, raw, currency) for name, raw in _named(root, "teams").items()}
+    targets = {**models, **routes}
+    projects = {
+        name: read_project(name, raw, currency, targets) for name, raw in _named(root, "projects").items()
+    }
+    return Config(
+        server=read_server(root.get("server")),
+        ledger=read_ledger(root.get("ledger")),
+        currency=currency,
+        cache=read_cache(root.get("cache")),
+        providers=MappingProxyType(providers),
+        models=MappingProxyType(models),
+        routes=MappingProxyType(routes),
+        projects=MappingProxyType(projects),
+        teams=MappingProxyType(teams),
+        source_path=source_path,
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate providers.yaml; raises ConfigError with the YAML path of the first problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {str(p)!r}: {exc.strerror or exc}") from None
+    return parse_config(load_yaml_text(text), str(p))
