@@ -24,13 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nextmodel_proxy.config import CurrencyConfig  # noqa: E402
 from nextmodel_proxy.ledger import schema as db  # noqa: E402
 from nextmodel_proxy.ledger.chain import GENESIS  # noqa: E402
-from nextmodel_proxy.ledger.receipts import (  # noqa: E402
-    EXPORT_COLUMNS,
-    Receipt,
-    ReceiptFilter,
-    export_csv_cells,
-    iter_export_rows,
-)
+from nextmodel_proxy.ledger.export import EXPORT_COLUMNS, export_csv_cells, iter_export_rows  # noqa: E402
+from nextmodel_proxy.ledger.receipts import Receipt, ReceiptFilter  # noqa: E402
 from nextmodel_proxy.ledger.rows import chained_rows, insert_rows  # noqa: E402
 from nextmodel_proxy.ledger.spend import spend, spend_total  # noqa: E402
 from nextmodel_proxy.timespec import format_utc  # noqa: E402

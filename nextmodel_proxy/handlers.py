@@ -11,7 +11,7 @@ from aiohttp import web
 
 from nextmodel_proxy import validate
 from nextmodel_proxy.access.auth import can_read_project
-from nextmodel_proxy.appkeys import CONFIG, PIPELINE, SERVICES
+from nextmodel_proxy.appkeys import CLOCK, CONFIG, PIPELINE, SERVICES
 from nextmodel_proxy.catalog import models_list
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger import receipts
@@ -68,6 +68,7 @@ async def _proxy(request: web.Request, endpoint: str) -> web.StreamResponse:
         body=body,
         client_headers=request.headers,
         receipt_url_base=f"{request.scheme}://{request.host}",
+        created=request.app[CLOCK](),
     )
     tags_and_request_id(ex, request.headers)
     sink = ResponseSink(request)

@@ -25,6 +25,7 @@ from nextmodel_proxy.cache import store as cache
 from nextmodel_proxy.cache.sharing import Flight, FlightFailed
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError
+from nextmodel_proxy.ledger.prices import PriceRecorder
 from nextmodel_proxy.ledger.writer import LedgerUnavailable
 from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd
 from nextmodel_proxy.relay import ClientGone, KeepAlive, StreamSink, error_event, relay_batches, write
@@ -53,6 +54,7 @@ class Pipeline:
         self.session = session
         self.services = services
         self._leaders: dict[str, str] = {}  # cache key -> receipt id of the request fetching it
+        self._prices = PriceRecorder()  # each resolved price stored once in the ledger's prices table
 
     # --- admission ----------------------------------------------------------------------------
 
@@ -338,6 +340,7 @@ class Pipeline:
         obj, usage = completion_facts(raw)
         if call.status == 200:
             ex.set_usage(usage, estimated_from=obj)
+            ex.note_service_tier(obj)
             if ex.cache_plan is not None and ex.cache_plan.decision.write and ex.target is ex.cache_target:
                 if caching.storable_body(ex.endpoint, obj, call.status):
                     ex.cache_payload = ("json", raw)
@@ -437,6 +440,7 @@ class Pipeline:
         self._queue_cache_writes(ex, receipt)
         if s.ledger is None:
             return
+        self._prices.record(s.ledger, ex.price, ex.created)
         try:
             future = s.ledger.submit(receipt)
         except LedgerUnavailable as exc:

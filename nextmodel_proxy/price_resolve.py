@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from nextmodel_proxy.pricebook import RATE_FIELDS, PriceModel, Rates
+from nextmodel_proxy.config.prices import RATE_FIELDS, PriceModel, Rates
 
 # Service tier names providers report for their standard rate: never a price rule of their own.
 STANDARD_TIERS = frozenset({"default", "standard", "auto", "on_demand"})

@@ -11,8 +11,8 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import Any
 
 from nextmodel_proxy.config import CurrencyConfig, Price
+from nextmodel_proxy.config.prices import Rates
 from nextmodel_proxy.price_resolve import ResolvedPrice
-from nextmodel_proxy.pricebook import Rates
 
 PICO = Decimal("1e-12")  # the ledger stores money as integer picodollars
 _PICO_PER_USD = 10**12

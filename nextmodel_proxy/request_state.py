@@ -62,6 +62,8 @@ class Exchange:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     extra_headers: dict[str, str] = field(default_factory=dict)
     completion_chars: int | None = None  # for estimating usage when the provider reported none
+    service_tier: str | None = None  # the service tier the upstream reported serving this request at
+    price: Any = None  # the ResolvedPrice its receipt was billed at (set with the receipt)
     # set by the pipeline as the request goes through
     admission: Any = None
     reservation: Any = None
@@ -101,6 +103,18 @@ class Exchange:
         self.error_code = code
         self.served_mode = "error" if self.served_mode == "fresh" else self.served_mode
 
+    def note_service_tier(self, obj: Any) -> None:
+        """Keep the service tier an answer reports: OpenAI's top-level `service_tier`, or the one inside
+        usage (Anthropic's usage.service_tier, kept there by our translation)."""
+        if not isinstance(obj, dict):
+            return
+        tier = obj.get("service_tier")
+        usage = obj.get("usage")
+        if not isinstance(tier, str) and isinstance(usage, dict):
+            tier = usage.get("service_tier")
+        if isinstance(tier, str) and tier:
+            self.service_tier = tier
+
     def set_usage(self, usage: dict[str, Any] | None, *, estimated_from: Any = None) -> None:
         if usage is not None:
             self.usage = usage
@@ -128,6 +142,8 @@ class Exchange:
 
     def finish_stream(self, tee: StreamTee) -> None:
         self.response_id = tee.response_id
+        if tee.service_tier:
+            self.service_tier = tee.service_tier
         if tee.usage is not None:
             self.set_usage(tee.usage)
         else:

@@ -27,15 +27,12 @@ from nextmodel_proxy.cli.common import config_option, db_option, existing_db, lo
 from nextmodel_proxy.config import CurrencyConfig
 from nextmodel_proxy.ledger import schema as db
 from nextmodel_proxy.ledger.chain import verify
+from nextmodel_proxy.ledger.export import EXPORT_COLUMNS, export_csv_cells, export_json, iter_export_rows
 from nextmodel_proxy.ledger.receipts import (
-    EXPORT_COLUMNS,
     SERVED_MODES,
     Receipt,
     ReceiptFilter,
-    export_csv_cells,
-    export_json,
     get_receipt,
-    iter_export_rows,
     list_json,
     query_receipts,
     receipt_to_json,

@@ -87,7 +87,12 @@ def reconcile_command(
     if as_json:
         click.echo(
             orjson.dumps(
-                {"provider": provider, "tolerance_usd": str(tolerance), "lines": [x.as_json() for x in lines], "total": total},
+                {
+                    "provider": provider,
+                    "tolerance_usd": str(tolerance),
+                    "lines": [x.as_json() for x in lines],
+                    "total": total,
+                },
                 option=orjson.OPT_INDENT_2,
             ).decode()
         )
@@ -107,7 +112,15 @@ def _signed(value: Any) -> str:
 
 
 def _print(lines: list[Line], total: dict[str, Any]) -> None:
-    header = ["STATUS", "DAY", "MODEL", "IN proxy/provider (Δ)", "OUT proxy/provider (Δ)", "CACHED Δ", "COST proxy/provider (Δ)"]
+    header = [
+        "STATUS",
+        "DAY",
+        "MODEL",
+        "IN proxy/provider (Δ)",
+        "OUT proxy/provider (Δ)",
+        "CACHED Δ",
+        "COST proxy/provider (Δ)",
+    ]
     rows = []
     for x in lines:
         p, q, d = x.proxy, x.provider, x.deltas

@@ -11,15 +11,20 @@ from typing import Any
 
 import orjson
 
-from nextmodel_proxy.ledger.receipts import SELECT_COLUMNS
+from nextmodel_proxy.ledger.receipts import CORE_WIDTH, SELECT_COLUMNS
 
 GENESIS = "0" * 64  # prev_hash of the first receipt
 _LOOKBACK = 16  # how far back an inserted run of receipts is recognised
 
 
 def content_bytes(values: Sequence[Any]) -> bytes:
-    """Canonical bytes of a row's stored content columns (JSON array; SQLite types map 1:1 onto JSON)."""
-    return orjson.dumps(values if isinstance(values, tuple | list) else list(values))
+    """Canonical bytes of a row's stored content columns (JSON array; SQLite types map 1:1 onto JSON).
+    Columns added after m001 that are NULL at the end are left out, so rows written before them verify."""
+    values = values if isinstance(values, tuple | list) else list(values)
+    end = len(values)
+    while end > CORE_WIDTH and values[end - 1] is None:
+        end -= 1
+    return orjson.dumps(values if end == len(values) else values[:end])
 
 
 def link(prev_hash: str, values: Sequence[Any]) -> str:

@@ -1,7 +1,7 @@
-"""The price model of providers.yaml: currency, dated schedule, long-context tiers, UTC windows, service tiers,
-and the dated FX table. Frozen dataclasses and their parsing; every problem is a ConfigError with its YAML path.
+"""The price model under models.<id> (currency, dated `prices`, `tiers`, `windows`, `service_tiers`) and the
+dated `fx:` table. Frozen dataclasses and their readers; every problem is a ConfigError with its YAML path.
 
-Resolution (which of these applies to one request) is price_resolve.py; money arithmetic is pricing.py.
+Which of these applies to one request is price_resolve.py; the money arithmetic is pricing.py.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any
+
+from nextmodel_proxy.config.fields import ConfigError
 
 # ISO 4217 active codes (2026). A code outside this list is "unknown currency" in check-config.
 ISO_4217 = frozenset(
@@ -26,15 +28,6 @@ ISO_4217 = frozenset(
 APPLIES_TO = frozenset({"request", "excess"})
 RATE_FIELDS = ("input", "output", "cached_input", "cache_write", "cache_write_1h")
 DEFAULT_FX_MAX_AGE_DAYS = 7
-
-
-class PriceConfigError(ValueError):
-    """A price-model problem at a YAML path (config.py turns it into its ConfigError)."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
-        self.path = path
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,13 +163,13 @@ class FxTable:
 
 def _amount(value: Any, path: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise PriceConfigError(path, "must be a number")
+        raise ConfigError(path, "must be a number")
     try:
         amount = Decimal(str(value))
     except InvalidOperation:
-        raise PriceConfigError(path, f"must be a number, got {value!r}") from None
+        raise ConfigError(path, f"must be a number, got {value!r}") from None
     if not amount.is_finite() or amount < 0:
-        raise PriceConfigError(path, "must be a finite number, not negative")
+        raise ConfigError(path, "must be a finite number, not negative")
     return amount
 
 
@@ -190,15 +183,15 @@ def _day(value: Any, path: str) -> dt.date:
             return dt.date.fromisoformat(value)
         except ValueError:
             pass
-    raise PriceConfigError(path, f"must be a date (YYYY-MM-DD), got {value!r}")
+    raise ConfigError(path, f"must be a date (YYYY-MM-DD), got {value!r}")
 
 
 def _keys(m: Any, path: str, allowed: set[str]) -> Mapping[str, Any]:
     if not isinstance(m, Mapping):
-        raise PriceConfigError(path, f"must be a mapping, got {type(m).__name__}")
+        raise ConfigError(path, f"must be a mapping, got {type(m).__name__}")
     for key in m:
         if key not in allowed:
-            raise PriceConfigError(f"{path}.{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+            raise ConfigError(f"{path}.{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
     return m
 
 
@@ -207,37 +200,35 @@ def rates_from(m: Mapping[str, Any], path: str, *, required: bool = True) -> Rat
     if required:
         for name in ("input", "output"):
             if m.get(name) is None:
-                raise PriceConfigError(f"{path}.{name}", "is required")
+                raise ConfigError(f"{path}.{name}", "is required")
     values = {n: _amount(m[n], f"{path}.{n}") if m.get(n) is not None else None for n in RATE_FIELDS}
     return Rates(**values)  # type: ignore[arg-type]
 
 
 def currency_code(value: Any, path: str) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[A-Z]{3}", value):
-        raise PriceConfigError(
-            path, f"a currency is an ISO 4217 code of three capital letters, got {value!r}"
-        )
+        raise ConfigError(path, f"a currency is an ISO 4217 code of three capital letters, got {value!r}")
     if value not in ISO_4217:
-        raise PriceConfigError(path, f"unknown currency {value!r} (not an ISO 4217 code)")
+        raise ConfigError(path, f"unknown currency {value!r} (not an ISO 4217 code)")
     return value
 
 
 def _schedule(raw: Any, path: str) -> tuple[ScheduleEntry, ...]:
     if not isinstance(raw, list) or not raw:
-        raise PriceConfigError(path, "must be a non-empty list of {from: YYYY-MM-DD, input: .., output: ..}")
+        raise ConfigError(path, "must be a non-empty list of {from: YYYY-MM-DD, input: .., output: ..}")
     entries: list[ScheduleEntry] = []
     for i, item in enumerate(raw):
         ipath = f"{path}.{i}"
         m = _keys(item, ipath, {"from", *RATE_FIELDS})
         if m.get("from") is None:
-            raise PriceConfigError(f"{ipath}.from", "is required (the first day this price is in force)")
+            raise ConfigError(f"{ipath}.from", "is required (the first day this price is in force)")
         start = _day(m["from"], f"{ipath}.from")
         if entries and entries[-1].start is not None:
             before = entries[-1].start
             if start == before:
-                raise PriceConfigError(f"{ipath}.from", f"overlaps entry {i - 1}: both start on {start}")
+                raise ConfigError(f"{ipath}.from", f"overlaps entry {i - 1}: both start on {start}")
             if start < before:
-                raise PriceConfigError(
+                raise ConfigError(
                     f"{ipath}.from", f"{start} is before entry {i - 1}'s {before}: list entries oldest first"
                 )
         entries.append(ScheduleEntry(start, rates_from(m, ipath)))
@@ -246,9 +237,7 @@ def _schedule(raw: Any, path: str) -> tuple[ScheduleEntry, ...]:
 
 def _tiers(raw: Any, path: str) -> tuple[Tier, ...]:
     if not isinstance(raw, list):
-        raise PriceConfigError(
-            path, "must be a list of {above_input_tokens: N, applies_to: request|excess, ...}"
-        )
+        raise ConfigError(path, "must be a list of {above_input_tokens: N, applies_to: request|excess, ...}")
     tiers: list[Tier] = []
     seen: dict[int, int] = {}
     for i, item in enumerate(raw):
@@ -256,18 +245,18 @@ def _tiers(raw: Any, path: str) -> tuple[Tier, ...]:
         m = _keys(item, ipath, {"above_input_tokens", "applies_to", *RATE_FIELDS})
         above = m.get("above_input_tokens")
         if isinstance(above, bool) or not isinstance(above, int) or above < 0:
-            raise PriceConfigError(f"{ipath}.above_input_tokens", "must be a whole number of tokens >= 0")
+            raise ConfigError(f"{ipath}.above_input_tokens", "must be a whole number of tokens >= 0")
         if above in seen:
-            raise PriceConfigError(
+            raise ConfigError(
                 f"{ipath}.above_input_tokens", f"equal to tier {seen[above]}'s threshold {above}"
             )
         seen[above] = i
         applies = m.get("applies_to", "request")
         if applies not in APPLIES_TO:
-            raise PriceConfigError(f"{ipath}.applies_to", f"must be request or excess, got {applies!r}")
+            raise ConfigError(f"{ipath}.applies_to", f"must be request or excess, got {applies!r}")
         tiers.append(Tier(above, applies, rates_from(m, ipath)))
     if len({t.applies_to for t in tiers}) > 1:
-        raise PriceConfigError(path, "tiers of one model all apply to the request, or all to the excess")
+        raise ConfigError(path, "tiers of one model all apply to the request, or all to the excess")
     return tuple(sorted(tiers, key=lambda t: t.above_input_tokens))
 
 
@@ -284,14 +273,14 @@ def parse_window(text: Any, path: str) -> tuple[int, int]:
         start, end = (_minute(part) for part in text.split("-"))
         if start is not None and end is not None and start != end:
             return start, end
-    raise PriceConfigError(
+    raise ConfigError(
         path, f'must be "HH:MM-HH:MM" in UTC with different ends (may wrap midnight), got {text!r}'
     )
 
 
 def _windows(raw: Any, path: str) -> tuple[Window, ...]:
     if not isinstance(raw, list):
-        raise PriceConfigError(path, 'must be a list of {utc: "HH:MM-HH:MM", input: .., output: ..}')
+        raise ConfigError(path, 'must be a list of {utc: "HH:MM-HH:MM", input: .., output: ..}')
     windows: list[Window] = []
     for i, item in enumerate(raw):
         ipath = f"{path}.{i}"
@@ -300,24 +289,24 @@ def _windows(raw: Any, path: str) -> tuple[Window, ...]:
         window = Window(m["utc"], start, end, rates_from(m, ipath))
         for j, other in enumerate(windows):
             if any(window.contains(minute) and other.contains(minute) for minute in range(1440)):
-                raise PriceConfigError(f"{ipath}.utc", f"overlaps window {j} ({other.utc})")
+                raise ConfigError(f"{ipath}.utc", f"overlaps window {j} ({other.utc})")
         windows.append(window)
     return tuple(windows)
 
 
 def _service_tiers(raw: Any, path: str) -> Mapping[str, ServiceTierPrice]:
     if not isinstance(raw, Mapping):
-        raise PriceConfigError(path, "must be a mapping of service tier name -> prices or {multiplier: x}")
+        raise ConfigError(path, "must be a mapping of service tier name -> prices or {multiplier: x}")
     out = {}
     for name, item in raw.items():
         ipath = f"{path}.{name}"
         m = _keys(item, ipath, {"multiplier", *RATE_FIELDS})
         if "multiplier" in m:
             if any(k in m for k in RATE_FIELDS):
-                raise PriceConfigError(ipath, "give either prices or a multiplier, not both")
+                raise ConfigError(ipath, "give either prices or a multiplier, not both")
             mult = _amount(m["multiplier"], f"{ipath}.multiplier")
             if mult == 0:
-                raise PriceConfigError(f"{ipath}.multiplier", "must be greater than 0")
+                raise ConfigError(f"{ipath}.multiplier", "must be greater than 0")
             out[str(name)] = ServiceTierPrice(str(name), multiplier=mult)
         else:
             out[str(name)] = ServiceTierPrice(str(name), rates=rates_from(m, ipath))
@@ -332,14 +321,14 @@ def parse_price_model(m: Mapping[str, Any], path: str, simple: Rates | None) -> 
     currency = currency_code(m["currency"], f"{path}.currency") if m.get("currency") is not None else "USD"
     if m.get("prices") is not None:
         if simple is not None:
-            raise PriceConfigError(f"{path}.prices", "give either price: or prices:, not both")
+            raise ConfigError(f"{path}.prices", "give either price: or prices:, not both")
         schedule = _schedule(m["prices"], f"{path}.prices")
     elif simple is not None:
         schedule = (ScheduleEntry(None, simple),)
     else:
         for key in ("tiers", "windows", "service_tiers"):
             if m.get(key) is not None:
-                raise PriceConfigError(f"{path}.{key}", "needs a base price (price: or prices:)")
+                raise ConfigError(f"{path}.{key}", "needs a base price (price: or prices:)")
         return None
     return PriceModel(
         currency=currency,
@@ -359,25 +348,23 @@ def parse_fx(raw: Any, undated: Mapping[str, Decimal]) -> FxTable:
     m = _keys(raw, "fx", {"source", "rates", "max_age_days"})
     source = m.get("source")
     if source is not None and (not isinstance(source, str) or not source):
-        raise PriceConfigError("fx.source", "must be a non-empty string")
+        raise ConfigError("fx.source", "must be a non-empty string")
     max_age = m.get("max_age_days", DEFAULT_FX_MAX_AGE_DAYS)
     if isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 1:
-        raise PriceConfigError("fx.max_age_days", "must be a whole number of days >= 1")
+        raise ConfigError("fx.max_age_days", "must be a whole number of days >= 1")
     rows = m.get("rates")
     if not isinstance(rows, list) or not rows:
-        raise PriceConfigError("fx.rates", "must be a non-empty list of {date: YYYY-MM-DD, GBP: 0.79, ...}")
+        raise ConfigError("fx.rates", "must be a non-empty list of {date: YYYY-MM-DD, GBP: 0.79, ...}")
     dated: list[tuple[dt.date, Mapping[str, Decimal]]] = []
     for i, row in enumerate(rows):
         ipath = f"fx.rates.{i}"
         if not isinstance(row, Mapping):
-            raise PriceConfigError(ipath, "must be a mapping {date: ..., CODE: units per USD, ...}")
+            raise ConfigError(ipath, "must be a mapping {date: ..., CODE: units per USD, ...}")
         if row.get("date") is None:
-            raise PriceConfigError(f"{ipath}.date", "is required")
+            raise ConfigError(f"{ipath}.date", "is required")
         day = _day(row["date"], f"{ipath}.date")
         if dated and day <= dated[-1][0]:
-            raise PriceConfigError(
-                f"{ipath}.date", f"{day} is not after {dated[-1][0]}: list rates oldest first"
-            )
+            raise ConfigError(f"{ipath}.date", f"{day} is not after {dated[-1][0]}: list rates oldest first")
         rates = {}
         for code, value in row.items():
             if code == "date":
@@ -385,7 +372,7 @@ def parse_fx(raw: Any, undated: Mapping[str, Decimal]) -> FxTable:
             cpath = f"{ipath}.{code}"
             rates[currency_code(code, cpath)] = _amount(value, cpath)
             if rates[code] == 0:
-                raise PriceConfigError(cpath, "a rate must be greater than 0")
+                raise ConfigError(cpath, "a rate must be greater than 0")
         dated.append((day, MappingProxyType(rates)))
     return FxTable(source, tuple(dated), MappingProxyType(dict(undated)), max_age)
 
