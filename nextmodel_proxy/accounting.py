@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal
@@ -110,6 +111,12 @@ def _costs(
     }
 
 
+def display_rate(config: Config, day: dt.date) -> Decimal:
+    """The display currency's rate for a receipt of `day`: the dated fx rate of that day, else the undated one."""
+    found = config.fx.rate(config.currency.display, day)
+    return found[0] if found else config.currency.rates[config.currency.display]
+
+
 def build_receipt(ex: Exchange, config: Config) -> Receipt:
     """The receipt of a finished exchange."""
     ex.finish()
@@ -147,7 +154,7 @@ def build_receipt(ex: Exchange, config: Config) -> Receipt:
         usage_source=ex.usage_source if usage else "none",
         **_costs(ex, usage, price, config),
         display_currency=currency.display,
-        display_rate=currency.rates[currency.display],
+        display_rate=display_rate(config, ex.created.date()),
         latency_ms=round(ex.latency_ms or 0.0, 3),
         ttft_ms=round(ex.ttft_ms, 3) if ex.ttft_ms is not None else None,
         reused_receipt_id=ex.reused_receipt_id,

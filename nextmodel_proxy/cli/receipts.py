@@ -28,6 +28,7 @@ from nextmodel_proxy.config import CurrencyConfig
 from nextmodel_proxy.ledger import schema as db
 from nextmodel_proxy.ledger.chain import verify
 from nextmodel_proxy.ledger.export import EXPORT_COLUMNS, export_csv_cells, export_json, iter_export_rows
+from nextmodel_proxy.ledger.prices import get_price, unit_prices_line
 from nextmodel_proxy.ledger.receipts import (
     SERVED_MODES,
     Receipt,
@@ -215,16 +216,19 @@ def show_cmd(config_path: str | None, db_path: str | None, receipt_id: str, as_j
     """One receipt, every field."""
     with read_ledger(db_path, config_path) as (conn, _currency):
         receipt = get_receipt(conn, receipt_id)
+        price = get_price(conn, receipt.price_version) if receipt and receipt.price_version else None
     if receipt is None:
         raise click.ClickException(f"no receipt {receipt_id!r} in the ledger")
     data = receipt_to_json(receipt)
     if as_json:
-        _echo_json(data)
+        _echo_json({**data, "unit_prices": price})
         return
     width = max(len(k) for k in data)
     for key, value in data.items():
         shown = orjson.dumps(value).decode() if isinstance(value, list | dict | bool) else value
         click.echo(f"{key.ljust(width)}  {'-' if shown is None else shown}")
+    units = unit_prices_line(price) if price else "- (price version not in the ledger's prices table)"
+    click.echo(f"{'unit prices'.ljust(width)}  {units}")
 
 
 @receipts.command("export")

@@ -62,6 +62,15 @@ def get_price(conn: sqlite3.Connection, version: str) -> dict[str, Any] | None:
     return out
 
 
+UNIT_FIELDS = ("input", "output", "cached_input", "cache_write", "cache_write_1h")
+
+
+def unit_prices_line(price: dict[str, Any]) -> str:
+    """'input 0.4, output 4, ... CNY per 1M tokens' (fields not set are left out)."""
+    parts = [f"{name} {price[name]}" for name in UNIT_FIELDS if price.get(name) is not None]
+    return f"{', '.join(parts)} {price['currency']} per 1M tokens"
+
+
 class PriceRecorder:
     """Queues each price version once per process; a version whose op failed is queued again next time."""
 
