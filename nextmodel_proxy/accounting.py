@@ -18,15 +18,25 @@ from nextmodel_proxy.timespec import format_utc
 
 
 def usage_of(ex: Exchange) -> pricing.Usage | None:
-    """The exchange's usage in OpenAI semantics; estimated by us when a successful answer reported none."""
+    """The exchange's usage in OpenAI semantics, through the one sanitizer (pricing.check_usage); estimated by
+    us when a successful answer reported none or a figure that cannot be trusted (with the reason why)."""
+    reason = None
     if ex.usage is not None:
-        return pricing.normalise_usage(ex.usage, "openai")
+        checked = pricing.check_usage(ex.usage, "openai", completion_required=ex.is_chat)
+        if checked.usage is not None:
+            return checked.usage
+        reason = checked.reason
     # completion_chars is set only when there is an answer: an upstream 200 (a stream it then cut, served_mode
     # error, was still consumed upstream) or a replay of one that had no usage. Estimated, never a silent 0.
-    if ex.completion_chars is not None and ex.served_mode in ("fresh", "error", "exact-cache"):
+    if (ex.completion_chars is not None or reason) and ex.served_mode in ("fresh", "error", "exact-cache"):
         ex.usage_source = "estimated"
-        prompt = estimate_prompt_tokens(ex.body) if ex.endpoint == "chat" else _embedding_tokens(ex.body)
-        return pricing.Usage(prompt, (ex.completion_chars + 3) // 4)
+        ex.usage_reason = reason
+        if reason and ex.completion_chars is None:
+            ex.usage_reason = f"{reason}; answer text not at hand, completion counted 0"
+        prompt = (
+            estimate_prompt_tokens(ex.body) if ex.endpoint != "embeddings" else _embedding_tokens(ex.body)
+        )
+        return pricing.Usage(prompt, ((ex.completion_chars or 0) + 3) // 4)
     return None
 
 
@@ -166,4 +176,5 @@ def build_receipt(ex: Exchange, config: Config) -> Receipt:
         cache_key=ex.cache_key,
         cache_status=ex.cache_status,
         attempts=attempts,
+        usage_reason=ex.usage_reason if usage else None,
     )

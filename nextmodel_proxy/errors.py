@@ -46,8 +46,31 @@ CODES = frozenset(
         "budget_exceeded",
         "rate_limit_exceeded",
         "internal_error",
+        "server_busy",
+        "server_shutting_down",
+        "upstream_too_large",
     }
 )
+# Codes a retry of the same request may fix; every other error answers `x-should-retry: false`, so the
+# OpenAI SDKs (which retry 408/409/429/5xx by default) do not repeat a request that cannot succeed.
+RETRYABLE_CODES = frozenset(
+    {
+        "rate_limit_exceeded",
+        "upstream_unreachable",
+        "upstream_timeout",
+        "upstream_error",
+        "ledger_unavailable",
+        "internal_error",
+        "server_busy",
+        "server_shutting_down",
+    }
+)
+NO_RETRY = {"x-should-retry": "false"}
+
+
+def retry_headers(code: str | None) -> dict[str, str]:
+    """`x-should-retry: false` for an error a retry cannot fix."""
+    return {} if code in RETRYABLE_CODES else dict(NO_RETRY)
 
 
 class ProxyError(Exception):
@@ -71,7 +94,7 @@ class ProxyError(Exception):
         self.code = code
         self.type = type or _TYPE_FOR_STATUS.get(status, "api_error")
         self.param = param
-        self.headers = dict(headers or {})
+        self.headers = {**retry_headers(code), **(headers or {})}
 
     def body(self) -> bytes:
         return error_body(self.message, self.type, self.code, self.param)

@@ -8,17 +8,21 @@ from collections.abc import Mapping
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.web_protocol import RequestPayloadError
 
 from nextmodel_proxy import validate
 from nextmodel_proxy.access.auth import can_read_project
 from nextmodel_proxy.appkeys import CLOCK, CONFIG, PIPELINE, SERVICES
 from nextmodel_proxy.catalog import models_list
+from nextmodel_proxy.endpoints import validate_bodies
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger import receipts
 from nextmodel_proxy.relay import ClientGone
 from nextmodel_proxy.request_state import Exchange
 
 _JSON = "application/json"
+_CHECKS = {"chat": validate.check_chat, "embeddings": validate.check_embeddings, **validate_bodies.CHECKS}
 
 
 class ResponseSink:
@@ -31,8 +35,9 @@ class ResponseSink:
         self.response: web.StreamResponse | None = None
 
     async def start(self, status: int, headers: Mapping[str, str]) -> None:
+        # No enable_chunked_encoding(): aiohttp chunks for HTTP/1.1 by itself, and for an HTTP/1.0
+        # client (which cannot read chunks) it sends the stream plain and closes the connection at the end.
         self.response = web.StreamResponse(status=status, headers=headers)
-        self.response.enable_chunked_encoding()
         await self.response.prepare(self.request)
 
     async def write(self, data: bytes) -> None:
@@ -49,6 +54,12 @@ async def read_body(request: web.Request) -> bytes:
         return await request.read()  # the app's client_max_size stops a chunked body past the limit
     except web.HTTPRequestEntityTooLarge:
         raise validate.too_large(limit) from None
+    except (RequestPayloadError, BadHttpMessage):  # e.g. Content-Encoding: gzip on a body that is not gzip
+        encoding = request.headers.get("Content-Encoding")
+        what = f"is not valid {encoding!r} data" if encoding else "is malformed"
+        raise ProxyError(
+            400, f"The request body {what}: send it as its Content-Encoding header says.", "invalid_body"
+        ) from None
 
 
 def tags_and_request_id(ex: Exchange, headers: Mapping[str, str]) -> None:
@@ -59,9 +70,12 @@ def tags_and_request_id(ex: Exchange, headers: Mapping[str, str]) -> None:
     ex.request_id = headers.get("x-request-id") or headers.get("x-client-request-id") or None
 
 
-async def _proxy(request: web.Request, endpoint: str) -> web.StreamResponse:
+async def proxy(
+    request: web.Request, endpoint: str, *, auth_headers: Mapping[str, str] | None = None
+) -> web.StreamResponse:
+    """Any proxied endpoint; `auth_headers` when the proxy key may come in another header (x-api-key)."""
     pipeline = request.app[PIPELINE]
-    principal = pipeline.authenticate(request.headers)
+    principal = pipeline.authenticate(auth_headers if auth_headers is not None else request.headers)
     body = await _valid_body(request, endpoint)
     ex = Exchange(
         endpoint=endpoint,
@@ -86,7 +100,7 @@ async def _valid_body(request: web.Request, endpoint: str) -> dict:
     try:
         body = validate.parse_body(await read_body(request))
         validate.require_model(body)
-        (validate.check_chat if endpoint == "chat" else validate.check_embeddings)(body)
+        _CHECKS[endpoint](body)
     except ProxyError as exc:
         request.app[PIPELINE].count_rejected(exc)
         raise
@@ -94,11 +108,11 @@ async def _valid_body(request: web.Request, endpoint: str) -> dict:
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await _proxy(request, "chat")
+    return await proxy(request, "chat")
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    return await _proxy(request, "embeddings")
+    return await proxy(request, "embeddings")
 
 
 async def list_models(request: web.Request) -> web.Response:

@@ -24,14 +24,14 @@ from nextmodel_proxy.cache import replay
 from nextmodel_proxy.cache import store as cache
 from nextmodel_proxy.cache.sharing import Flight, FlightFailed
 from nextmodel_proxy.config import Config
+from nextmodel_proxy.endpoints import wire
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger.prices import PriceRecorder
 from nextmodel_proxy.ledger.writer import LedgerUnavailable
-from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd
-from nextmodel_proxy.relay import ClientGone, KeepAlive, StreamSink, error_event, relay_batches, write
+from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd, usage_trusted
+from nextmodel_proxy.relay import ClientGone, KeepAlive, StreamSink, relay_batches, start, write
 from nextmodel_proxy.request_state import Exchange
 from nextmodel_proxy.services import Services
-from nextmodel_proxy.tee import StreamTee, completion_facts
 from nextmodel_proxy.upstream.base import Target, UpstreamCall, event_batches
 from nextmodel_proxy.upstream.failover import open_first
 
@@ -217,7 +217,7 @@ class Pipeline:
             hit.usage,
             hit.fresh_receipt_id,
             "hit",
-            _stored_answer(hit.response_kind, hit.body) if hit.usage is None else None,
+            _stored_answer(ex.endpoint, hit.response_kind, hit.body) if not _trusted(ex, hit.usage) else None,
         )
         ex.cache_hit = hit
         ex.extra_headers.update(caching.status_headers(ex.cache_plan, "hit"))
@@ -249,13 +249,15 @@ class Pipeline:
         except FlightFailed:
             return _NOT_SERVED
         kind, body = caching.flight_result(events, flight.final)
-        usage = caching.usage_from(kind, body)
+        usage = caching.usage_from(kind, body, ex.endpoint)
         self._served_by_leader(
-            ex, leader_receipt, usage, _stored_answer(kind, body) if usage is None else None
+            ex,
+            leader_receipt,
+            usage,
+            _stored_answer(ex.endpoint, kind, body) if not _trusted(ex, usage) else None,
         )
-        return await self._write_replay(
-            ex, replay.replay(kind, body, stream=ex.stream, include_usage=ex.client_wants_usage), sink
-        )
+        out = wire.replay_body(ex.endpoint, kind, body, stream=ex.stream, include_usage=ex.client_wants_usage)
+        return await self._write_replay(ex, out, sink)
 
     @staticmethod
     def _served_by_leader(
@@ -272,7 +274,7 @@ class Pipeline:
     ) -> Any:
         """Relay the leader's events as they arrive (the stream starts on the first one, so a leader failing
         before it lets us go upstream ourselves); a failure after that ends the stream with an error event."""
-        tee = StreamTee(collect=False)
+        tee = wire.tee_for(ex.endpoint, collect=False)
         keepalive: KeepAlive | None = None
         try:
             async for raw in flight.events():
@@ -296,7 +298,7 @@ class Pipeline:
             # Nothing complete was delivered: an error, not a replay to bill.
             ex.served_mode, ex.usage, ex.usage_source = "error", None, "none"
             ex.fail(exc.status, exc.code)
-            await write(sink, error_event(exc))
+            await write(sink, wire.error_event(ex.endpoint, exc))
             await self._finish(ex, wait=False)
             return None
         except (ClientGone, asyncio.CancelledError):
@@ -337,7 +339,7 @@ class Pipeline:
             call.release()
         ex.mark_first_byte()
         ex.status = call.status
-        obj, usage = completion_facts(raw)
+        obj, usage = wire.body_facts(ex.endpoint, raw)
         if call.status == 200:
             ex.set_usage(usage, estimated_from=obj)
             ex.note_service_tier(obj)
@@ -359,11 +361,12 @@ class Pipeline:
         self, ex: Exchange, call: UpstreamCall, sink: StreamSink, flight: Flight | None
     ) -> None:
         storing = ex.cache_plan is not None and ex.cache_plan.decision.write and ex.target is ex.cache_target
-        tee = StreamTee(collect=True)
-        await self._start_stream(ex, sink)
+        tee = wire.tee_for(ex.endpoint, collect=True)
         shared = flight is not None and storing
         lost = False
         try:
+            # Inside the try: if even the headers cannot be written, the upstream call is still released.
+            await self._start_stream(ex, sink)
             lost = await relay_batches(
                 event_batches(call),
                 sink,
@@ -384,7 +387,7 @@ class Pipeline:
         except ProxyError as exc:
             ex.fail(exc.status, exc.code)
             with contextlib.suppress(ClientGone):  # a client already gone needs no error event
-                await write(sink, error_event(exc))
+                await write(sink, wire.error_event(ex.endpoint, exc))
         except (ClientGone, asyncio.CancelledError):
             if not tee.done:  # a client that already has [DONE] got the whole answer
                 ex.fail(499, "client_closed")
@@ -394,7 +397,7 @@ class Pipeline:
             ex.finish_stream(tee)
             # Parsing the whole stream is only worth it when someone will reuse it.
             reused = storing or flight is not None
-            complete = reused and ex.error_code is None and caching.storable_stream(tee.events)
+            complete = reused and ex.error_code is None and wire.storable_stream(ex.endpoint, tee)
             if storing and complete:
                 ex.cache_payload = ("sse", b"".join(tee.events))
             if flight is not None:
@@ -409,9 +412,10 @@ class Pipeline:
     # --- the receipt -------------------------------------------------------------------------
 
     async def _start_stream(self, ex: Exchange, sink: StreamSink) -> None:
-        """Send a 200 event-stream's headers."""
+        """Send a 200 event-stream's headers (ClientGone when the client cannot take them)."""
         ex.status = 200
-        await sink.start(
+        await start(
+            sink,
             200,
             {
                 "Content-Type": "text/event-stream",
@@ -489,14 +493,20 @@ def _log_ledger_failure(future: asyncio.Future[None]) -> None:
         log.error("a receipt could not be committed yet (kept for retry): %s", future.exception())
 
 
-def _stored_answer(kind: str, body: bytes) -> dict[str, Any] | None:
+def _stored_answer(endpoint: str, kind: str, body: bytes) -> dict[str, Any] | None:
     """A stored answer as one chat.completion (to estimate a replay whose provider reported no usage)."""
+    if endpoint in wire.STREAM_KEYED:
+        return None
     obj = orjson.loads(body) if kind == "json" else replay.sse_to_completion(replay.decode_events(body))
     return obj if isinstance(obj, dict) else None
 
 
+def _trusted(ex: Exchange, usage: dict[str, Any] | None) -> bool:
+    return usage_trusted(usage, completion_required=ex.is_chat)
+
+
 def _max_tokens(body: Mapping[str, Any]) -> int:
-    value = body.get("max_completion_tokens") or body.get("max_tokens")
+    value = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
     return value if isinstance(value, int) else 0
 
 

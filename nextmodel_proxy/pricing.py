@@ -19,6 +19,8 @@ _PICO_PER_USD = 10**12
 _PER_TOKENS = Decimal(1_000_000)  # prices are USD per 1M tokens
 # Wide enough that no intermediate product is ever rounded; the only rounding is the final quantize.
 _EXACT = Context(prec=60, rounding=ROUND_HALF_EVEN)
+# One receipt's cost never goes past this: the ledger's 64-bit picodollar columns end near $9.2M.
+MAX_RECEIPT_USD = Decimal(1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +165,124 @@ def normalise_usage(raw: Mapping[str, Any], dialect: str) -> Usage:
     return reader(inner if isinstance(inner, Mapping) else raw)
 
 
+# --- untrusted usage: the one sanitizer ---------------------------------------------------------
+
+# No real request comes near this: the largest context windows are ~10M tokens. A count above it is a broken
+# or hostile upstream, and trusting it could overflow the 64-bit picodollar cost and integer columns.
+MAX_TOKEN_COUNT = 100_000_000
+
+# Per dialect: (count paths that must be present, count paths that may be present). A path is a tuple of keys.
+_COUNT_PATHS: Mapping[str, tuple[tuple[tuple[str, ...], ...], tuple[tuple[str, ...], ...]]] = {
+    "openai": (
+        (("prompt_tokens",), ("completion_tokens",)),
+        (
+            ("prompt_tokens_details", "cached_tokens"),
+            ("prompt_tokens_details", "cache_write_tokens"),
+            ("prompt_tokens_details", "cache_write_1h_tokens"),
+            ("completion_tokens_details", "reasoning_tokens"),
+            ("prompt_cache_hit_tokens",),
+            ("prompt_cache_miss_tokens",),
+        ),
+    ),
+    "anthropic": (
+        (("input_tokens",), ("output_tokens",)),
+        (
+            ("cache_read_input_tokens",),
+            ("cache_creation_input_tokens",),
+            ("cache_creation", "ephemeral_1h_input_tokens"),
+        ),
+    ),
+    "gemini": (
+        (("promptTokenCount",),),
+        (
+            ("candidatesTokenCount",),
+            ("thoughtsTokenCount",),
+            ("cachedContentTokenCount",),
+            ("toolUsePromptTokenCount",),
+        ),
+    ),
+}
+_COUNT_PATHS = {**_COUNT_PATHS, "deepseek": _COUNT_PATHS["openai"]}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedUsage:
+    """An upstream's usage after the sanitizer: `usage` when every figure is a believable count, else None
+    with the `reason` it was not trusted (the receipt then estimates usage from the text)."""
+
+    usage: Usage | None
+    reason: str | None = None
+
+
+class _Untrusted(ValueError):
+    pass
+
+
+def _checked_count(value: Any, name: str) -> int:
+    """A count from untrusted JSON: an int (or a whole float such as 8753.0) from 0 to MAX_TOKEN_COUNT."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise _Untrusted(f"{name} is not a whole number ({type(value).__name__} {shown})")
+    if value < 0:
+        raise _Untrusted(f"{name} is negative ({value})")
+    if value > MAX_TOKEN_COUNT:
+        raise _Untrusted(f"{name} is beyond any real request ({value} > {MAX_TOKEN_COUNT})")
+    return value
+
+
+def _cleaned(raw: Mapping[str, Any], dialect: str, *, completion_required: bool) -> dict[str, Any]:
+    """A copy of the known count fields with every value checked (raises _Untrusted)."""
+    required, optional = _COUNT_PATHS[dialect]
+    if not completion_required:
+        required, optional = required[:1], (*required[1:], *optional)
+    openai_like = dialect in ("openai", "deepseek")
+    # DeepSeek's hit + miss stand in for prompt_tokens; with neither there is no prompt figure at all.
+    if openai_like and raw.get("prompt_tokens") is None:
+        if raw.get("prompt_cache_hit_tokens") is None or raw.get("prompt_cache_miss_tokens") is None:
+            raise _Untrusted("prompt_tokens is missing")
+    out: dict[str, Any] = {}
+    for path, must in [(p, True) for p in required] + [(p, False) for p in optional]:
+        node: Any = raw
+        for key in path:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        name = ".".join(path)
+        if node is None:
+            if must and not (openai_like and path == ("prompt_tokens",)):
+                raise _Untrusted(f"{name} is missing")
+            continue
+        target = out
+        for key in path[:-1]:
+            target = target.setdefault(key, {})
+        target[path[-1]] = _checked_count(node, name)
+    return out
+
+
+def check_usage(raw: Any, dialect: str = "openai", *, completion_required: bool = True) -> CheckedUsage:
+    """The one gate for an upstream's usage object (or a whole response carrying one). Whole-number floats
+    count; strings, negatives, other non-numbers, missing counts, `{}` and counts over MAX_TOKEN_COUNT are
+    not trusted (usage None + reason). `completion_required=False` for embeddings (no completion count)."""
+    try:
+        envelope, reader = DIALECTS[dialect]
+    except KeyError:
+        raise ValueError(f"unknown usage dialect {dialect!r} (known: {', '.join(DIALECTS)})") from None
+    if not isinstance(raw, Mapping):
+        return CheckedUsage(None, f"usage is not an object ({type(raw).__name__})")
+    inner = raw.get(envelope)
+    source = inner if isinstance(inner, Mapping) else raw
+    try:
+        cleaned = _cleaned(source, dialect, completion_required=completion_required)
+    except _Untrusted as exc:
+        return CheckedUsage(None, f"upstream usage not trusted: {exc}")
+    return CheckedUsage(reader(cleaned))
+
+
+def usage_trusted(raw: Any, *, completion_required: bool = True) -> bool:
+    """check_usage(raw).usage is not None, for callers that only decide whether to keep the answer text."""
+    return raw is not None and check_usage(raw, completion_required=completion_required).usage is not None
+
+
 # --- money -------------------------------------------------------------------------------------
 
 
@@ -182,6 +302,10 @@ def cost(usage: Usage | None, price: Price | None, *, model: str | None = None) 
             + usage.cache_write_tokens * write_rate
             + usage.completion_tokens * price.output
         ) / _PER_TOKENS
+        if (
+            total > MAX_RECEIPT_USD
+        ):  # only a misconfigured price gets here (counts are bounded): never overflow
+            return Cost(None, f"cost beyond ${MAX_RECEIPT_USD} for one request (check the price of {model})")
         return Cost(total.quantize(PICO, rounding=ROUND_HALF_EVEN))
 
 

@@ -31,6 +31,13 @@ async def write(sink: StreamSink, data: bytes) -> None:
         raise ClientGone() from exc
 
 
+async def start(sink: StreamSink, status: int, headers: Mapping[str, str]) -> None:
+    try:
+        await sink.start(status, headers)
+    except (ConnectionError, RuntimeError) as exc:
+        raise ClientGone() from exc
+
+
 def error_event(exc: ProxyError) -> bytes:
     """An error after the stream started: one last SSE event carrying the OpenAI error object."""
     return b"data: " + exc.body() + b"\n\n"

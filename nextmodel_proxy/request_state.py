@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nextmodel_proxy.ledger.receipts import new_receipt_id
-from nextmodel_proxy.pricing import format_usd
+from nextmodel_proxy.pricing import format_usd, usage_trusted
 from nextmodel_proxy.upstream.base import Target
 
 if TYPE_CHECKING:
     from nextmodel_proxy.tee import StreamTee
+
+_STREAMING = frozenset({"chat", "responses", "messages", "completions"})
+_USAGE_OPTION = frozenset({"chat", "completions"})  # endpoints that report stream usage only when asked
 
 
 def completion_chars(obj: Mapping[str, Any]) -> int:
@@ -31,7 +34,7 @@ def completion_chars(obj: Mapping[str, Any]) -> int:
 
 @dataclass(slots=True)
 class Exchange:
-    endpoint: str  # "chat" | "embeddings"
+    endpoint: str  # "chat" | "embeddings" | "responses" | "messages" | "completions"
     body: dict[str, Any]
     client_headers: Mapping[str, str]
     receipt_url_base: str = ""
@@ -52,6 +55,7 @@ class Exchange:
     error_code: str | None = None
     usage: dict[str, Any] | None = None
     usage_source: str = "none"
+    usage_reason: str | None = None  # why usage_source is "estimated" when an upstream figure was not trusted
     ttft_ms: float | None = None
     latency_ms: float | None = None
     upstream_request_id: str | None = None
@@ -79,8 +83,14 @@ class Exchange:
         return self.body["model"]
 
     @property
+    def is_chat(self) -> bool:
+        """Answers with a completion (chat, and responses/messages/completions, whose usage is kept in chat
+        semantics): its usage must carry a completion count. False only for embeddings."""
+        return self.endpoint != "embeddings"
+
+    @property
     def stream(self) -> bool:
-        return self.endpoint == "chat" and self.body.get("stream") is True
+        return self.endpoint in _STREAMING and self.body.get("stream") is True
 
     @property
     def client_wants_usage(self) -> bool:
@@ -89,7 +99,7 @@ class Exchange:
 
     def upstream_body(self) -> dict[str, Any]:
         """The body sent upstream: a stream always asks for usage so the receipt has real figures."""
-        if self.endpoint != "chat" or not self.stream or self.client_wants_usage:
+        if self.endpoint not in _USAGE_OPTION or not self.stream or self.client_wants_usage:
             return self.body
         opts = self.body.get("stream_options") if isinstance(self.body.get("stream_options"), dict) else {}
         return {**self.body, "stream_options": {**opts, "include_usage": True}}
@@ -119,7 +129,8 @@ class Exchange:
         if usage is not None:
             self.usage = usage
             self.usage_source = "upstream"
-        elif isinstance(estimated_from, dict):
+        # The answer's length, for an estimate: when there is no usage, or one the receipt may not trust.
+        if isinstance(estimated_from, dict) and not usage_trusted(usage, completion_required=self.is_chat):
             self.completion_chars = completion_chars(estimated_from)
 
     def served_from(
@@ -133,9 +144,8 @@ class Exchange:
         self.served_mode = "exact-cache"
         self.usage = usage
         self.usage_source = "cache"
-        if (
-            usage is None and answer is not None
-        ):  # its fresh call was estimated: estimate the replay the same way
+        # its fresh call was estimated: estimate the replay the same way
+        if answer is not None and not usage_trusted(usage, completion_required=self.is_chat):
             self.completion_chars = completion_chars(answer)
         self.reused_receipt_id = reused_receipt_id
         self.cache_status = cache_status
@@ -146,7 +156,7 @@ class Exchange:
             self.service_tier = tee.service_tier
         if tee.usage is not None:
             self.set_usage(tee.usage)
-        else:
+        if not usage_trusted(tee.usage, completion_required=self.is_chat):
             self.completion_chars = tee.content_chars()
         if tee.error is not None and self.error_code is None:
             self.error_code = str(tee.error.get("code") or tee.error.get("type") or "upstream_error")

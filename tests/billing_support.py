@@ -96,7 +96,9 @@ class Billing:
     async def start(self, fx_rates: list[dict[str, Any]], display: str = "USD") -> None:
         await self.stop()
         self.config_path.write_text(config_text(self.fake_url, self.db, fx_rates, display))
-        self.server = TestServer(create_app(load_config(self.config_path), clock=self.clock), host="127.0.0.1")
+        self.server = TestServer(
+            create_app(load_config(self.config_path), clock=self.clock), host="127.0.0.1"
+        )
         await self.server.start_server()
         self.client = openai.AsyncOpenAI(
             base_url=str(self.server.make_url("/v1")), api_key="sk-client", max_retries=0, timeout=20
@@ -140,7 +142,9 @@ class Billing:
                 receipt_id = receipt_id or chunks.response.headers.get("x-nextmodel-receipt-id")
             assert receipt_id
             return await self.receipt(receipt_id, wait=True)
-        raw = await self.client.chat.completions.with_raw_response.create(model=model, messages=messages, **kw)
+        raw = await self.client.chat.completions.with_raw_response.create(
+            model=model, messages=messages, **kw
+        )
         receipt = await self.receipt(raw.headers["x-nextmodel-receipt-id"])
         assert raw.headers["x-nextmodel-cost-usd"] == receipt["billed_cost_usd"]
         return receipt
@@ -169,4 +173,3 @@ def cost(*parts: tuple[int, Any]) -> Decimal:
 def money(amount: Decimal) -> Decimal:
     """As a receipt stores it: rounded half-even to 1e-12."""
     return amount.quantize(Decimal("1e-12"))
-

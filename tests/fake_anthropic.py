@@ -7,6 +7,7 @@ usage.cache_creation reports them), -echo (the received
 Messages request as the answer text); anything else answers "Hi! My name is Claude." / streams "Hello!".
 A model name containing -same streams the very message it answers without streaming (built from it), so a
 client can compare the two.
+POST /v1/messages/count_tokens answers {"input_tokens": 7 + len(JSON of system, messages, tools) // 5}.
 Requests without x-api-key get 401, without anthropic-version 2023-06-01 get 400.
 """
 
@@ -26,6 +27,17 @@ def add_routes(app: web.Application) -> None:
     """Mount POST /v1/messages; requests land in app[ANTHROPIC_REQUESTS] as (headers, body)."""
     app[ANTHROPIC_REQUESTS] = []
     app.router.add_post("/v1/messages", _messages)
+    app.router.add_post("/v1/messages/count_tokens", _count_tokens)
+
+
+async def _count_tokens(request: web.Request) -> web.Response:
+    """POST /v1/messages/count_tokens: {"input_tokens": N}, N a deterministic function of the body."""
+    body = orjson.loads(await request.read())
+    request.app[ANTHROPIC_REQUESTS].append((dict(request.headers), body))
+    if not request.headers.get("x-api-key"):
+        return _error(401, "error_invalid_request.json")
+    fields = {k: body.get(k) for k in ("system", "messages", "tools")}
+    return web.json_response({"input_tokens": 7 + len(orjson.dumps(fields)) // 5})
 
 
 def _error(status: int, name: str) -> web.Response:

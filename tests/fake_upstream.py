@@ -21,7 +21,7 @@ The scenario comes from the model name (substring match), so one server serves e
    300K-token prompt or a priority tier without sending one)
 otherwise a plain text answer whose words come from the last user message.
 The same app also serves the native Anthropic (/v1/messages, fake_anthropic.py) and Gemini
-(/v1beta/models/..., fake_gemini.py) APIs, so `kind: anthropic` and `kind: gemini` providers can point at it.
+(/v1beta/models/..., fake_gemini.py) APIs, and OpenAI's /v1/responses and /v1/completions (fake_openai_extra.py), so `kind: anthropic` and `kind: gemini` providers can point at it.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import orjson
 from aiohttp import web
 from fake_anthropic import add_routes as add_anthropic_routes
 from fake_gemini import add_routes as add_gemini_routes
+from fake_openai_extra import add_routes as add_extra_routes
 
 STATE = web.AppKey("state", "FakeState")
 
@@ -50,6 +51,10 @@ class FakeState:
     record: bool = True
     cut_after: int | None = None  # every stream is cut after this many events (like *broken*)
     fail_next: int = 0  # the next N chat requests answer 500 (after any *hang* wait), whatever the model
+    # Hostile-upstream knobs: usage_hook(usage, body) -> the usage object actually sent (chat, both forms);
+    # extra_headers are added to every chat answer (values may be bytes, sent as they are).
+    usage_hook: Any = None
+    extra_headers: dict[str, Any] = field(default_factory=dict)
 
 
 def _usage(prompt: int, completion: int, cached: int = 0, deepseek: bool = False) -> dict[str, Any]:
@@ -144,6 +149,12 @@ def _with_service_tier(obj: dict[str, Any], body: dict[str, Any]) -> dict[str, A
     return obj
 
 
+def _hooked(state: FakeState, obj: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    if state.usage_hook is not None and "usage" in obj:
+        obj["usage"] = state.usage_hook(obj["usage"], body)
+    return obj
+
+
 def _token_counts(body: dict[str, Any], answer: dict[str, Any]) -> tuple[int, int, int]:
     prompt = 9 + sum(
         len(str(m.get("content", ""))) // 4 for m in body.get("messages") or [] if isinstance(m, dict)
@@ -165,7 +176,9 @@ def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> byte
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
-def _stream_events(model: str, body: dict[str, Any], answer: dict[str, Any]) -> list[bytes]:
+def _stream_events(
+    model: str, body: dict[str, Any], answer: dict[str, Any], state: FakeState | None = None
+) -> list[bytes]:
     events = [_chunk(model, {"role": "assistant", "content": "", "refusal": None})]
     content = answer.get("content") or ""
     for i in range(0, len(content), 7):
@@ -205,6 +218,8 @@ def _stream_events(model: str, body: dict[str, Any], answer: dict[str, Any]) -> 
             "usage": usage,
         }
         _with_service_tier(obj, body)
+        if state is not None:
+            _hooked(state, obj, body)
         events.append(b"data: " + orjson.dumps(obj) + b"\n\n")
     events.append(b"data: [DONE]\n\n")
     return events
@@ -246,10 +261,10 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if "error-400" in model:
         return _error(400, "Invalid value for 'temperature'.", "invalid_request_error", "invalid_value")
     answer = _answer(model, body)
-    headers = {"x-request-id": f"req_fake_{state.calls}"}
+    headers = {"x-request-id": f"req_fake_{state.calls}", **state.extra_headers}
     if not body.get("stream"):
         return web.Response(
-            body=orjson.dumps(_completion(model, body, answer)),
+            body=orjson.dumps(_hooked(state, _completion(model, body, answer), body)),
             content_type="application/json",
             headers=headers,
         )
@@ -266,7 +281,7 @@ async def _stream(
 ) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", **headers})
     await resp.prepare(request)
-    events = _stream_events(model, body, answer)
+    events = _stream_events(model, body, answer, state)
     try:
         for i, event in enumerate(events):
             if ("broken" in model and i == 3) or i == state.cut_after:
@@ -313,6 +328,7 @@ def create_fake_app(state: FakeState | None = None) -> web.Application:
     app.router.add_post("/v1/embeddings", embeddings)
     add_anthropic_routes(app)
     add_gemini_routes(app)
+    add_extra_routes(app)
     return app
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from nextmodel_proxy.ledger import schema as db
 from nextmodel_proxy.ledger.chain import GENESIS
-from nextmodel_proxy.ledger.receipts import CONTENT_COLUMNS, CORE_WIDTH, content_values
-from nextmodel_proxy.ledger.rows import chain
+from nextmodel_proxy.ledger.receipts import CONTENT_COLUMNS, CORE_WIDTH
+from nextmodel_proxy.ledger.rows import chained_rows
 from nextmodel_proxy.ledger.spend import spend, spend_total
 from nextmodel_proxy.ledger.writer import Ledger, verify
 from tests.test_ledger import make_receipt
@@ -20,15 +20,17 @@ OLD_VERSION = [m for m in db.MIGRATIONS if m[0] < "m002"]
 def _old_ledger(path: Path, n: int) -> None:
     conn = db.connect(path)
     assert db.migrate(conn, OLD_VERSION) == ["m000_meta", "m001_receipts"]
-    # The old version's rows: the m001 columns only (later columns did not exist yet), chained as it did.
-    contents = [
-        content_values(make_receipt(i, billed_cost_usd=Decimal(i) / 1000))[:CORE_WIDTH] for i in range(n)
-    ]
-    rows, _head = chain(contents, GENESIS)
-    columns = ", ".join((*CONTENT_COLUMNS[:CORE_WIDTH], "prev_hash", "hash"))
-    conn.execute("BEGIN")  # the old version kept no rollups
+    rows, _head = chained_rows(
+        [make_receipt(i, billed_cost_usd=Decimal(i) / 1000) for i in range(n)], GENESIS
+    )
+    # The old version had only the m001 columns and kept no rollups: write exactly those (their hashes were
+    # computed over those columns; a later column joins the hash only when not NULL, so they still verify).
+    assert all(row[CORE_WIDTH:-2] == (None,) * (len(row) - CORE_WIDTH - 2) for row in rows)
+    old_rows = [(*row[:CORE_WIDTH], *row[-2:]) for row in rows]
+    names = ", ".join((*CONTENT_COLUMNS[:CORE_WIDTH], "prev_hash", "hash"))
+    conn.execute("BEGIN")
     conn.executemany(
-        f"INSERT INTO receipts ({columns}) VALUES ({', '.join('?' * (CORE_WIDTH + 2))})", rows
+        f"INSERT INTO receipts ({names}) VALUES ({', '.join('?' * (CORE_WIDTH + 2))})", old_rows
     )
     conn.execute("COMMIT")
     conn.close()

@@ -139,6 +139,11 @@ class KeyStore:
     def authenticate(self, authorization: str | None, *, now: dt.datetime | None = None) -> Principal | None:
         """The caller's Principal; None in open mode without an admin key; ProxyError 401 otherwise."""
         token = _bearer(authorization)
+        if token is not None and not _is_token_text(token):
+            # Bytes that are not printable ASCII (aiohttp hands them over as surrogates) are no key of ours.
+            if self.open_mode:
+                return None
+            raise _unauthorized(_INCORRECT)
         if token and self._admin_key and hmac.compare_digest(token.encode(), self._admin_key.encode()):
             return Principal(ADMIN_ENV_KEY_ID, ADMIN_ENV, None, None, None, is_admin=True)
         if self.open_mode:
@@ -168,6 +173,11 @@ def _bearer(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer":
         return None
     return token.strip() or None
+
+
+def _is_token_text(token: str) -> bool:
+    """Keys are printable ASCII; anything else (e.g. non-UTF-8 bytes) cannot match one."""
+    return token.isascii() and token.isprintable()
 
 
 def _unauthorized(message: str) -> ProxyError:

@@ -8,8 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from nextmodel_proxy.cache import replay
 from nextmodel_proxy.cache import store as cache
 from nextmodel_proxy.cache.key import (
@@ -22,6 +20,7 @@ from nextmodel_proxy.cache.key import (
 )
 from nextmodel_proxy.cache.store import CacheEntry, CacheHit
 from nextmodel_proxy.config import Config
+from nextmodel_proxy.endpoints import wire
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger.receipts import Receipt
 from nextmodel_proxy.pricing import to_pusd
@@ -132,9 +131,7 @@ def storable_stream(events: list[bytes]) -> bool:
 
 
 def storable_body(endpoint: str, obj: Any, status: int) -> bool:
-    if endpoint == "embeddings":
-        return replay.is_complete_embeddings(obj, status=status)
-    return replay.is_complete_completion(obj, status=status)
+    return wire.storable_body(endpoint, obj, status)
 
 
 def entry_for(
@@ -162,7 +159,9 @@ def entry_for(
 
 def hit_body(hit: CacheHit, ex: Exchange) -> bytes | list[bytes]:
     """The stored answer in the shape this request wants."""
-    return replay.replay(hit.response_kind, hit.body, stream=ex.stream, include_usage=ex.client_wants_usage)
+    return wire.replay_body(
+        ex.endpoint, hit.response_kind, hit.body, stream=ex.stream, include_usage=ex.client_wants_usage
+    )
 
 
 def flight_result(events: list[bytes], final: bytes | None) -> tuple[str, bytes]:
@@ -172,7 +171,5 @@ def flight_result(events: list[bytes], final: bytes | None) -> tuple[str, bytes]
     return "sse", replay.encode_events(events)
 
 
-def usage_from(kind: str, body: bytes) -> dict[str, Any] | None:
-    obj = orjson.loads(body) if kind == "json" else replay.sse_to_completion(replay.decode_events(body))
-    usage = obj.get("usage") if isinstance(obj, dict) else None
-    return usage if isinstance(usage, dict) else None
+def usage_from(kind: str, body: bytes, endpoint: str = "chat") -> dict[str, Any] | None:
+    return wire.stored_usage(endpoint, kind, body)

@@ -16,6 +16,7 @@ import orjson
 
 from nextmodel_proxy.config import CurrencyConfig
 from nextmodel_proxy.ledger.receipts import CONTENT, CONTENT_COLUMNS, ReceiptFilter
+from nextmodel_proxy.ledger.spreadsheet import safe_cell
 from nextmodel_proxy.pricing import convert, format_pusd, format_usd, from_pusd
 
 # The export contract: reconciliation scripts rely on these names and their order; add at the end only.
@@ -65,6 +66,7 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "seq",
     "prev_hash",
     "hash",
+    "usage_reason",
     # issue 11: the native-currency figures and the unit prices behind the cost (per 1M tokens, in `currency`)
     "currency",
     "native_cost",
@@ -147,7 +149,8 @@ def _display_values(row: Sequence[Any], currency: CurrencyConfig) -> tuple[str, 
 
 def export_csv_cells(row: Sequence[Any], currency: CurrencyConfig) -> list[str]:
     """A row from iter_export_rows as CSV cells in EXPORT_COLUMNS order: NULL is empty, booleans
-    true/false, tags and attempts JSON arrays, money exact decimal strings."""
+    true/false, tags and attempts JSON arrays, money exact decimal strings; a text a spreadsheet would
+    run as a formula (=, +, -, @, tab, CR first) gets a leading single quote (JSON exports keep raw values)."""
     cells = [""] * len(EXPORT_COLUMNS)
     for out, _name, at, kind in _PLAIN:
         value = row[at]
@@ -155,7 +158,7 @@ def export_csv_cells(row: Sequence[Any], currency: CurrencyConfig) -> list[str]:
             cells[out] = _CSV_CELL[kind](value)
     for out, value in zip(_DISPLAY_AT, _display_values(row, currency), strict=True):
         cells[out] = "" if value is None else value
-    return cells
+    return [safe_cell(cell) for cell in cells]
 
 
 def export_json(row: Sequence[Any], currency: CurrencyConfig) -> dict[str, Any]:

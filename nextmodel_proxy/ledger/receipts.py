@@ -79,7 +79,9 @@ class Receipt:
     cache_key: str | None = None
     cache_status: str | None = None
     attempts: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
-    # Added by m040 (after the m001 columns: hashed only when not NULL, so older rows verify unchanged).
+    # Added by m030 (after the m001 columns: hashed only when not NULL, so older rows verify unchanged).
+    usage_reason: str | None = None  # why usage is `estimated` (e.g. the upstream's figure was not trusted)
+    # Added by m040 (hashed only when not NULL, like usage_reason).
     service_tier: str | None = None  # as the upstream reported it, else as the client asked
     price_tier: str | None = None  # the long-context tier billed (e.g. ">272000"), None for the base price
     price_window: str | None = None  # the UTC time-of-day window billed (e.g. "16:30-00:30")

@@ -19,7 +19,7 @@ def _sql(script: str) -> Callable[[sqlite3.Connection], None]:
 
 
 # Append only: never edit or reorder an entry that has shipped. Names sort in application order.
-# Ranges: m001-m009 receipts/ledger, m010-m019 cache, m020-m029 keys/budgets.
+# Ranges: m001-m009 receipts/ledger, m010-m019 cache, m020-m029 keys/budgets, m030-m039 ledger hardening.
 MIGRATIONS: list[Migration] = [
     (
         "m000_meta",
@@ -238,6 +238,14 @@ def _m002_spend_rollups(conn: sqlite3.Connection) -> None:
 MIGRATIONS += [
     ("m001_receipts", _sql(_M001_RECEIPTS)),
     ("m002_spend_rollups", _m002_spend_rollups),
+]
+
+
+# --- m030-m039: ledger hardening -----------------------------------------------------------------
+
+MIGRATIONS += [
+    # Why a receipt's usage is estimated (an upstream figure that was not trusted); NULL otherwise.
+    ("m030_receipt_usage_reason", _sql("ALTER TABLE receipts ADD COLUMN usage_reason TEXT")),
 ]
 
 

@@ -12,7 +12,7 @@ import orjson
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.upstream.anthropic_stream import AnthropicStream
 from nextmodel_proxy.upstream.anthropic_translate import from_error, from_message, to_messages_request
-from nextmodel_proxy.upstream.base import Target, provider_key
+from nextmodel_proxy.upstream.base import Target, connection_named, provider_key, sendable
 from nextmodel_proxy.upstream.translated import TranslatedCall, Translation, open_translated
 
 API_VERSION = "2023-06-01"
@@ -20,7 +20,12 @@ API_VERSION = "2023-06-01"
 
 def anthropic_headers(target: Target, client_headers: Mapping[str, str]) -> dict[str, str]:
     """Auth and version headers; of the client's headers only anthropic-* (e.g. anthropic-beta) go through."""
-    headers = {k: v for k, v in client_headers.items() if k.lower().startswith("anthropic-")}
+    named = connection_named(client_headers)
+    headers = {
+        k: v
+        for k, v in client_headers.items()
+        if k.lower().startswith("anthropic-") and k.lower() not in named and sendable(k, v)
+    }
     headers.update(target.provider.headers)
     headers.setdefault("anthropic-version", API_VERSION)
     key = provider_key(target.provider)

@@ -95,18 +95,44 @@ def provider_key(provider: ProviderConfig) -> str | None:
     if not key:
         raise ProxyError(
             503,
-            f"provider {provider.name!r} has no API key: set the environment variable {provider.api_key_env}",
+            f"provider {provider.name!r} has no API key: set the environment variable {provider.api_key_env} "
+            "where the proxy runs and restart the proxy (a running process never sees variables set later)",
             "provider_key_missing",
         )
     return key
 
 
+def connection_named(client_headers: Mapping[str, str]) -> frozenset[str]:
+    """Header names the client's Connection header(s) declare hop-by-hop (RFC 9110 7.6.1), lower-cased."""
+    getall = getattr(client_headers, "getall", None)
+    values = getall("Connection", ()) if getall is not None else [client_headers.get("Connection") or ""]
+    return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
+
+
+def sendable(name: str, value: str) -> bool:
+    """Whether a header survives re-encoding: undecodable bytes reach us as surrogates, which cannot go on."""
+    try:
+        name.encode("utf-8")
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def forwardable_client_headers(client_headers: Mapping[str, str]) -> dict[str, str]:
-    """Client headers that may go upstream: no credentials, no hop-by-hop, none of our own x-nextmodel-*."""
+    """Client headers that may go upstream: no credentials, no hop-by-hop (including every header the client's
+    Connection header names), none of our own x-nextmodel-*, none with bytes that are not UTF-8."""
     out = {}
+    named = connection_named(client_headers)
     for name, value in client_headers.items():
         low = name.lower()
-        if low in CLIENT_DROP or low.startswith("x-nextmodel-") or low.startswith("x-stainless"):
+        if (
+            low in CLIENT_DROP
+            or low in named
+            or low.startswith("x-nextmodel-")
+            or low.startswith("x-stainless")
+            or not sendable(name, value)
+        ):
             continue
         out[name] = value
     return out
