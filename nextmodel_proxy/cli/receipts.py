@@ -289,9 +289,34 @@ def verify_cmd(config_path: str | None, db_path: str | None) -> None:
 @db_option
 @click.option("--by", type=click.Choice(list(SPEND_BY)), default="project", show_default=True)
 @filter_options
+@click.option(
+    "--currency",
+    "code",
+    default=None,
+    help="Show billed totals in this currency (default: currency.display), each receipt at its own day's rate.",
+)
+@click.option(
+    "--usage-source", is_flag=True, help="Split each group by usage source (upstream/cache/estimated/none)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Exact, unrounded decimal strings.")
-def spend_cmd(config_path: str | None, db_path: str | None, by: str, as_json: bool, **kw: Any) -> None:
-    """Spend totals with cache savings, in USD and the display currency; by key/project/team, against budgets."""
+def spend_cmd(
+    config_path: str | None,
+    db_path: str | None,
+    by: str,
+    code: str | None,
+    usage_source: bool,
+    as_json: bool,
+    **kw: Any,
+) -> None:
+    """Spend totals with cache savings, in USD and the display currency; by key/project/team, against budgets.
+    Another currency converts each receipt at the rate of its own day (what the CSV export shows)."""
+    config = load_cli_config(config_path)
+    target = (code or (config.currency.display if config else "USD")).upper()
+    if usage_source or target != "USD":
+        from nextmodel_proxy.cli.spend_fx import spend_per_receipt  # it builds on this module
+
+        spend_per_receipt(db_path, config_path, by, target, usage_source, as_json, _filters(kw))
+        return
     with read_ledger(db_path, config_path) as (conn, currency):
         rows = spend(conn, by, _filters(kw))
         budgets = _budgets_by_group(conn, by, config_path)
