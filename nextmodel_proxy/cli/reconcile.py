@@ -21,6 +21,7 @@ from nextmodel_proxy.ledger.reconcile import (
     read_export,
     summary,
 )
+from nextmodel_proxy.pricing import format_usd
 
 
 def _tolerance(ctx: click.Context, param: click.Parameter, value: str) -> Decimal:
@@ -102,13 +103,15 @@ def reconcile_command(
 
 
 def _n(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return format_usd(value)
     return "-" if value is None else str(value)
 
 
 def _signed(value: Any) -> str:
     if value is None:
         return "-"
-    return f"+{value}" if value > 0 else str(value)
+    return f"+{_n(value)}" if value > 0 else _n(value)
 
 
 def _print(lines: list[Line], total: dict[str, Any]) -> None:

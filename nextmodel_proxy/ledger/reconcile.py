@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from nextmodel_proxy.pricing import from_pusd
+from nextmodel_proxy.pricing import format_usd, from_pusd
 
 GENERIC_COLUMNS = (
     "date",
@@ -78,7 +78,7 @@ class Line:
             "status": self.status,
             "proxy": _totals_json(self.proxy),
             "provider": _totals_json(self.provider),
-            "delta": {k: (str(v) if isinstance(v, Decimal) else v) for k, v in self.deltas.items()},
+            "delta": {k: (format_usd(v) if isinstance(v, Decimal) else v) for k, v in self.deltas.items()},
         }
 
 
@@ -89,7 +89,7 @@ def _totals_json(t: Totals | None) -> dict[str, Any] | None:
         "input_tokens": t.input_tokens,
         "output_tokens": t.output_tokens,
         "cached_input_tokens": t.cached_tokens,
-        "cost": None if t.cost is None else str(t.cost),
+        "cost": None if t.cost is None else format_usd(t.cost),
         "currency": t.currency,
     }
 
@@ -396,8 +396,8 @@ def summary(lines: Iterable[Line]) -> dict[str, Any]:
             provider_cost += line.provider.cost
     return {
         **counts,
-        "proxy_cost": str(proxy_cost),
-        "provider_cost": str(provider_cost),
-        "cost_delta": str(provider_cost - proxy_cost),
+        "proxy_cost": format_usd(proxy_cost),
+        "provider_cost": format_usd(provider_cost),
+        "cost_delta": format_usd(provider_cost - proxy_cost),
         "ok": counts["mismatch"] == counts["provider-only"] == counts["proxy-only"] == 0,
     }
