@@ -309,14 +309,7 @@ def cost(usage: Usage | None, price: Price | None, *, model: str | None = None) 
         return Cost(total.quantize(PICO, rounding=ROUND_HALF_EVEN))
 
 
-def _input_segments(usage: Usage) -> tuple[tuple[str, int], ...]:
-    """The prompt in order: cache reads (the prefix), 1-hour writes, 5-minute writes, then uncached."""
-    return (
-        ("cached_input", usage.cached_tokens),
-        ("cache_write_1h", usage.cache_write_1h_tokens),
-        ("cache_write", usage.cache_write_tokens - usage.cache_write_1h_tokens),
-        ("input", usage.uncached_prompt_tokens),
-    )
+_KINDS = ("cached_input", "cache_write_1h", "cache_write", "input")  # the prompt's order, prefix first
 
 
 def _unit(rates: Rates, kind: str) -> Decimal:
@@ -328,30 +321,69 @@ def _unit(rates: Rates, kind: str) -> Decimal:
     return rates.input if value is None else value
 
 
+# price_version -> (decimal places, ((bracket start, (rate per kind as an integer at that scale)), ...),
+# output rate as an integer). Integer arithmetic keeps the cost exact and cheap on every receipt.
+_SCALED: dict[str, tuple[int, tuple[tuple[int, tuple[int, ...]], ...], int]] = {}
+
+
+def _scaled(price: ResolvedPrice) -> tuple[int, tuple[tuple[int, tuple[int, ...]], ...], int]:
+    found = _SCALED.get(price.version)
+    if found is not None:
+        return found
+    brackets = price.brackets or ((0, price.rates),)
+    values = [_unit(r, k) for _s, r in brackets for k in _KINDS] + [price.rates.output]
+    places = max(0, *(-v.as_tuple().exponent for v in values if v.is_finite()))
+    factor = Decimal(10) ** places
+
+    def whole(v: Decimal) -> int:
+        return int(_EXACT.multiply(v, factor))
+
+    scaled = (
+        places,
+        tuple((start, tuple(whole(_unit(r, k)) for k in _KINDS)) for start, r in brackets),
+        whole(price.rates.output),
+    )
+    if len(_SCALED) > 4096:
+        _SCALED.clear()
+    _SCALED[price.version] = scaled
+    return scaled
+
+
 def native_cost(usage: Usage, price: ResolvedPrice) -> Decimal:
     """Exact cost in the price's own currency, rounded once to 1e-12: each input token at the rate of its
-    kind in its bracket (one bracket unless a tier applies to the excess), output at the top rate."""
-    with localcontext(_EXACT):
-        total = usage.completion_tokens * price.rates.output
-        brackets = price.brackets or ((0, price.rates),)
+    kind in its bracket (one bracket unless a tier applies to the excess), output at the top rate. The
+    prompt's order is cache reads (the prefix), 1-hour writes, 5-minute writes, then uncached tokens."""
+    places, brackets, output = _scaled(price)
+    counts = (
+        usage.cached_tokens,
+        usage.cache_write_1h_tokens,
+        usage.cache_write_tokens - usage.cache_write_1h_tokens,
+        usage.uncached_prompt_tokens,
+    )
+    total = usage.completion_tokens * output
+    if len(brackets) == 1:
+        rates = brackets[0][1]
+        total += sum(n * r for n, r in zip(counts, rates, strict=True))
+    else:
         pos = 0
-        for kind, count in _input_segments(usage):
+        for kind, count in enumerate(counts):
             end = pos + count
             for i, (start, rates) in enumerate(brackets):
                 stop = brackets[i + 1][0] if i + 1 < len(brackets) else end
                 lo, hi = max(pos, start), min(end, stop)
                 if hi > lo:
-                    total += (hi - lo) * _unit(rates, kind)
+                    total += (hi - lo) * rates[kind]
             pos = end
-        return (total / _PER_TOKENS).quantize(PICO, rounding=ROUND_HALF_EVEN)
+    # total is in units of 10^-places per 1M tokens
+    amount = Decimal(total).scaleb(-(places + 6), _EXACT)
+    return amount.quantize(PICO, rounding=ROUND_HALF_EVEN, context=_EXACT)
 
 
 def to_usd(amount: Decimal, fx_rate: Decimal) -> Decimal:
     """A native amount in USD at `fx_rate` units per USD, rounded once (half-even) to picodollars."""
     if fx_rate == 1:
         return amount
-    with localcontext(_EXACT):
-        return (amount / fx_rate).quantize(PICO, rounding=ROUND_HALF_EVEN)
+    return _EXACT.divide(amount, fx_rate).quantize(PICO, rounding=ROUND_HALF_EVEN, context=_EXACT)
 
 
 @dataclass(frozen=True, slots=True)

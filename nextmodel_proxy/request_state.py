@@ -152,8 +152,9 @@ class Exchange:
 
     def finish_stream(self, tee: StreamTee) -> None:
         self.response_id = tee.response_id
-        if tee.service_tier:
-            self.service_tier = tee.service_tier
+        tier = getattr(tee, "service_tier", None)  # the chat tee reads it; other endpoints' tees may not
+        if tier:
+            self.service_tier = tier
         if tee.usage is not None:
             self.set_usage(tee.usage)
         if not usage_trusted(tee.usage, completion_required=self.is_chat):

@@ -128,7 +128,9 @@ def _completion(model: str, body: dict[str, Any], answer: dict[str, Any]) -> dic
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": answer["finish"]}],
     }
     if "nousage" not in model:
-        obj["usage"] = _scripted_usage(body) or _usage(*_token_counts(body, answer), deepseek="deepseek" in model)
+        obj["usage"] = _scripted_or(
+            body, lambda: _usage(*_token_counts(body, answer), deepseek="deepseek" in model)
+        )
     return _with_service_tier(obj, body)
 
 
@@ -140,6 +142,11 @@ def _metadata(body: dict[str, Any]) -> dict[str, Any]:
 def _scripted_usage(body: dict[str, Any]) -> dict[str, Any] | None:
     text = _metadata(body).get("fake_usage")
     return orjson.loads(text) if isinstance(text, str) else None
+
+
+def _scripted_or(body: dict[str, Any], computed: Any) -> Any:
+    scripted = _scripted_usage(body)
+    return computed() if scripted is None else scripted
 
 
 def _with_service_tier(obj: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
@@ -207,7 +214,7 @@ def _stream_events(
     events.append(_chunk(model, {}, answer["finish"]))
     opts = body.get("stream_options") or {}
     if opts.get("include_usage") and "nousage" not in model:
-        usage = _scripted_usage(body) or _usage(*_token_counts(body, answer), deepseek="deepseek" in model)
+        usage = _scripted_or(body, lambda: _usage(*_token_counts(body, answer), deepseek="deepseek" in model))
         obj = {
             "id": "chatcmpl-fake123",
             "object": "chat.completion.chunk",

@@ -201,3 +201,37 @@ async def test_prices_show_resolves_a_receipts_version(billing: Billing) -> None
     assert "unit prices" in text.output and "input 0.4" in text.output, text.output
     missing = billing.cli("prices", "show", "000000000000")
     assert missing.exit_code == 1 and "no price version" in missing.output
+
+
+# --- no silent zero --------------------------------------------------------------------------------------------
+
+MALFORMED = [
+    ({"prompt_tokens": "8753", "completion_tokens": 10}, "prompt_tokens is not a whole number"),
+    ({"prompt_tokens": -3, "completion_tokens": 10}, "prompt_tokens is negative"),
+    ({"completion_tokens": 10}, "prompt_tokens is missing"),
+    ({"prompt_tokens": 100}, "completion_tokens is missing"),
+    ({}, "prompt_tokens is missing"),
+]
+
+
+async def test_malformed_usage_is_estimated_with_a_reason_and_spend_separates_it(billing: Billing) -> None:
+    floats = await billing.chat(
+        "sol", "2026-12-03T12:00:00Z", {"prompt_tokens": 8753.0, "completion_tokens": 20.0}
+    )
+    assert (
+        floats["usage_source"] == "upstream" and floats["prompt_tokens"] == 8753
+    )  # whole-number floats count
+    assert usd(floats) == cost((8753, 2), (20, 10))
+    for shape, reason in MALFORMED:
+        r = await billing.chat("sol", "2026-12-03T12:00:00Z", shape)
+        assert r["usage_source"] == "estimated" and reason in r["usage_reason"], (shape, r["usage_reason"])
+        assert usd(r) > 0  # estimated from the text, never a silent 0
+    result = billing.cli("spend", "--by", "model", "--usage-source", "--json")
+    assert result.exit_code == 0, result.output
+    import orjson
+
+    rows = {(r["group"], r["usage_source"]): r for r in orjson.loads(result.output)["rows"]}
+    assert rows[("sol", "upstream")]["count"] == 1 and rows[("sol", "estimated")]["count"] == len(MALFORMED)
+    assert Decimal(rows[("sol", "upstream")]["billed_cost_usd"]) == usd(floats)
+    table = billing.cli("spend", "--by", "model", "--usage-source")
+    assert "USAGE SOURCE" in table.output and "estimated" in table.output
