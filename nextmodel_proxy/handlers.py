@@ -19,7 +19,7 @@ from nextmodel_proxy.endpoints import validate_bodies
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger import receipts
 from nextmodel_proxy.relay import ClientGone
-from nextmodel_proxy.request_state import Exchange
+from nextmodel_proxy.request_state import Caller, RequestState
 
 _JSON = "application/json"
 _CHECKS = {"chat": validate.check_chat, "embeddings": validate.check_embeddings, **validate_bodies.CHECKS}
@@ -62,12 +62,14 @@ async def read_body(request: web.Request) -> bytes:
         ) from None
 
 
-def tags_and_request_id(ex: Exchange, headers: Mapping[str, str]) -> None:
-    """Free-form tags and the client's request id (project/team come from the key or open-mode headers)."""
-    tags = headers.get("x-nextmodel-tags")
-    if tags:
-        ex.tags = tuple(t.strip() for t in tags.split(",") if t.strip())
-    ex.request_id = headers.get("x-request-id") or headers.get("x-client-request-id") or None
+def caller_of(headers: Mapping[str, str]) -> Caller:
+    """The client's headers, free-form tags and request id (project/team come from the key or open-mode headers)."""
+    tags = headers.get("x-nextmodel-tags") or ""
+    return Caller(
+        client_headers=headers,
+        request_id=headers.get("x-request-id") or headers.get("x-client-request-id") or None,
+        tags=tuple(t.strip() for t in tags.split(",") if t.strip()),
+    )
 
 
 async def proxy(
@@ -77,17 +79,16 @@ async def proxy(
     pipeline = request.app[PIPELINE]
     principal = pipeline.authenticate(auth_headers if auth_headers is not None else request.headers)
     body = await _valid_body(request, endpoint)
-    ex = Exchange(
+    state = RequestState(
         endpoint=endpoint,
         body=body,
-        client_headers=request.headers,
+        caller=caller_of(request.headers),
         receipt_url_base=f"{request.scheme}://{request.host}",
         created=request.app[CLOCK](),
     )
-    tags_and_request_id(ex, request.headers)
     sink = ResponseSink(request)
     try:
-        reply = await pipeline.handle(ex, principal, sink)
+        reply = await pipeline.handle(state, principal, sink)
     except ClientGone:
         reply = None
     if reply is None:

@@ -27,7 +27,11 @@ def _set(field: str, value: Any) -> Any:
 HOSTILE = [
     ("prompt 10^13", _set("prompt_tokens", 10**13), "prompt_tokens is beyond any real request"),
     ("prompt 2^63-1", _set("prompt_tokens", 2**63 - 1), "prompt_tokens is beyond any real request"),
-    ("completion 2^64-1", _set("completion_tokens", 2**64 - 1), "completion_tokens is beyond any real request"),
+    (
+        "completion 2^64-1",
+        _set("completion_tokens", 2**64 - 1),
+        "completion_tokens is beyond any real request",
+    ),
     ("prompt string", _set("prompt_tokens", "8753"), "prompt_tokens is not a whole number"),
     ("prompt negative", _set("prompt_tokens", -5), "prompt_tokens is negative"),
     ("prompt fraction", _set("prompt_tokens", 12.5), "prompt_tokens is not a whole number"),
