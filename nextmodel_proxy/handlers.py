@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 from aiohttp.web_protocol import RequestPayloadError
 
-from nextmodel_proxy import validate
+from nextmodel_proxy import text_safety, validate
 from nextmodel_proxy.access.auth import can_read_project
 from nextmodel_proxy.appkeys import CLOCK, CONFIG, PIPELINE, SERVICES
 from nextmodel_proxy.catalog import models_list
@@ -62,12 +62,42 @@ async def read_body(request: web.Request) -> bytes:
         ) from None
 
 
+ATTRIBUTION_HEADERS = ("x-nextmodel-project", "x-nextmodel-team", "x-nextmodel-environment")
+MAX_ATTRIBUTION_CHARS = 128  # each of project, team, environment and every tag
+MAX_TAGS_HEADER_CHARS = 1024
+
+
+def check_attribution(headers: Mapping[str, str], *, open_mode: bool) -> None:
+    """400 invalid_header naming the header when an attribution value is not printable UTF-8 or too long.
+    Project/team/environment headers are read only in open mode (a key carries its own), so only then."""
+    names = (*ATTRIBUTION_HEADERS, "x-nextmodel-tags") if open_mode else ("x-nextmodel-tags",)
+    for name in names:
+        value = headers.get(name)
+        if value is None:
+            continue
+        limit = MAX_TAGS_HEADER_CHARS if name == "x-nextmodel-tags" else MAX_ATTRIBUTION_CHARS
+        if not text_safety.printable(value):
+            raise validate.bad_header(
+                name, "is not printable UTF-8 text (control characters or invalid bytes)"
+            )
+        if len(value) > limit:
+            raise validate.bad_header(name, f"is longer than {limit} characters")
+        if name == "x-nextmodel-tags" and any(
+            len(t.strip()) > MAX_ATTRIBUTION_CHARS for t in value.split(",")
+        ):
+            raise validate.bad_header(name, f"has a tag longer than {MAX_ATTRIBUTION_CHARS} characters")
+
+
 def caller_of(headers: Mapping[str, str]) -> Caller:
-    """The client's headers, free-form tags and request id (project/team come from the key or open-mode headers)."""
+    """The client's headers, free-form tags and request id (project/team come from the key or open-mode
+    headers). The request id is the client's x-request-id (or x-client-request-id) when it is printable ASCII
+    of at most 128 characters, escaped to that when it is not, generated when there is none; it is echoed
+    back as x-request-id."""
     tags = headers.get("x-nextmodel-tags") or ""
+    client_id = headers.get("x-request-id") or headers.get("x-client-request-id")
     return Caller(
         client_headers=headers,
-        request_id=headers.get("x-request-id") or headers.get("x-client-request-id") or None,
+        request_id=text_safety.escaped(client_id) if client_id else receipts.new_request_id(),
         tags=tuple(t.strip() for t in tags.split(",") if t.strip()),
     )
 
@@ -78,6 +108,11 @@ async def proxy(
     """Any proxied endpoint; `auth_headers` when the proxy key may come in another header (x-api-key)."""
     pipeline = request.app[PIPELINE]
     principal = pipeline.authenticate(auth_headers if auth_headers is not None else request.headers)
+    try:
+        check_attribution(request.headers, open_mode=principal is None)
+    except ProxyError as exc:
+        pipeline.count_rejected(exc)
+        raise
     body = await _valid_body(request, endpoint)
     state = RequestState(
         endpoint=endpoint,

@@ -239,6 +239,8 @@ class RequestState:
             "x-nextmodel-receipt-url": f"{self.receipt_url_base}/v1/receipts/{self.receipt_id}",
             "x-nextmodel-served-mode": self.outcome.served_mode,
         }
+        if self.caller.request_id is not None:
+            out["x-request-id"] = self.caller.request_id
         if self.decision.target is not None:
             out["x-nextmodel-provider"] = self.decision.target.provider.name
         out.update(self.outcome.extra_headers)

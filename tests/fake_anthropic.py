@@ -8,11 +8,13 @@ Messages request as the answer text); anything else answers "Hi! My name is Clau
 A model name containing -same streams the very message it answers without streaming (built from it), so a
 client can compare the two.
 POST /v1/messages/count_tokens answers {"input_tokens": 7 + len(JSON of system, messages, tools) // 5}.
-Requests without x-api-key get 401, without anthropic-version 2023-06-01 get 400.
+Requests without x-api-key get 401, without an anthropic-version of 2023-06-01 or a later YYYY-MM-DD date
+(newer SDKs send newer versions) get 400.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import orjson
@@ -40,6 +42,10 @@ async def _count_tokens(request: web.Request) -> web.Response:
     return web.json_response({"input_tokens": 7 + len(orjson.dumps(fields)) // 5})
 
 
+def _known_version(value: str | None) -> bool:
+    return bool(value and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) and value >= "2023-06-01")
+
+
 def _error(status: int, name: str) -> web.Response:
     return web.Response(
         status=status,
@@ -60,7 +66,7 @@ async def _messages(request: web.Request) -> web.StreamResponse:
             },
             status=401,
         )
-    if request.headers.get("anthropic-version") != "2023-06-01":
+    if not _known_version(request.headers.get("anthropic-version")):
         return _error(400, "error_invalid_request.json")
     model = body.get("model", "")
     stream = bool(body.get("stream"))

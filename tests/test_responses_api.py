@@ -136,6 +136,7 @@ async def test_native_cache_replays_only_to_a_responses_request_of_the_same_kind
     )
     assert chat[0] == 200 and chat[1]["x-nextmodel-cache"] == "miss"
     streamed = await _post(rproxy, {**body, "stream": True})
+    await receipt(rproxy, streamed[1]["x-nextmodel-receipt-id"])  # written after its cache entry (one writer)
     assert streamed[1]["x-nextmodel-cache"] == "miss"
     assert len(fake_upstream.app[REQUESTS]) == calls + 1  # the stream went upstream (chat is another path)
     again = await _post(rproxy, {**body, "stream": True})

@@ -249,7 +249,7 @@ def export_cmd(config_path: str | None, db_path: str | None, fmt: str, output: s
                     _write_export(out, fmt, rows, currency)
                 return
             try:
-                _write_export(click.get_text_stream("stdout"), fmt, rows, currency)
+                _write_export(sys.stdout, fmt, rows, currency)
             except BrokenPipeError:  # `| head`: the reader has gone, stop quietly
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
