@@ -272,6 +272,7 @@ def micro(ledger_rows: int) -> dict:
         "cache": [PY, "-m", "bench.cache_bench"],
         "price_resolution": [PY, "bench/price_bench.py", "--n", "200000"],
         "cachesafety": [PY, "-m", "bench.cachesafety_bench"],
+        "endpoints": [PY, "-m", "bench.endpoints_bench"],
     }
     for name, argv in runs.items():
         print(f"{name}: {' '.join(argv[1:])}", flush=True)
