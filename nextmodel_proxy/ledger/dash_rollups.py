@@ -64,6 +64,7 @@ def _fold(
 
 
 def _statements(upsert: bool) -> list[str]:
+    """The folds; with upsert=False plain INSERTs (how m050's frozen backfill was first generated)."""
     attribution = [(c, f"COALESCE({c}, '')") for c in _ATTRIBUTION]
     latency = ("latency", "latency_ms", ""), ("ttft", "ttft_ms", "stream = 1 AND ")
     out = [
@@ -88,5 +89,3 @@ def _statements(upsert: bool) -> list[str]:
 
 
 UPSERTS: tuple[str, ...] = tuple(_statements(upsert=True))
-# m050 folds every receipt already in the ledger (seq > 0) into the new, empty tables.
-M050_BACKFILL: tuple[tuple[str, tuple[int]], ...] = tuple((sql, (0,)) for sql in _statements(upsert=False))
