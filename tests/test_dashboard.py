@@ -20,7 +20,7 @@ from nextmodel_proxy.access.keys import KeySettings, create_key
 from nextmodel_proxy.cli.main import main as nmproxy
 from nextmodel_proxy.config import Config, load_config
 from nextmodel_proxy.ledger import schema as db
-from nextmodel_proxy.ledger.receipts import EXPORT_COLUMNS
+from nextmodel_proxy.ledger.export import EXPORT_COLUMNS
 from nextmodel_proxy.ui.routes import STATIC
 
 VENDORED = {  # sha256 of the files as published in the npm package uplot@1.6.32

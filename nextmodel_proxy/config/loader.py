@@ -15,8 +15,8 @@ from nextmodel_proxy.config.budgets import ProjectConfig, TeamConfig, read_proje
 from nextmodel_proxy.config.cache import CacheConfig, read_cache
 from nextmodel_proxy.config.currency import CurrencyConfig, read_currency
 from nextmodel_proxy.config.fields import ConfigError, as_mapping, only_keys
-from nextmodel_proxy.config.observability import MetricsConfig, UIConfig, read_metrics, read_ui
 from nextmodel_proxy.config.models import ModelConfig, Price, read_model
+from nextmodel_proxy.config.observability import MetricsConfig, UIConfig, read_metrics, read_ui
 from nextmodel_proxy.config.prices import FxTable, parse_fx
 from nextmodel_proxy.config.providers import ProviderConfig, read_provider
 from nextmodel_proxy.config.routes import RouteConfig, read_route

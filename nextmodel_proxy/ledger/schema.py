@@ -11,7 +11,6 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-
 Migration = tuple[str, Callable[[sqlite3.Connection], None]]
 
 

@@ -22,7 +22,8 @@ from aiohttp import web
 from nextmodel_proxy.appkeys import CONFIG, SERVICES
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger import schema as db
-from nextmodel_proxy.ledger.receipts import EXPORT_COLUMNS, ReceiptFilter, export_csv_cells, iter_export_rows
+from nextmodel_proxy.ledger.export import EXPORT_COLUMNS, export_csv_cells, iter_export_rows
+from nextmodel_proxy.ledger.receipts import ReceiptFilter
 from nextmodel_proxy.ui import pages, views
 from nextmodel_proxy.ui.access import (
     COOKIE,
