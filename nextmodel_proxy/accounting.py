@@ -12,7 +12,6 @@ from nextmodel_proxy import pricing
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.ledger.receipts import Receipt
 from nextmodel_proxy.request_state import RequestState
-from nextmodel_proxy.routing import estimate_prompt_tokens
 from nextmodel_proxy.timespec import format_utc
 
 
@@ -34,17 +33,18 @@ def usage_of(ex: RequestState) -> tuple[pricing.Usage | None, str, str | None]:
     if (out.completion_chars is not None or reason) and out.served_mode in ("fresh", "error", "exact-cache"):
         if reason and out.completion_chars is None:
             reason = f"{reason}; answer text not at hand, completion counted 0"
-        prompt = (
-            estimate_prompt_tokens(ex.body) if ex.endpoint != "embeddings" else _embedding_tokens(ex.body)
+        prompt = pricing.estimate_prompt_tokens(ex.body) if ex.is_chat else _embedding_tokens(ex.body)
+        return (
+            pricing.Usage(prompt, pricing.estimate_text_tokens(out.completion_chars or 0)),
+            "estimated",
+            reason,
         )
-        return pricing.Usage(prompt, ((out.completion_chars or 0) + 3) // 4), "estimated", reason
     return None, "none", None
 
 
 def _embedding_tokens(body: Mapping[str, Any]) -> int:
-    value = body.get("input")
-    items = value if isinstance(value, list) else [value]
-    return sum(max(1, len(str(item)) // 4) for item in items)
+    """At least one token: an embedding of nothing is still a billed request."""
+    return max(1, pricing.estimate_tokens(body.get("input")))
 
 
 def _costs(ex: RequestState, usage: pricing.Usage | None, config: Config) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from nextmodel_proxy.endpoints import wire
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger.receipts import Receipt
 from nextmodel_proxy.ledger.writer import LedgerUnavailable
-from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd, usage_trusted
+from nextmodel_proxy.pricing import estimate_prompt_tokens, from_pusd, replay_billed, to_pusd, usage_trusted
 from nextmodel_proxy.relay import ClientGone, StreamSink, relay_batches, start, write
 from nextmodel_proxy.request_state import JsonObject, RequestState
 from nextmodel_proxy.services import Services
@@ -107,9 +107,7 @@ class Pipeline:
         if self.services.ledger is not None and not self.services.ledger.healthy:
             raise LedgerUnavailable("the ledger file cannot be written").proxy_error()
         if principal is not None and (principal.rpm or principal.tpm):  # estimating costs a walk of the body
-            estimate = (
-                routing.estimate_prompt_tokens(state.body) + _max_tokens(state.body) if principal.tpm else 0
-            )
+            estimate = estimate_prompt_tokens(state.body) + _max_tokens(state.body) if principal.tpm else 0
             state.holds.admission = self.services.limiter.check(principal, estimate)
 
     # --- 2. route, cache, budget, single-flight -------------------------------------------------

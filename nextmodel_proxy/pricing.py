@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import Any
 
 from nextmodel_proxy.config import CurrencyConfig, Price
 
 PICO = Decimal("1e-12")  # the ledger stores money as integer picodollars
-_PICO_PER_USD = 10**12
+PUSD_PER_USD = 10**12  # picodollars in one US dollar
 _PER_TOKENS = Decimal(1_000_000)  # prices are USD per 1M tokens
 # Wide enough that no intermediate product is ever rounded; the only rounding is the final quantize.
 _EXACT = Context(prec=60, rounding=ROUND_HALF_EVEN)
@@ -348,9 +347,25 @@ def from_pusd(pusd: int) -> Decimal:
     return Decimal(pusd).scaleb(-12, context=_EXACT)
 
 
+def to_pusd_ceiling(amount: Decimal) -> int:
+    """USD -> integer picodollars rounded up (a worst case held against a budget never understates it)."""
+    return int((amount * PUSD_PER_USD).to_integral_value(rounding=ROUND_CEILING))
+
+
+def pusd_in(rate: Decimal, pusd: int) -> Decimal:
+    """Picodollars expressed exactly in a currency of `rate` units per USD (nothing is rounded)."""
+    with localcontext(prec=100):
+        return Decimal(pusd) * rate / PUSD_PER_USD
+
+
+def plain_amount(amount: Decimal) -> str:
+    """Shortest plain text of an amount: no exponent, no trailing zeros (0.0025, 3, 0)."""
+    return f"{amount.normalize():f}"
+
+
 def format_pusd(pusd: int) -> str:
     """format_usd(from_pusd(pusd)) with integer arithmetic only (the export's hot path)."""
-    whole, frac = divmod(abs(pusd), _PICO_PER_USD)
+    whole, frac = divmod(abs(pusd), PUSD_PER_USD)
     digits = f"{frac:012d}".rstrip("0").ljust(2, "0")
     return f"{'-' if pusd < 0 and (whole or frac) else ''}{whole}.{digits}"
 
@@ -399,9 +414,11 @@ def convert(amount_usd: Decimal, rate: Decimal) -> Decimal:
 
 # --- estimation --------------------------------------------------------------------------------
 
-_CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text
+CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text
 _PER_MESSAGE = 4  # role and separators, as in OpenAI's cookbook count for chat messages
 _REPLY_PRIMING = 3
+IMAGE_TOKENS = 1000  # a flat guess per image part; base64 length says nothing about image tokens
+IMAGE_PART_TYPES = frozenset({"image_url", "input_image"})
 
 
 def estimate_tokens(value: Any) -> int:
@@ -410,7 +427,7 @@ def estimate_tokens(value: Any) -> int:
     if value is None:
         return 0
     if isinstance(value, str):
-        return math.ceil(len(value) / _CHARS_PER_TOKEN)
+        return estimate_text_tokens(len(value))
     if isinstance(value, Mapping):
         return _PER_MESSAGE + estimate_tokens(value.get("content")) + estimate_tokens(value.get("name"))
     if isinstance(value, list | tuple):
@@ -427,3 +444,41 @@ def _part_tokens(item: Any) -> int:
     if isinstance(item, int) and not isinstance(item, bool):
         return 1
     return estimate_tokens(item) if isinstance(item, str) else 0
+
+
+def estimate_text_tokens(chars: int) -> int:
+    """ceil(chars / 4): the one rule every estimate here is built on."""
+    return -(-chars // CHARS_PER_TOKEN)
+
+
+def content_parts(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The content parts (dicts) of every message whose content is a list."""
+    parts = []
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if isinstance(content, list):
+            parts.extend(p for p in content if isinstance(p, Mapping))
+    return parts
+
+
+def _text_chars(value: Any) -> int:
+    """Characters of text in a message tree; image parts are counted separately."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, Mapping):
+        if value.get("type") in IMAGE_PART_TYPES:
+            return 0
+        return sum(_text_chars(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_text_chars(v) for v in value)
+    return 0
+
+
+def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
+    """Prompt size estimate: text characters / 4 plus a flat allowance per image."""
+    chars = (
+        _text_chars(body.get("messages")) + _text_chars(body.get("tools")) + _text_chars(body.get("input"))
+    )
+    images = sum(1 for part in content_parts(body) if part.get("type") in IMAGE_PART_TYPES)
+    return estimate_text_tokens(chars) + images * IMAGE_TOKENS
