@@ -20,7 +20,7 @@ from multidict import CIMultiDict
 from nextmodel_proxy import routing
 from nextmodel_proxy.access.auth import Principal, attribute, check_model
 from nextmodel_proxy.access.budgets import budget_headers
-from nextmodel_proxy.accounting import build_receipt
+from nextmodel_proxy.accounting import priced_receipt
 from nextmodel_proxy.cache import plan as caching
 from nextmodel_proxy.cache import sharing
 from nextmodel_proxy.cache import store as cache
@@ -28,6 +28,7 @@ from nextmodel_proxy.cache.sharing import Flight
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.endpoints import wire
 from nextmodel_proxy.errors import ProxyError
+from nextmodel_proxy.ledger.prices import PriceRecorder
 from nextmodel_proxy.ledger.receipts import Receipt
 from nextmodel_proxy.ledger.writer import LedgerUnavailable
 from nextmodel_proxy.pricing import estimate_prompt_tokens, from_pusd, replay_billed, to_pusd, usage_trusted
@@ -56,6 +57,7 @@ class Pipeline:
         self.session = session
         self.services = services
         self.keepalive_s = config.server.keepalive_s
+        self._prices = PriceRecorder()  # each resolved price stored once in the ledger's prices table
 
     # --- 1. admission ---------------------------------------------------------------------------
 
@@ -267,6 +269,7 @@ class Pipeline:
         obj, usage = wire.body_facts(state.endpoint, raw)
         if call.status == 200:
             state.set_usage(usage, estimated_from=obj)
+            state.note_service_tier(obj)
             if state.decision.stores_answer and caching.storable_body(state.endpoint, obj, call.status):
                 state.holds.cache_payload = ("json", raw)
         else:
@@ -363,7 +366,8 @@ class Pipeline:
         if state.receipt is not None:
             return
         state.finish()
-        receipt = state.receipt = build_receipt(state, self.config)
+        receipt, price = priced_receipt(state, self.config)
+        state.receipt = receipt
         s, holds = self.services, state.holds
         billed = to_pusd(receipt.billed_cost_usd) if receipt.billed_cost_usd is not None else None
         if holds.reservation is not None:
@@ -375,6 +379,7 @@ class Pipeline:
         self._queue_cache_writes(state, receipt)
         if s.ledger is None:
             return
+        self._prices.record(s.ledger, price, state.created)
         future = s.ledger.submit(receipt, served=served)
         if not wait:
             future.add_done_callback(_log_ledger_failure)
