@@ -35,13 +35,13 @@ from nextmodel_proxy.access.keys import (
     parse_models,
     revoke_key,
     rotate_key,
-    utc_now,
 )
 from nextmodel_proxy.appkeys import CONFIG, PIPELINE, SERVICES
 from nextmodel_proxy.config import Config, ConfigError, parse_duration
 from nextmodel_proxy.errors import ProxyError, bad_request
 from nextmodel_proxy.ledger.writer import LedgerUnavailable
 from nextmodel_proxy.services import Services
+from nextmodel_proxy.timespec import utc_now
 
 T = TypeVar("T")
 _JSON = "application/json"

@@ -174,3 +174,23 @@ def test_compare_cli_reports_unknown_models_and_missing_ledger_cleanly(ledger, c
     no_table = CliRunner().invoke(compare_command, ["--config", str(config_path), "--db", str(empty)])
     assert no_table.exit_code == 1 and "cannot read receipts" in no_table.output
     assert "Traceback" not in bad.output + missing.output + no_table.output
+
+
+def test_compare_cli_since_takes_weeks_and_iso_dates_like_every_other_command(ledger, config_path):
+    recent = orjson.loads(run(config_path, ledger, "--since", "7d", "--json"))
+    assert orjson.loads(run(config_path, ledger, "--since", "2w", "--json"))["requests"] == recent["requests"]
+    month_ago = (NOW - dt.timedelta(days=30)).date().isoformat()
+    by_date = orjson.loads(run(config_path, ledger, "--since", month_ago, "--json"))
+    assert by_date["requests"] == recent["requests"]  # the 60-day-old row is before the date
+    stamp = (NOW - dt.timedelta(days=90)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert (
+        orjson.loads(run(config_path, ledger, "--since", stamp, "--json"))["requests"]
+        == recent["requests"] + 1
+    )
+
+
+def test_compare_cli_refuses_an_unreadable_since_cleanly(ledger, config_path):
+    bad = CliRunner().invoke(
+        compare_command, ["--config", str(config_path), "--db", str(ledger), "--since", "last tuesday"]
+    )
+    assert bad.exit_code == 2 and "--since" in bad.output and "Traceback" not in bad.output

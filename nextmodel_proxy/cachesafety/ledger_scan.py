@@ -184,10 +184,6 @@ def _lexical_strategy(threshold: float, best: list[tuple[float, Request | None]]
     return run
 
 
-def _usd(pusd: int) -> str:
-    return pricing.format_usd(pricing.from_pusd(pusd))
-
-
 def scan(
     ledger_path: str, cache_path: str, *, lexical: tuple[float, ...], replay_ratio: Decimal, show: int = 0
 ) -> dict[str, Any]:
@@ -236,7 +232,7 @@ def scan(
                 "answer_neutral": neutral,
                 "answer_changing": changing,
                 "differing_fields": {f: by_field[f] for f in ANSWER_FIELDS if by_field[f]},
-                "usd_would_save": _usd(would_save),
+                "usd_would_save": pricing.format_pusd(would_save),
             }
         )
     out: dict[str, Any] = {
@@ -246,7 +242,7 @@ def scan(
         "cache_lookups": looked_up,
         "exact_hits": hits,
         "realised_hit_rate": round(hits / looked_up, 4) if looked_up else None,
-        "usd_saved": _usd(saved),
+        "usd_saved": pricing.format_pusd(saved),
         "not_cacheable": bypassed,
         "misses_with_known_request": len(requests),
         "misses_without_request": unknown,

@@ -32,12 +32,11 @@ from nextmodel_proxy.access.keys import (
     parse_models,
     revoke_key,
     rotate_key,
-    text_or_none,
-    utc_now,
 )
 from nextmodel_proxy.cli.common import config_option, db_option, existing_db, load_cli_config, resolve_db
 from nextmodel_proxy.config import Config, ConfigError, parse_duration
 from nextmodel_proxy.ledger import schema as db
+from nextmodel_proxy.timespec import format_utc_or_none, utc_now
 
 _SHOWN_ONCE = (
     "This is the only time the key is shown: store it now. Clients send it as Authorization: Bearer <key>."
@@ -248,7 +247,7 @@ def list_cmd(as_json: bool, config_path: str | None, db_path: str | None) -> Non
             r.rpm,
             r.tpm,
             ",".join(sorted(r.models)) if r.models else None,
-            text_or_none(r.expires_at),
+            format_utc_or_none(r.expires_at),
         )
         for r in records
     ]
@@ -325,7 +324,7 @@ def usage_row(usage: BudgetUsage) -> tuple[Any, ...]:
         format_amount(usage.spent, cur),
         format_amount(max(usage.remaining, Decimal(0)), cur),
         f"{usage.share_spent * 100:.1f}%",
-        text_or_none(usage.reset_at) or "never",
+        format_utc_or_none(usage.reset_at) or "never",
     )
 
 

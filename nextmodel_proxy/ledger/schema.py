@@ -247,3 +247,46 @@ MIGRATIONS += [
     # Why a receipt's usage is estimated (an upstream figure that was not trusted); NULL otherwise.
     ("m030_receipt_usage_reason", _sql("ALTER TABLE receipts ADD COLUMN usage_reason TEXT")),
 ]
+
+
+# --- m040-m049: billing (issue 11) -----------------------------------------------------------------
+
+_M040_COLUMNS = (
+    "service_tier TEXT",
+    "price_tier TEXT",
+    "price_window TEXT",
+    "currency TEXT",
+    "native_cost TEXT",
+    "fx_rate TEXT",
+    "fx_date TEXT",
+)
+# Every distinct resolved price once, keyed by the price_version receipts carry (unit prices as exact
+# decimal text, per 1M tokens in `currency`; brackets is JSON for a tier billed on the excess only).
+_M041_PRICES = """
+CREATE TABLE prices (
+    price_version TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    input TEXT NOT NULL,
+    output TEXT NOT NULL,
+    cached_input TEXT,
+    cache_write TEXT,
+    cache_write_1h TEXT,
+    schedule_from TEXT,
+    price_tier TEXT,
+    price_window TEXT,
+    service_tier TEXT,
+    brackets TEXT,
+    source TEXT,
+    as_of TEXT,
+    first_seen_utc TEXT NOT NULL
+)
+"""
+
+MIGRATIONS += [
+    (
+        "m040_receipt_price_fields",
+        _sql(";\n".join(f"ALTER TABLE receipts ADD COLUMN {col}" for col in _M040_COLUMNS)),
+    ),
+    ("m041_prices", _sql(_M041_PRICES)),
+]
