@@ -23,6 +23,7 @@ import orjson
 
 from nextmodel_proxy.config import ModelConfig
 from nextmodel_proxy.pricing import IMAGE_PART_TYPES
+from nextmodel_proxy.routing import requested_max_tokens
 
 PER_MESSAGE = 8
 REPLY_PRIMING = 4
@@ -73,10 +74,9 @@ def worst_prompt_tokens(body: Mapping[str, Any]) -> int:
 
 
 def worst_output_tokens(model: ModelConfig, body: Mapping[str, Any]) -> int:
-    for key in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
-        value = body.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
+    asked = requested_max_tokens(body)
+    if asked is not None:
+        return asked
     if model.mode == "embedding":
         return 0
     return model.max_output or model.context_window or DEFAULT_WORST_OUTPUT
