@@ -272,7 +272,7 @@ class Pipeline:
         state.outcome.status = call.status
         obj, usage = wire.body_facts(state.endpoint, raw)
         if call.status == 200:
-            state.set_usage(usage, estimated_from=obj)
+            state.set_usage(usage, estimated_from=obj, answer_bytes=len(raw))
             state.note_service_tier(obj)
             if state.decision.stores_answer and caching.storable_body(state.endpoint, obj, call.status):
                 state.holds.cache_payload = ("json", raw)
