@@ -324,7 +324,7 @@ class Pipeline:
         except ProxyError as exc:
             state.fail(exc.status, exc.code)
             with contextlib.suppress(ClientGone):  # a client already gone needs no error event
-                await write(sink, wire.error_event(state.endpoint, exc))
+                await write(sink, wire.error_event(state.endpoint, exc, tee))
         except (ClientGone, asyncio.CancelledError):
             if not tee.done:  # a client that already has [DONE] got the whole answer
                 state.fail(499, "client_closed")

@@ -283,7 +283,7 @@ async def _follow_stream(
         result = state.outcome
         result.served_mode, result.usage, result.usage_source = "error", None, "none"
         state.fail(exc.status, exc.code)
-        await write(sink, wire.error_event(state.endpoint, exc))
+        await write(sink, wire.error_event(state.endpoint, exc, tee))
         await out.record(state)
         return None
     except (ClientGone, asyncio.CancelledError):
