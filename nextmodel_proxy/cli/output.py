@@ -1,12 +1,11 @@
 """How every command prints: aligned tables that fit the terminal, and JSON for --json.
 
-Tables are cut to the terminal's width only when writing to a terminal (or when COLUMNS says how wide it
-is); piped output is never cut, so `nmproxy ... | grep` sees every character.
+Tables are cut to the terminal's width only when writing to a terminal; piped output is never cut, so
+`nmproxy ... | grep` sees every character.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from collections.abc import Container, Sequence
@@ -59,12 +58,8 @@ def _fit(widths: list[int], limit: int, right: Container[int]) -> list[int]:
 
 
 def terminal_width() -> int | None:
-    """The terminal's width when output goes to one (or COLUMNS is set); None when piped."""
-    if os.environ.get("COLUMNS", "").isdigit():
-        return int(os.environ["COLUMNS"])
-    if sys.stdout.isatty():
-        return shutil.get_terminal_size().columns
-    return None
+    """The terminal's width (COLUMNS wins) when output goes to one; None when piped or captured."""
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
 
 
 def echo_table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, right: Container[int] = ()) -> None:
