@@ -29,7 +29,7 @@ ROUTES = [
     ("POST", "/v1/messages/count_tokens", endpoint_http.count_tokens),
     ("POST", "/v1/completions", endpoint_http.completions),
     ("GET", "/v1/models", handlers.list_models),
-    ("GET", "/v1/models/{model_id}", endpoint_http.get_model),
+    ("GET", "/v1/models/{model_id:.+}", endpoint_http.get_model),
     ("GET", "/healthz", handlers.healthz),
     ("GET", "/v1/receipts", handlers.list_receipts),
     ("GET", "/v1/receipts/{receipt_id}", handlers.get_receipt),
@@ -39,7 +39,9 @@ ROUTES = [
 ]
 
 # The public API, named in the 404 for any other path (admin endpoints are documented in the README).
-SERVED = ", ".join(f"{m} {p}" for m, p, _ in ROUTES if not p.startswith("/admin"))
+SERVED = ", ".join(
+    f"{m} {p.replace('{model_id:.+}', '{id}')}" for m, p, _ in ROUTES if not p.startswith("/admin")
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
