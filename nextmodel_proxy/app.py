@@ -12,6 +12,7 @@ from nextmodel_proxy import admin, handlers
 from nextmodel_proxy.appkeys import CONFIG, PIPELINE, SERVICES, SESSION
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError, error_body, retry_headers
+from nextmodel_proxy.listener import guard_middleware
 from nextmodel_proxy.pipeline import Pipeline
 from nextmodel_proxy.services import running
 
@@ -75,13 +76,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 def create_app(config: Config) -> web.Application:
     """The proxy as an aiohttp application; resources open in cleanup_ctx and close in reverse order."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.server.max_body_bytes + 1)
+    app = web.Application(
+        middlewares=[guard_middleware, error_middleware], client_max_size=config.server.max_body_bytes + 1
+    )
     app[CONFIG] = config
     app.cleanup_ctx.append(_client_session)
     app.cleanup_ctx.append(_services)
+    app.on_shutdown.append(_drain_at_grace)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     return app
+
+
+async def _drain_at_grace(app: web.Application) -> None:
+    """Shutdown began: requests still running near the end of the grace get a clean ending (drain.py)."""
+    if PIPELINE in app:
+        app[PIPELINE].drain.schedule(app[CONFIG].server.shutdown_grace_s)
 
 
 async def _client_session(app: web.Application) -> AsyncIterator[None]:
@@ -98,3 +108,4 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[SERVICES] = services
         app[PIPELINE] = Pipeline(app[CONFIG], app[SESSION], services)
         yield
+        app[PIPELINE].drain.close()

@@ -24,10 +24,12 @@ from nextmodel_proxy.cache import replay
 from nextmodel_proxy.cache import store as cache
 from nextmodel_proxy.cache.sharing import Flight, FlightFailed
 from nextmodel_proxy.config import Config
+from nextmodel_proxy.drain import Drain, shutting_down
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger.writer import LedgerUnavailable
 from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd, usage_trusted
 from nextmodel_proxy.relay import ClientGone, KeepAlive, StreamSink, error_event, relay_batches, start, write
+from nextmodel_proxy.request_log import log_receipt
 from nextmodel_proxy.request_state import Exchange
 from nextmodel_proxy.services import Services
 from nextmodel_proxy.tee import StreamTee, completion_facts
@@ -53,6 +55,7 @@ class Pipeline:
         self.session = session
         self.services = services
         self._leaders: dict[str, str] = {}  # cache key -> receipt id of the request fetching it
+        self.drain = Drain()
 
     # --- admission ----------------------------------------------------------------------------
 
@@ -108,6 +111,28 @@ class Pipeline:
 
     async def handle(self, ex: Exchange, principal: Principal | None, sink: StreamSink) -> Reply | None:
         """Serve one exchange; returns the reply for non-streams, None when it streamed into `sink`."""
+        with self.drain.track(ex.receipt_id):
+            return await self._handle(ex, principal, sink)
+
+    async def _end_stopped(self, ex: Exchange, sink: StreamSink) -> None:
+        """Shutdown stopped this exchange (drain.py): end its stream with an error event, or refuse it."""
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        err = shutting_down()
+        if ex.error_code != err.code and ex.stream and ex.status == 200:  # a stream had started
+            ex.fail(err.status, err.code)
+            with contextlib.suppress(ClientGone):
+                await write(sink, error_event(err))
+        if ex.error_code == err.code:
+            await self._finish(ex, wait=False)
+            return None
+        ex.fail(err.status, err.code)
+        await self._finish(ex, wait=True, raise_on_ledger=False)
+        err.headers.update(ex.headers(final=True))
+        raise err
+
+    async def _handle(self, ex: Exchange, principal: Principal | None, sink: StreamSink) -> Reply | None:
         try:
             self.admit(ex, principal)
             return await self._serve(ex, sink)
@@ -117,7 +142,9 @@ class Pipeline:
             exc.headers.update(ex.headers(final=True))  # a refusal is a complete non-stream answer
             exc.headers.update(self._budget_headers(ex))
             raise
-        except (asyncio.CancelledError, ClientGone):
+        except (asyncio.CancelledError, ClientGone) as exc:
+            if isinstance(exc, asyncio.CancelledError) and self.drain.stopped(ex.receipt_id):
+                return await self._end_stopped(ex, sink)
             if not ex.detached:  # a detached leader records its own receipt when its upstream answer ends
                 ex.fail(499, "client_closed")
                 await self._finish(ex, wait=False)
@@ -383,8 +410,15 @@ class Pipeline:
             ex.fail(exc.status, exc.code)
             with contextlib.suppress(ClientGone):  # a client already gone needs no error event
                 await write(sink, error_event(exc))
-        except (ClientGone, asyncio.CancelledError):
-            if not tee.done:  # a client that already has [DONE] got the whole answer
+        except (ClientGone, asyncio.CancelledError) as exc:
+            if tee.done:  # a client that already has [DONE] got the whole answer
+                raise
+            if isinstance(exc, asyncio.CancelledError) and self.drain.stopped(ex.receipt_id):
+                err = shutting_down()  # the proxy is stopping: say so, to the client and on the receipt
+                ex.fail(err.status, err.code)
+                with contextlib.suppress(ClientGone):
+                    await write(sink, error_event(err))
+            else:
                 ex.fail(499, "client_closed")
             raise
         finally:
@@ -430,6 +464,7 @@ class Pipeline:
         if ex.receipt is not None:
             return
         receipt = ex.receipt = build_receipt(ex, self.config)
+        log_receipt(receipt)
         s = self.services
         billed = to_pusd(receipt.billed_cost_usd) if receipt.billed_cost_usd is not None else None
         if ex.reservation is not None:

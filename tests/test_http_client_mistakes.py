@@ -155,3 +155,17 @@ async def test_headers_named_in_connection_are_not_forwarded(proxy: Any, fake_up
     assert sent.get("x-kept") == "yes"
     assert "x-hop-one" not in sent and "x-hop-two" not in sent
     assert "x-bytes" not in sent  # bytes that are not UTF-8 cannot be re-sent faithfully
+
+
+async def test_a_model_without_mode_serves_both_endpoints_and_mode_restricts(client: Any) -> None:
+    emb = await client.embeddings.create(model="fake-basic", input="hello")
+    assert emb.data and emb.data[0].embedding
+    chat = await client.chat.completions.create(
+        model="fake-basic", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert chat.choices[0].message.content
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as info:  # mode: embedding still restricts
+        await client.chat.completions.create(model="fake-embed", messages=[{"role": "user", "content": "hi"}])
+    assert "/v1/embeddings" in info.value.body["message"]

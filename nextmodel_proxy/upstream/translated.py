@@ -9,8 +9,14 @@ from typing import Protocol
 import aiohttp
 
 from nextmodel_proxy.errors import ProxyError
-from nextmodel_proxy.sse import SSESplitter
-from nextmodel_proxy.upstream.base import Target, read_body, response_headers, send, upstream_request_id
+from nextmodel_proxy.upstream.base import (
+    BoundedSplitter,
+    Target,
+    read_body,
+    response_headers,
+    send,
+    upstream_request_id,
+)
 
 
 class StreamTranslator(Protocol):
@@ -77,7 +83,7 @@ class TranslatedCall:
         translator = self._translator
         if translator is None:
             return
-        splitter = SSESplitter()
+        splitter = BoundedSplitter(self._provider)
         name = self._provider.name
         try:
             async for data in self._resp.content.iter_any():
