@@ -7,7 +7,7 @@ HOST   ?=
 PORT   ?=
 ARGS   ?=
 
-.PHONY: run test lint fmt bench clean
+.PHONY: run test lint fmt bench clean container-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(VENV)/.test-deps  ## install test dependencies and run the whole suite
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check nextmodel_proxy tests bench
+	$(BIN)/hadolint --failure-threshold warning Dockerfile
+
+container-test:  ## build the Dockerfile with podman and smoke-test the image on 127.0.0.1 (root; see README)
+	bash tests/container/smoke.sh
 
 fmt: $(VENV)/.test-deps
 	$(BIN)/ruff format nextmodel_proxy tests bench

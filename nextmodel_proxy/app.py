@@ -11,6 +11,7 @@ from aiohttp import web
 from nextmodel_proxy import admin, handlers
 from nextmodel_proxy.appkeys import CONFIG, PIPELINE, SERVICES, SESSION
 from nextmodel_proxy.config import Config
+from nextmodel_proxy.endpoints import http as endpoint_http
 from nextmodel_proxy.errors import ProxyError, error_body, retry_headers
 from nextmodel_proxy.listener import guard_middleware
 from nextmodel_proxy.pipeline import Pipeline
@@ -21,12 +22,20 @@ log = logging.getLogger(__name__)
 ROUTES = [
     ("POST", "/v1/chat/completions", handlers.chat_completions),
     ("POST", "/v1/embeddings", handlers.embeddings),
+    ("POST", "/v1/responses", endpoint_http.responses),
+    ("POST", "/v1/messages", endpoint_http.messages),
+    ("POST", "/v1/messages/count_tokens", endpoint_http.count_tokens),
+    ("POST", "/v1/completions", endpoint_http.completions),
     ("GET", "/v1/models", handlers.list_models),
+    ("GET", "/v1/models/{model_id}", endpoint_http.get_model),
     ("GET", "/healthz", handlers.healthz),
     ("GET", "/v1/receipts", handlers.list_receipts),
     ("GET", "/v1/receipts/{receipt_id}", handlers.get_receipt),
     *admin.ROUTES,
 ]
+
+# The public API, named in the 404 for any other path (admin endpoints are documented in the README).
+SERVED = ", ".join(f"{m} {p}" for m, p, _ in ROUTES if not p.startswith("/admin"))
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -53,7 +62,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
     except web.HTTPNotFound:
         return _json_error(
-            404, f"Unknown path: {request.method} {request.path}", "invalid_request_error", "not_found"
+            404,
+            f"Unknown path: {request.method} {request.path}. This proxy serves: {SERVED}.",
+            "invalid_request_error",
+            "not_found",
         )
     except web.HTTPMethodNotAllowed as exc:
         return _json_error(

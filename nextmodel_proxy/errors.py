@@ -29,6 +29,7 @@ CODES = frozenset(
         "missing_field",
         "invalid_type",
         "invalid_value",
+        "invalid_header",
         "unsupported_parameter",
         "model_not_found",
         "model_retired",

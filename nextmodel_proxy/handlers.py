@@ -12,16 +12,18 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 from aiohttp.web_protocol import RequestPayloadError
 
-from nextmodel_proxy import validate
+from nextmodel_proxy import text_safety, validate
 from nextmodel_proxy.access.auth import can_read_project
 from nextmodel_proxy.appkeys import CONFIG, PIPELINE, SERVICES
 from nextmodel_proxy.catalog import models_list
+from nextmodel_proxy.endpoints import validate_bodies
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger import receipts
 from nextmodel_proxy.relay import ClientGone
-from nextmodel_proxy.request_state import Exchange
+from nextmodel_proxy.request_state import Caller, RequestState
 
 _JSON = "application/json"
+_CHECKS = {"chat": validate.check_chat, "embeddings": validate.check_embeddings, **validate_bodies.CHECKS}
 
 
 class ResponseSink:
@@ -69,28 +71,67 @@ async def read_body(request: web.Request) -> bytes:
         ) from None
 
 
-def tags_and_request_id(ex: Exchange, headers: Mapping[str, str]) -> None:
-    """Free-form tags and the client's request id (project/team come from the key or open-mode headers)."""
-    tags = headers.get("x-nextmodel-tags")
-    if tags:
-        ex.tags = tuple(t.strip() for t in tags.split(",") if t.strip())
-    ex.request_id = headers.get("x-request-id") or headers.get("x-client-request-id") or None
+ATTRIBUTION_HEADERS = ("x-nextmodel-project", "x-nextmodel-team", "x-nextmodel-environment")
+MAX_ATTRIBUTION_CHARS = 128  # each of project, team, environment and every tag
+MAX_TAGS_HEADER_CHARS = 1024
 
 
-async def _proxy(request: web.Request, endpoint: str) -> web.StreamResponse:
+def check_attribution(headers: Mapping[str, str], *, open_mode: bool) -> None:
+    """400 invalid_header naming the header when an attribution value is not printable UTF-8 or too long.
+    Project/team/environment headers are read only in open mode (a key carries its own), so only then."""
+    names = (*ATTRIBUTION_HEADERS, "x-nextmodel-tags") if open_mode else ("x-nextmodel-tags",)
+    for name in names:
+        value = headers.get(name)
+        if value is None:
+            continue
+        limit = MAX_TAGS_HEADER_CHARS if name == "x-nextmodel-tags" else MAX_ATTRIBUTION_CHARS
+        if not text_safety.printable(value):
+            raise validate.bad_header(
+                name, "is not printable UTF-8 text (control characters or invalid bytes)"
+            )
+        if len(value) > limit:
+            raise validate.bad_header(name, f"is longer than {limit} characters")
+        if name == "x-nextmodel-tags" and any(
+            len(t.strip()) > MAX_ATTRIBUTION_CHARS for t in value.split(",")
+        ):
+            raise validate.bad_header(name, f"has a tag longer than {MAX_ATTRIBUTION_CHARS} characters")
+
+
+def caller_of(headers: Mapping[str, str]) -> Caller:
+    """The client's headers, free-form tags and request id (project/team come from the key or open-mode
+    headers). The request id is the client's x-request-id (or x-client-request-id) when it is printable ASCII
+    of at most 128 characters, escaped to that when it is not, generated when there is none; it is echoed
+    back as x-request-id."""
+    tags = headers.get("x-nextmodel-tags") or ""
+    client_id = headers.get("x-request-id") or headers.get("x-client-request-id")
+    return Caller(
+        client_headers=headers,
+        request_id=text_safety.escaped(client_id) if client_id else receipts.new_request_id(),
+        tags=tuple(t.strip() for t in tags.split(",") if t.strip()),
+    )
+
+
+async def proxy(
+    request: web.Request, endpoint: str, *, auth_headers: Mapping[str, str] | None = None
+) -> web.StreamResponse:
+    """Any proxied endpoint; `auth_headers` when the proxy key may come in another header (x-api-key)."""
     pipeline = request.app[PIPELINE]
-    principal = pipeline.authenticate(request.headers)
+    principal = pipeline.authenticate(auth_headers if auth_headers is not None else request.headers)
+    try:
+        check_attribution(request.headers, open_mode=principal is None)
+    except ProxyError as exc:
+        pipeline.count_rejected(exc)
+        raise
     body = await _valid_body(request, endpoint)
-    ex = Exchange(
+    state = RequestState(
         endpoint=endpoint,
         body=body,
-        client_headers=request.headers,
+        caller=caller_of(request.headers),
         receipt_url_base=f"{request.scheme}://{request.host}",
     )
-    tags_and_request_id(ex, request.headers)
     sink = ResponseSink(request)
     try:
-        reply = await pipeline.handle(ex, principal, sink)
+        reply = await pipeline.handle(state, principal, sink)
     except ClientGone:
         reply = None
     if reply is None:
@@ -103,7 +144,7 @@ async def _valid_body(request: web.Request, endpoint: str) -> dict:
     try:
         body = validate.parse_body(await read_body(request))
         validate.require_model(body)
-        (validate.check_chat if endpoint == "chat" else validate.check_embeddings)(body)
+        _CHECKS[endpoint](body)
     except ProxyError as exc:
         request.app[PIPELINE].count_rejected(exc)
         raise
@@ -111,11 +152,11 @@ async def _valid_body(request: web.Request, endpoint: str) -> dict:
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await _proxy(request, "chat")
+    return await proxy(request, "chat")
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    return await _proxy(request, "embeddings")
+    return await proxy(request, "embeddings")
 
 
 async def list_models(request: web.Request) -> web.Response:

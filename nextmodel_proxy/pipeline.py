@@ -1,4 +1,8 @@
-"""The request flow: admit -> route -> cache -> budget -> upstream -> relay + tee -> receipt. No aiohttp.web."""
+"""The request flow, top-down: admit -> route -> cache -> budget -> upstream -> relay + tee -> receipt.
+
+No aiohttp.web here: handlers.py turns HTTP into a RequestState and a sink, and a Reply back into HTTP.
+Single-flight (sharing one upstream call between identical requests) is cache/sharing.py's.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 import aiohttp
-import orjson
 from multidict import CIMultiDict
 
 from nextmodel_proxy import routing
@@ -20,24 +22,25 @@ from nextmodel_proxy.access.auth import Principal, attribute, check_model
 from nextmodel_proxy.access.budgets import budget_headers
 from nextmodel_proxy.accounting import build_receipt
 from nextmodel_proxy.cache import plan as caching
-from nextmodel_proxy.cache import replay
+from nextmodel_proxy.cache import sharing
 from nextmodel_proxy.cache import store as cache
-from nextmodel_proxy.cache.sharing import Flight, FlightFailed
+from nextmodel_proxy.cache.sharing import Flight
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.drain import Drain, shutting_down
+from nextmodel_proxy.endpoints import wire
 from nextmodel_proxy.errors import ProxyError
+from nextmodel_proxy.ledger.receipts import Receipt
 from nextmodel_proxy.ledger.writer import LedgerUnavailable
 from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd, usage_trusted
-from nextmodel_proxy.relay import ClientGone, KeepAlive, StreamSink, error_event, relay_batches, start, write
+from nextmodel_proxy.relay import ClientGone, StreamSink, relay_batches, start, write
 from nextmodel_proxy.request_log import log_receipt
-from nextmodel_proxy.request_state import Exchange
+from nextmodel_proxy.request_state import JsonObject, RequestState
 from nextmodel_proxy.services import Services
-from nextmodel_proxy.tee import StreamTee, completion_facts
 from nextmodel_proxy.upstream.base import Target, UpstreamCall, event_batches
-from nextmodel_proxy.upstream.failover import open_first
+from nextmodel_proxy.upstream.failover import Unanswered, open_first
 
 log = logging.getLogger(__name__)
-_NOT_SERVED = object()
+TRANSLATED_HEADER = "x-nextmodel-translated"
 
 
 @dataclass(slots=True)
@@ -54,10 +57,10 @@ class Pipeline:
         self.config = config
         self.session = session
         self.services = services
-        self._leaders: dict[str, str] = {}  # cache key -> receipt id of the request fetching it
+        self.keepalive_s = config.server.keepalive_s
         self.drain = Drain()
 
-    # --- admission ----------------------------------------------------------------------------
+    # --- 1. admission ---------------------------------------------------------------------------
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal | None:
         """The caller's key (401 when keys exist and this one is missing or bad); None in open mode."""
@@ -72,153 +75,137 @@ class Pipeline:
         self.services.rejected[exc.code] = self.services.rejected.get(exc.code, 0) + 1
         log.info("refused request without a receipt: %s %s", exc.status, exc.code)
 
-    def admit(self, ex: Exchange, principal: Principal | None) -> None:
-        """Attribute the exchange, then check model permission, ledger health and rate limits."""
-        who = attribute(principal, ex.client_headers, self.config)
-        ex.key_id, ex.project, ex.team = who.key_id, who.project, who.team
-        ex.environment = who.environment or ex.environment
-        check_model(principal, ex.model_requested)
-        if self.services.ledger is not None and not self.services.ledger.healthy:
-            raise LedgerUnavailable("the ledger file cannot be written").proxy_error()
-        if principal is not None and (principal.rpm or principal.tpm):  # estimating costs a walk of the body
-            estimate = routing.estimate_prompt_tokens(ex.body) + _max_tokens(ex.body) if principal.tpm else 0
-            ex.admission = self.services.limiter.check(principal, estimate)
+    async def handle(
+        self, state: RequestState, principal: Principal | None, sink: StreamSink
+    ) -> Reply | None:
+        """Serve one request; returns the reply for non-streams, None when it streamed into `sink`."""
+        with self.drain.track(state.receipt_id):
+            return await self._handle(state, principal, sink)
 
-    def resolve(self, ex: Exchange) -> list[Target]:
-        """The ordered candidates for the requested model or route, with the decision on the exchange."""
-        plan = routing.plan(
-            self.config,
-            ex.model_requested,
-            ex.body,
-            today=ex.created.date(),
-            endpoint=ex.endpoint,
-            latency_stats=self.services.latency_ms,
-            project=ex.project,
-            budget_share=self._budget_share(ex),
-        )
-        ex.route = plan.route
-        ex.route_decision = plan.decision
-        return list(plan.candidates)
+    async def _handle(
+        self, state: RequestState, principal: Principal | None, sink: StreamSink
+    ) -> Reply | None:
+        try:
+            self.admit(state, principal)
+            return await self._serve(state, sink)
+        except ProxyError as exc:
+            state.fail(exc.status, exc.code)
+            await self._finish(state, wait=True, raise_on_ledger=False)
+            exc.headers.update(state.headers(final=True))  # a refusal is a complete non-stream answer
+            exc.headers.update(self._budget_headers(state))
+            raise
+        except (asyncio.CancelledError, ClientGone) as exc:
+            if isinstance(exc, asyncio.CancelledError) and self.drain.stopped(state.receipt_id):
+                return await self._end_stopped(state, sink)
+            if not state.holds.detached:  # a detached leader records its own receipt when its answer ends
+                state.fail(499, "client_closed")
+                await self._finish(state, wait=False)
+            raise
+        except Exception:
+            # A bug must not leave a budget hold behind or a request unrecorded; the middleware logs it.
+            state.fail(500, "internal_error")
+            await self._finish(state, wait=False)
+            raise
 
-    def _budget_share(self, ex: Exchange) -> Any:
-        project = self.config.projects.get(ex.project or "")
-        if project is None or project.budget is None or project.budget.switch_route is None:
-            return None
-        shares = [u.share_spent for u in self.services.budgets.usages(ex) if u.budget.scope == "project"]
-        return max(shares, default=None)
-
-    # --- entry point --------------------------------------------------------------------------
-
-    async def handle(self, ex: Exchange, principal: Principal | None, sink: StreamSink) -> Reply | None:
-        """Serve one exchange; returns the reply for non-streams, None when it streamed into `sink`."""
-        with self.drain.track(ex.receipt_id):
-            return await self._handle(ex, principal, sink)
-
-    async def _end_stopped(self, ex: Exchange, sink: StreamSink) -> None:
-        """Shutdown stopped this exchange (drain.py): end its stream with an error event, or refuse it."""
+    async def _end_stopped(self, state: RequestState, sink: StreamSink) -> None:
+        """Shutdown stopped this request (drain.py): end its started stream with an error event, or refuse it."""
         task = asyncio.current_task()
         if task is not None:
             task.uncancel()
         err = shutting_down()
-        if ex.error_code != err.code and ex.stream and ex.status == 200:  # a stream had started
-            ex.fail(err.status, err.code)
+        if state.outcome.error_code != err.code and state.stream and state.outcome.status == 200:
+            state.fail(err.status, err.code)
             with contextlib.suppress(ClientGone):
-                await write(sink, error_event(err))
-        if ex.error_code == err.code:
-            await self._finish(ex, wait=False)
+                await write(sink, wire.error_event(state.endpoint, err))
+        if state.outcome.error_code == err.code:
+            await self.record(state)
             return None
-        ex.fail(err.status, err.code)
-        await self._finish(ex, wait=True, raise_on_ledger=False)
-        err.headers.update(ex.headers(final=True))
+        state.fail(err.status, err.code)
+        await self._finish(state, wait=True, raise_on_ledger=False)
+        err.headers.update(state.headers(final=True))
         raise err
 
-    async def _handle(self, ex: Exchange, principal: Principal | None, sink: StreamSink) -> Reply | None:
-        try:
-            self.admit(ex, principal)
-            return await self._serve(ex, sink)
-        except ProxyError as exc:
-            ex.fail(exc.status, exc.code)
-            await self._finish(ex, wait=True, raise_on_ledger=False)
-            exc.headers.update(ex.headers(final=True))  # a refusal is a complete non-stream answer
-            exc.headers.update(self._budget_headers(ex))
-            raise
-        except (asyncio.CancelledError, ClientGone) as exc:
-            if isinstance(exc, asyncio.CancelledError) and self.drain.stopped(ex.receipt_id):
-                return await self._end_stopped(ex, sink)
-            if not ex.detached:  # a detached leader records its own receipt when its upstream answer ends
-                ex.fail(499, "client_closed")
-                await self._finish(ex, wait=False)
-            raise
-        except Exception:
-            # A bug must not leave a budget hold behind or a request unrecorded; the middleware logs it.
-            ex.fail(500, "internal_error")
-            await self._finish(ex, wait=False)
-            raise
+    def admit(self, state: RequestState, principal: Principal | None) -> None:
+        """Attribute the request, then check model permission, ledger health and rate limits."""
+        caller = state.caller
+        who = attribute(principal, caller.client_headers, self.config)
+        caller.key_id, caller.project, caller.team = who.key_id, who.project, who.team
+        caller.environment = who.environment or caller.environment
+        check_model(principal, state.model_requested)
+        if self.services.ledger is not None and not self.services.ledger.healthy:
+            raise LedgerUnavailable("the ledger file cannot be written").proxy_error()
+        if principal is not None and (principal.rpm or principal.tpm):  # estimating costs a walk of the body
+            estimate = (
+                routing.estimate_prompt_tokens(state.body) + _max_tokens(state.body) if principal.tpm else 0
+            )
+            state.holds.admission = self.services.limiter.check(principal, estimate)
 
-    async def _serve(self, ex: Exchange, sink: StreamSink) -> Reply | None:
-        targets = self.resolve(ex)
-        ex.target = ex.cache_target = targets[0]
+    # --- 2. route, cache, budget, single-flight -------------------------------------------------
+
+    def resolve(self, state: RequestState) -> list[Target]:
+        """The ordered candidates for the requested model or route, with the decision recorded."""
+        plan = routing.plan(
+            self.config,
+            state.model_requested,
+            state.body,
+            today=state.created.date(),
+            endpoint=state.endpoint,
+            latency_stats=self.services.latency_ms,
+            project=state.caller.project,
+            budget_share=self._budget_share(state),
+        )
+        state.decision.route = plan.route
+        state.decision.route_decision = plan.decision
+        return list(plan.candidates)
+
+    def _budget_share(self, state: RequestState) -> Decimal | None:
+        project = self.config.projects.get(state.caller.project or "")
+        if project is None or project.budget is None or project.budget.switch_route is None:
+            return None
+        usages = self.services.budgets.usages(state.caller)
+        return max((u.share_spent for u in usages if u.budget.scope == "project"), default=None)
+
+    async def _serve(self, state: RequestState, sink: StreamSink) -> Reply | None:
+        targets = self.resolve(state)
+        decision = state.decision
+        decision.target = decision.first = targets[0]
         if self.services.cache_reader is None:
-            caching.refuse_only_without_cache(ex)
-        plan = caching.plan_cache(ex, targets[0], self.config) if self.services.cache_reader else None
-        ex.cache_plan = plan
-        ex.cache_key = plan.key if plan is not None else None
+            caching.refuse_only_without_cache(state)
+        plan = caching.plan_cache(state, targets[0], self.config) if self.services.cache_reader else None
+        decision.cache_plan = plan
         if plan is not None and plan.decision.read:
             hit = self._lookup(plan)
             if hit is not None:
-                return await self._serve_hit(ex, hit, sink)
+                return await self._serve_hit(state, hit, sink)
             if not plan.decision.upstream_allowed:
                 raise caching.cache_miss(
                     "x-nextmodel-cache: only, and no cached answer exists for this request"
                 )
         if plan is not None:
-            ex.extra_headers.update(caching.status_headers(plan, caching.miss_status(plan)))
-            ex.cache_status = caching.miss_status(plan)
-        if self.services.budgets.applicable(ex):
-            ex.reservation = self.services.budgets.reserve(ex, self._worst_case(ex, targets))
-        flight = None
+            state.outcome.cache_status = caching.miss_status(plan)
+            state.outcome.extra_headers.update(caching.status_headers(plan, state.outcome.cache_status))
+        if self.services.budgets.applicable(state.caller):
+            state.holds.reservation = self.services.budgets.reserve(
+                state.caller, self._worst_case(state, targets)
+            )
         if plan is not None and plan.active and plan.decision.write:
-            flight = self.services.flights.lead_or_follow(plan.key, plan.canonical)
-            if not flight.is_leader:
-                served = await self._follow(ex, flight, sink)
-                if served is not _NOT_SERVED:
-                    return served
-                flight = None
-        if flight is None:
-            return await self._serve_upstream(ex, targets, sink, None)
-        if not ex.stream:
-            return await self._lead(ex, targets, sink, flight)
-        # A streaming leader runs in its own task: if its client leaves while others share its answer,
-        # the task goes on reading upstream for them (and records the receipt) instead of being cancelled.
-        task = asyncio.get_running_loop().create_task(self._lead(ex, targets, sink, flight))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if flight.has_followers and not task.done():
-                ex.detached = True
-                task.add_done_callback(_retrieve)
-            else:
-                task.cancel()
-                await asyncio.wait({task})
-            raise
+            assert plan.key is not None and plan.canonical is not None
+            flight = self.services.flights.lead_or_follow(plan.key, plan.canonical, state.receipt_id)
+            if flight.is_leader:
+                return await sharing.lead(
+                    flight, state, lambda: self._serve_upstream(state, targets, sink, flight)
+                )
+            served = await sharing.follow(flight, state, sink, self)
+            if not isinstance(served, sharing.NotServed):
+                return served
+        return await self._serve_upstream(state, targets, sink, None)
 
-    async def _lead(
-        self, ex: Exchange, targets: list[Target], sink: StreamSink, flight: Flight
-    ) -> Reply | None:
-        self._leaders[flight.key] = ex.receipt_id
-        try:
-            with flight:
-                return await self._serve_upstream(ex, targets, sink, flight)
-        finally:
-            if self._leaders.get(flight.key) == ex.receipt_id:
-                del self._leaders[flight.key]
-
-    def _worst_case(self, ex: Exchange, targets: list[Target]) -> Any:
-        costs = [routing.estimate_request_cost(t.model, ex.body) for t in targets]
+    def _worst_case(self, state: RequestState, targets: list[Target]) -> Decimal:
+        costs = [routing.estimate_request_cost(t.model, state.body) for t in targets]
         # Decimal, not int: the budget book converts it with Decimal methods (an unpriced model costs 0 here).
         return max((c for c in costs if c is not None), default=Decimal(0))
 
-    # --- cache hits and followers -------------------------------------------------------------
+    # --- 3a. a cached answer --------------------------------------------------------------------
 
     def _lookup(self, plan: caching.CachePlan) -> cache.CacheHit | None:
         writer = self.services.cache_writer
@@ -232,170 +219,115 @@ class Pipeline:
             on_bad=lambda bad: writer.submit_op(lambda c: cache.drop_bad(c, bad)) if writer else None,
         )
 
-    async def _serve_hit(self, ex: Exchange, hit: cache.CacheHit, sink: StreamSink) -> Reply | None:
+    async def _serve_hit(self, state: RequestState, hit: cache.CacheHit, sink: StreamSink) -> Reply | None:
         fresh = hit.fresh_cost_pusd
         billed = (
             replay_billed(from_pusd(fresh), self.config.cache.replay_price_ratio) if fresh is not None else 0
         )
-        ex.reservation = self.services.budgets.reserve(ex, billed)
-        ex.served_from(
-            hit.usage,
-            hit.fresh_receipt_id,
-            "hit",
-            _stored_answer(hit.response_kind, hit.body) if not _trusted(ex, hit.usage) else None,
-        )
-        ex.cache_hit = hit
-        ex.extra_headers.update(caching.status_headers(ex.cache_plan, "hit"))
-        return await self._write_replay(ex, caching.hit_body(hit, ex), sink)
+        state.holds.reservation = self.services.budgets.reserve(state.caller, billed)
+        trusted = usage_trusted(hit.usage, completion_required=state.is_chat)
+        answer = caching.stored_answer(state.endpoint, hit.response_kind, hit.body) if not trusted else None
+        state.served_from(hit.usage, hit.fresh_receipt_id, "hit", answer)
+        state.holds.cache_hit = hit
+        assert state.decision.cache_plan is not None
+        state.outcome.extra_headers.update(caching.status_headers(state.decision.cache_plan, "hit"))
+        return await self.write_replay(state, caching.hit_body(hit, state), sink)
 
-    async def _write_replay(self, ex: Exchange, out: bytes | list[bytes], sink: StreamSink) -> Reply | None:
-        ex.status = 200
+    async def write_replay(
+        self, state: RequestState, out: bytes | list[bytes], sink: StreamSink
+    ) -> Reply | None:
+        """A whole stored (or shared) answer: events for a stream, one JSON reply otherwise."""
+        state.outcome.status = 200
         if isinstance(out, list):
-            await self._start_stream(ex, sink)
-            ex.mark_first_byte()
+            await self.start_stream(state, sink)
+            state.mark_first_byte()
             await write(sink, b"".join(out))
-            await self._finish(ex, wait=False)
+            await self.record(state)
             return None
-        ex.mark_first_byte()
-        await self._finish(ex, wait=True)
-        return Reply(
-            200,
-            {"Content-Type": "application/json", **ex.headers(final=True), **self._budget_headers(ex)},
-            out,
-        )
+        state.mark_first_byte()
+        await self._finish(state, wait=True)
+        headers = {
+            "Content-Type": "application/json",
+            **state.headers(final=True),
+            **self._budget_headers(state),
+        }
+        return Reply(200, headers, out)
 
-    async def _follow(self, ex: Exchange, flight: Flight, sink: StreamSink) -> Any:
-        """Answer from an identical request already in flight; _NOT_SERVED if it failed before we sent a byte."""
-        leader_receipt = self._leaders.get(flight.key)
-        if ex.stream:
-            return await self._follow_stream(ex, flight, sink, leader_receipt)
-        try:
-            events = await flight.wait()
-        except FlightFailed:
-            return _NOT_SERVED
-        kind, body = caching.flight_result(events, flight.final)
-        usage = caching.usage_from(kind, body)
-        self._served_by_leader(
-            ex, leader_receipt, usage, _stored_answer(kind, body) if not _trusted(ex, usage) else None
-        )
-        return await self._write_replay(
-            ex, replay.replay(kind, body, stream=ex.stream, include_usage=ex.client_wants_usage), sink
-        )
-
-    @staticmethod
-    def _served_by_leader(
-        ex: Exchange,
-        leader_receipt: str | None,
-        usage: dict[str, Any] | None,
-        answer: dict[str, Any] | None = None,
-    ) -> None:
-        ex.served_from(usage, leader_receipt, "hit", answer)
-        ex.extra_headers.update(caching.status_headers(ex.cache_plan, "hit"))
-
-    async def _follow_stream(
-        self, ex: Exchange, flight: Flight, sink: StreamSink, leader_receipt: str | None
-    ) -> Any:
-        """Relay the leader's events as they arrive (the stream starts on the first one, so a leader failing
-        before it lets us go upstream ourselves); a failure after that ends the stream with an error event."""
-        tee = StreamTee(collect=False)
-        keepalive: KeepAlive | None = None
-        try:
-            async for raw in flight.events():
-                if keepalive is None:
-                    self._served_by_leader(ex, leader_receipt, None)
-                    await self._start_stream(ex, sink)
-                    ex.mark_first_byte()
-                    keepalive = KeepAlive(sink, self.config.server.keepalive_s)
-                keepalive.touch()
-                if not tee.observe(raw) or ex.client_wants_usage:
-                    await write(sink, raw)
-        except FlightFailed:
-            if keepalive is None:
-                return _NOT_SERVED
-            exc = ProxyError(
-                502,
-                "The identical request whose answer this stream was sharing ended before the "
-                "answer was complete (upstream error); retry the request.",
-                "upstream_error",
-            )
-            # Nothing complete was delivered: an error, not a replay to bill.
-            ex.served_mode, ex.usage, ex.usage_source = "error", None, "none"
-            ex.fail(exc.status, exc.code)
-            await write(sink, error_event(exc))
-            await self._finish(ex, wait=False)
-            return None
-        except (ClientGone, asyncio.CancelledError):
-            if tee.done:  # its client left after [DONE]: it has the whole answer, a replay like any other
-                ex.usage, ex.response_id = tee.usage, tee.response_id
-                await self._finish(ex, wait=False)
-            raise
-        finally:
-            if keepalive is not None:
-                keepalive.stop()
-        if keepalive is None:  # the leader asked without streaming: its whole answer, replayed as events
-            assert flight.final is not None
-            self._served_by_leader(ex, leader_receipt, caching.usage_from("json", flight.final))
-            return await self._write_replay(
-                ex,
-                replay.replay("json", flight.final, stream=True, include_usage=ex.client_wants_usage),
-                sink,
-            )
-        ex.usage, ex.response_id = tee.usage, tee.response_id
-        await self._finish(ex, wait=False)
-        return None
-
-    # --- upstream ----------------------------------------------------------------------------
+    # --- 3b. upstream ---------------------------------------------------------------------------
 
     async def _serve_upstream(
-        self, ex: Exchange, targets: list[Target], sink: StreamSink, flight: Flight | None
+        self, state: RequestState, targets: list[Target], sink: StreamSink, flight: Flight | None
     ) -> Reply | None:
-        call = await open_first(self.session, ex, targets)
-        if call.is_stream and ex.stream:
-            await self._relay_stream(ex, call, sink, flight)
+        try:
+            answered = await open_first(
+                self.session,
+                targets,
+                state.upstream_body(),
+                endpoint=state.endpoint,
+                client_headers=state.caller.client_headers,
+                attempts=state.outcome.attempts,
+                route_decision=state.decision.route_decision,
+            )
+        except Unanswered as failed:
+            self._answered_by(state, failed.target, failed.upstream_request_id, failed.translated)
+            raise failed.error from None
+        call = answered.call
+        self._answered_by(state, answered.target, call.upstream_request_id, answered.translated)
+        if call.is_stream and state.stream:
+            await self._relay_stream(state, call, sink, flight)
             return None
-        return await self._finish_body(ex, call, flight)
+        return await self._finish_body(state, call, flight)
 
-    async def _finish_body(self, ex: Exchange, call: UpstreamCall, flight: Flight | None) -> Reply:
+    @staticmethod
+    def _answered_by(
+        state: RequestState, target: Target, request_id: str | None, translated: str | None
+    ) -> None:
+        state.decision.target = target
+        state.outcome.upstream_request_id = request_id
+        if translated:
+            state.outcome.extra_headers[TRANSLATED_HEADER] = translated
+
+    async def _finish_body(self, state: RequestState, call: UpstreamCall, flight: Flight | None) -> Reply:
         try:
             raw = await call.read()
         finally:
             call.release()
-        ex.mark_first_byte()
-        ex.status = call.status
-        obj, usage = completion_facts(raw)
+        state.mark_first_byte()
+        state.outcome.status = call.status
+        obj, usage = wire.body_facts(state.endpoint, raw)
         if call.status == 200:
-            ex.set_usage(usage, estimated_from=obj)
-            if ex.cache_plan is not None and ex.cache_plan.decision.write and ex.target is ex.cache_target:
-                if caching.storable_body(ex.endpoint, obj, call.status):
-                    ex.cache_payload = ("json", raw)
+            state.set_usage(usage, estimated_from=obj)
+            if state.decision.stores_answer and caching.storable_body(state.endpoint, obj, call.status):
+                state.holds.cache_payload = ("json", raw)
         else:
-            ex.fail(call.status, _error_code(obj) or "upstream_error")
+            state.fail(call.status, _error_code(obj) or "upstream_error")
         if flight is not None:
-            flight.finish(ex.cache_payload is not None, raw if ex.cache_payload is not None else None)
-        await self._finish(ex, wait=True)
+            stored = state.holds.cache_payload is not None
+            flight.finish(stored, raw if stored else None)
+        await self._finish(state, wait=True)
         headers = CIMultiDict(call.headers)  # upstreams may send lower-case names: ours must replace theirs
         headers.setdefault("Content-Type", "application/json")
-        headers.update(ex.headers(final=True))
-        headers.update(self._budget_headers(ex))  # after settling, so they count this answer's cost
+        headers.update(state.headers(final=True))
+        headers.update(self._budget_headers(state))  # after settling, so they count this answer's cost
         return Reply(call.status, headers, raw)
 
     async def _relay_stream(
-        self, ex: Exchange, call: UpstreamCall, sink: StreamSink, flight: Flight | None
+        self, state: RequestState, call: UpstreamCall, sink: StreamSink, flight: Flight | None
     ) -> None:
-        storing = ex.cache_plan is not None and ex.cache_plan.decision.write and ex.target is ex.cache_target
-        tee = StreamTee(collect=True)
+        storing = state.decision.stores_answer
+        tee = wire.tee_for(state.endpoint, collect=True)
         shared = flight is not None and storing
         lost = False
         try:
             # Inside the try: if even the headers cannot be written, the upstream call is still released.
-            await self._start_stream(ex, sink)
+            await self.start_stream(state, sink)
             lost = await relay_batches(
                 event_batches(call),
                 sink,
                 tee,
-                keepalive_s=self.config.server.keepalive_s,
-                wants_usage=ex.client_wants_usage,
-                on_first=ex.mark_first_byte,
+                keepalive_s=self.keepalive_s,
+                wants_usage=state.client_wants_usage,
+                on_first=state.mark_first_byte,
                 publish=flight.publish if shared else None,
                 keep_reading=(lambda: flight.has_followers) if shared else None,
             )
@@ -403,75 +335,80 @@ class Pipeline:
                 # A clean close before the end: tell the client rather than let a cut answer pass as whole.
                 raise ProxyError(
                     502,
-                    f"upstream {ex.provider_name!r} ended the stream before it was complete",
+                    f"upstream {state.provider_name!r} ended the stream before it was complete",
                     "upstream_error",
                 )
         except ProxyError as exc:
-            ex.fail(exc.status, exc.code)
+            state.fail(exc.status, exc.code)
             with contextlib.suppress(ClientGone):  # a client already gone needs no error event
-                await write(sink, error_event(exc))
+                await write(sink, wire.error_event(state.endpoint, exc))
         except (ClientGone, asyncio.CancelledError) as exc:
             if tee.done:  # a client that already has [DONE] got the whole answer
                 raise
-            if isinstance(exc, asyncio.CancelledError) and self.drain.stopped(ex.receipt_id):
+            if isinstance(exc, asyncio.CancelledError) and self.drain.stopped(state.receipt_id):
                 err = shutting_down()  # the proxy is stopping: say so, to the client and on the receipt
-                ex.fail(err.status, err.code)
+                state.fail(err.status, err.code)
                 with contextlib.suppress(ClientGone):
-                    await write(sink, error_event(err))
+                    await write(sink, wire.error_event(state.endpoint, err))
             else:
-                ex.fail(499, "client_closed")
+                state.fail(499, "client_closed")
             raise
         finally:
             call.release()
-            ex.finish_stream(tee)
+            state.finish_stream(tee)
             # Parsing the whole stream is only worth it when someone will reuse it.
             reused = storing or flight is not None
-            complete = reused and ex.error_code is None and caching.storable_stream(tee.events)
+            complete = (
+                reused and state.outcome.error_code is None and wire.storable_stream(state.endpoint, tee)
+            )
             if storing and complete:
-                ex.cache_payload = ("sse", b"".join(tee.events))
+                state.holds.cache_payload = ("sse", b"".join(tee.events))
             if flight is not None:
                 # An answer from a fallback candidate is not this key's answer: followers go upstream themselves.
                 flight.finish(storing and complete)
-            if lost and ex.error_code is None:
-                ex.error_code = (
-                    "client_closed"  # its client left; the answer was read to the end for the others
+            if lost and state.outcome.error_code is None:
+                state.outcome.error_code = (
+                    "client_closed"  # its client left; the answer was read for the others
                 )
-            await self._finish(ex, wait=False)
+            await self.record(state)
 
-    # --- the receipt -------------------------------------------------------------------------
+    # --- 4. the receipt -------------------------------------------------------------------------
 
-    async def _start_stream(self, ex: Exchange, sink: StreamSink) -> None:
+    async def start_stream(self, state: RequestState, sink: StreamSink) -> None:
         """Send a 200 event-stream's headers (ClientGone when the client cannot take them)."""
-        ex.status = 200
-        await start(
-            sink,
-            200,
-            {
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                **ex.headers(),
-                **self._budget_headers(ex),
-            },
-        )
+        state.outcome.status = 200
+        headers = {
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            **state.headers(),
+            **self._budget_headers(state),
+        }
+        await start(sink, 200, headers)
 
-    def _budget_headers(self, ex: Exchange) -> dict[str, str]:
-        return (
-            budget_headers(self.services.budgets.status(ex)) if self.services.budgets.applicable(ex) else {}
-        )
+    def _budget_headers(self, state: RequestState) -> dict[str, str]:
+        budgets = self.services.budgets
+        return budget_headers(budgets.status(state.caller)) if budgets.applicable(state.caller) else {}
 
-    async def _finish(self, ex: Exchange, *, wait: bool, raise_on_ledger: bool = True) -> None:
+    async def record(self, state: RequestState) -> None:
+        """Build and queue the receipt without waiting for its commit (streams: the client has its answer)."""
+        await self._finish(state, wait=False)
+
+    async def _finish(self, state: RequestState, *, wait: bool, raise_on_ledger: bool = True) -> None:
         """Build the receipt, settle budget and rate limit, queue cache writes, and record it (once)."""
-        if ex.receipt is not None:
+        if state.receipt is not None:
             return
-        receipt = ex.receipt = build_receipt(ex, self.config)
+        state.finish()
+        receipt = state.receipt = build_receipt(state, self.config)
         log_receipt(receipt)
-        s = self.services
+        s, holds = self.services, state.holds
         billed = to_pusd(receipt.billed_cost_usd) if receipt.billed_cost_usd is not None else None
-        if ex.reservation is not None:
-            s.budgets.settle(ex.reservation, billed)
-        if ex.admission is not None:
-            s.limiter.correct(ex.admission, (receipt.prompt_tokens or 0) + (receipt.completion_tokens or 0))
-        self._queue_cache_writes(ex, receipt)
+        if holds.reservation is not None:
+            s.budgets.settle(holds.reservation, billed)
+        if holds.admission is not None:
+            s.limiter.correct(
+                holds.admission, (receipt.prompt_tokens or 0) + (receipt.completion_tokens or 0)
+            )
+        self._queue_cache_writes(state, receipt)
         if s.ledger is None:
             return
         try:
@@ -489,20 +426,20 @@ class Pipeline:
             if raise_on_ledger:
                 raise exc.proxy_error() from None
 
-    def _queue_cache_writes(self, ex: Exchange, receipt: Any) -> None:
-        writer = self.services.cache_writer
-        if writer is None or ex.cache_plan is None or not ex.cache_plan.active:
+    def _queue_cache_writes(self, state: RequestState, receipt: Receipt) -> None:
+        writer, plan, holds = self.services.cache_writer, state.decision.cache_plan, state.holds
+        if writer is None or plan is None or not plan.active:
             return
         tally = self.services.cache_tally
-        if ex.cache_hit is not None:
+        if holds.cache_hit is not None:
             saved = to_pusd(receipt.savings_usd) if receipt.savings_usd is not None else 0
-            tally.hit(ex.cache_hit.key, len(ex.cache_hit.body), saved)
+            tally.hit(holds.cache_hit.key, len(holds.cache_hit.body), saved)
             return
-        if ex.cache_plan.decision.read and ex.served_mode == "fresh":
+        if plan.decision.read and state.outcome.served_mode == "fresh":
             tally.miss()
-        if ex.cache_payload is not None and ex.target is not None:
+        if holds.cache_payload is not None and state.decision.target is not None:
             cfg = self.config.cache
-            entry = caching.entry_for(ex.cache_plan, ex.target, ex, receipt, *ex.cache_payload)
+            entry = caching.entry_for(plan, state.decision.target, state, receipt, *holds.cache_payload)
             self.services.flush_cache_tally()  # recency first: eviction below must see the latest hits
             writer.submit_op(
                 lambda c: cache.store_and_evict(
@@ -511,33 +448,17 @@ class Pipeline:
             )
 
 
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    """A detached leader's outcome belongs to nobody: read it so it is never reported as lost."""
-    if not task.cancelled() and task.exception() is not None:
-        log.info("detached stream ended with %r", task.exception())
-
-
 def _log_ledger_failure(future: asyncio.Future[None]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("a receipt could not be committed yet (kept for retry): %s", future.exception())
 
 
-def _stored_answer(kind: str, body: bytes) -> dict[str, Any] | None:
-    """A stored answer as one chat.completion (to estimate a replay whose provider reported no usage)."""
-    obj = orjson.loads(body) if kind == "json" else replay.sse_to_completion(replay.decode_events(body))
-    return obj if isinstance(obj, dict) else None
-
-
-def _trusted(ex: Exchange, usage: dict[str, Any] | None) -> bool:
-    return usage_trusted(usage, completion_required=ex.is_chat)
-
-
-def _max_tokens(body: Mapping[str, Any]) -> int:
-    value = body.get("max_completion_tokens") or body.get("max_tokens")
+def _max_tokens(body: Mapping[str, object]) -> int:
+    value = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
     return value if isinstance(value, int) else 0
 
 
-def _error_code(obj: dict[str, Any] | None) -> str | None:
+def _error_code(obj: JsonObject | None) -> str | None:
     if obj and isinstance(obj.get("error"), dict):
         code = obj["error"].get("code") or obj["error"].get("type")
         return str(code) if code else None

@@ -284,7 +284,9 @@ def cost(usage: Usage | None, price: Price | None, *, model: str | None = None) 
             + usage.cache_write_tokens * write_rate
             + usage.completion_tokens * price.output
         ) / _PER_TOKENS
-        if total > MAX_RECEIPT_USD:  # only a misconfigured price gets here (counts are bounded): never overflow
+        if (
+            total > MAX_RECEIPT_USD
+        ):  # only a misconfigured price gets here (counts are bounded): never overflow
             return Cost(None, f"cost beyond ${MAX_RECEIPT_USD} for one request (check the price of {model})")
         return Cost(total.quantize(PICO, rounding=ROUND_HALF_EVEN))
 

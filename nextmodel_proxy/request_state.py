@@ -1,4 +1,11 @@
-"""Exchange: everything one request learns on its way through, from which its receipt is built."""
+"""RequestState: one proxied request on its way through, from which its receipt is built.
+
+It is split by who writes what:
+  Caller    who is asking (set by the handler and at admission, then read-only)
+  Decision  what was decided (route, the candidate the cache key is over, the candidate that answered, cache plan)
+  Outcome   what happened (status, served mode, usage, timings, attempts, extra headers)
+  Holds     what is held until the receipt settles it (rate-limit admission, budget reservation, cache answer)
+"""
 
 from __future__ import annotations
 
@@ -8,12 +15,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nextmodel_proxy.ledger.receipts import new_receipt_id
+from nextmodel_proxy.ledger.receipts import Receipt, new_receipt_id
 from nextmodel_proxy.pricing import format_usd, usage_trusted
 from nextmodel_proxy.upstream.base import Target
 
 if TYPE_CHECKING:
+    from nextmodel_proxy.access.budgets import Reservation
+    from nextmodel_proxy.access.ratelimit import Admission
+    from nextmodel_proxy.cache.plan import CachePlan
+    from nextmodel_proxy.cache.store import CacheHit
     from nextmodel_proxy.tee import StreamTee
+
+_STREAMING = frozenset({"chat", "responses", "messages", "completions"})
+_USAGE_OPTION = frozenset({"chat", "completions"})  # endpoints that report stream usage only when asked
+
+# A JSON object as parsed from a request or response body.
+JsonObject = dict[str, Any]
 
 
 def completion_chars(obj: Mapping[str, Any]) -> int:
@@ -30,48 +47,85 @@ def completion_chars(obj: Mapping[str, Any]) -> int:
 
 
 @dataclass(slots=True)
-class Exchange:
-    endpoint: str  # "chat" | "embeddings"
-    body: dict[str, Any]
+class Caller:
+    """Who is asking: the client's headers, then the key and attribution found at admission."""
+
     client_headers: Mapping[str, str]
-    receipt_url_base: str = ""
-    receipt_id: str = field(default_factory=new_receipt_id)
-    created: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    started: float = field(default_factory=time.perf_counter)
     request_id: str | None = None
     key_id: str | None = None
     project: str | None = None
     team: str | None = None
     environment: str | None = None
     tags: tuple[str, ...] = ()
-    target: Target | None = None
+
+
+@dataclass(slots=True)
+class Decision:
+    """What was decided: the route, the first candidate (the cache key is over it), the candidate that
+    answered (or was tried last), and the cache plan."""
+
     route: str | None = None
     route_decision: str | None = None
+    first: Target | None = None
+    target: Target | None = None
+    cache_plan: CachePlan | None = None
+
+    @property
+    def cache_key(self) -> str | None:
+        return self.cache_plan.key if self.cache_plan is not None else None
+
+    @property
+    def stores_answer(self) -> bool:
+        """This answer may become the cache entry: the plan writes and the first candidate answered
+        (an answer from a fallback candidate is not this key's answer)."""
+        plan = self.cache_plan
+        return plan is not None and plan.decision.write and self.target is self.first
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened; everything the receipt reports besides who asked and what was decided."""
+
     served_mode: str = "fresh"
     status: int = 0
     error_code: str | None = None
-    usage: dict[str, Any] | None = None
+    usage: JsonObject | None = None
     usage_source: str = "none"
-    usage_reason: str | None = None  # why usage_source is "estimated" when an upstream figure was not trusted
+    completion_chars: int | None = None  # for estimating usage when the provider reported none
     ttft_ms: float | None = None
     latency_ms: float | None = None
     upstream_request_id: str | None = None
     response_id: str | None = None
-    cache_key: str | None = None
     cache_status: str | None = None
     reused_receipt_id: str | None = None
-    attempts: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[JsonObject] = field(default_factory=list)
     extra_headers: dict[str, str] = field(default_factory=dict)
-    completion_chars: int | None = None  # for estimating usage when the provider reported none
-    # set by the pipeline as the request goes through
-    admission: Any = None
-    reservation: Any = None
-    cache_plan: Any = None
-    cache_target: Target | None = None
-    cache_hit: Any = None
-    cache_payload: tuple[str, bytes] | None = None
-    receipt: Any = None
+
+
+@dataclass(slots=True)
+class Holds:
+    """What is held until the receipt settles it."""
+
+    admission: Admission | None = None  # rate-limit tokens, corrected to the real usage
+    reservation: Reservation | None = None  # budget hold, settled to the billed cost
+    cache_hit: CacheHit | None = None  # the stored answer being replayed (its hit is tallied)
+    cache_payload: tuple[str, bytes] | None = None  # (kind, body) of a fresh answer to store
     detached: bool = False  # the client left but the upstream answer is still read for followers
+
+
+@dataclass(slots=True)
+class RequestState:
+    endpoint: str  # "chat" | "embeddings" | "responses" | "messages" | "completions"
+    body: JsonObject
+    caller: Caller
+    receipt_url_base: str = ""
+    receipt_id: str = field(default_factory=new_receipt_id)
+    created: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    started: float = field(default_factory=time.perf_counter)
+    decision: Decision = field(default_factory=Decision)
+    outcome: Outcome = field(default_factory=Outcome)
+    holds: Holds = field(default_factory=Holds)
+    receipt: Receipt | None = None
 
     @property
     def model_requested(self) -> str:
@@ -79,95 +133,103 @@ class Exchange:
 
     @property
     def is_chat(self) -> bool:
-        return self.endpoint == "chat"
+        """Answers with a completion (chat, and responses/messages/completions, whose usage is kept in chat
+        semantics): its usage must carry a completion count. False only for embeddings."""
+        return self.endpoint != "embeddings"
 
     @property
     def stream(self) -> bool:
-        return self.endpoint == "chat" and self.body.get("stream") is True
+        return self.endpoint in _STREAMING and self.body.get("stream") is True
 
     @property
     def client_wants_usage(self) -> bool:
         opts = self.body.get("stream_options")
         return isinstance(opts, dict) and opts.get("include_usage") is True
 
-    def upstream_body(self) -> dict[str, Any]:
+    @property
+    def provider_name(self) -> str | None:
+        target = self.decision.target
+        return target.provider.name if target else None
+
+    def upstream_body(self) -> JsonObject:
         """The body sent upstream: a stream always asks for usage so the receipt has real figures."""
-        if self.endpoint != "chat" or not self.stream or self.client_wants_usage:
+        if self.endpoint not in _USAGE_OPTION or not self.stream or self.client_wants_usage:
             return self.body
         opts = self.body.get("stream_options") if isinstance(self.body.get("stream_options"), dict) else {}
         return {**self.body, "stream_options": {**opts, "include_usage": True}}
 
+    # --- outcome ---------------------------------------------------------------------------------
+
     def mark_first_byte(self) -> None:
-        if self.ttft_ms is None:
-            self.ttft_ms = (time.perf_counter() - self.started) * 1000.0
+        if self.outcome.ttft_ms is None:
+            self.outcome.ttft_ms = (time.perf_counter() - self.started) * 1000.0
 
     def fail(self, status: int, code: str) -> None:
-        self.status = status
-        self.error_code = code
-        self.served_mode = "error" if self.served_mode == "fresh" else self.served_mode
+        out = self.outcome
+        out.status = status
+        out.error_code = code
+        out.served_mode = "error" if out.served_mode == "fresh" else out.served_mode
 
-    def set_usage(self, usage: dict[str, Any] | None, *, estimated_from: Any = None) -> None:
+    def set_usage(self, usage: JsonObject | None, *, estimated_from: JsonObject | None = None) -> None:
         if usage is not None:
-            self.usage = usage
-            self.usage_source = "upstream"
+            self.outcome.usage = usage
+            self.outcome.usage_source = "upstream"
         # The answer's length, for an estimate: when there is no usage, or one the receipt may not trust.
         if isinstance(estimated_from, dict) and not usage_trusted(usage, completion_required=self.is_chat):
-            self.completion_chars = completion_chars(estimated_from)
+            self.outcome.completion_chars = completion_chars(estimated_from)
 
     def served_from(
         self,
-        usage: dict[str, Any] | None,
+        usage: JsonObject | None,
         reused_receipt_id: str | None,
         cache_status: str,
         answer: Mapping[str, Any] | None = None,
     ) -> None:
         """This answer is a replay: usage from the stored answer, billed as a cache hit."""
-        self.served_mode = "exact-cache"
-        self.usage = usage
-        self.usage_source = "cache"
+        out = self.outcome
+        out.served_mode = "exact-cache"
+        out.usage = usage
+        out.usage_source = "cache"
         # its fresh call was estimated: estimate the replay the same way
         if answer is not None and not usage_trusted(usage, completion_required=self.is_chat):
-            self.completion_chars = completion_chars(answer)
-        self.reused_receipt_id = reused_receipt_id
-        self.cache_status = cache_status
+            out.completion_chars = completion_chars(answer)
+        out.reused_receipt_id = reused_receipt_id
+        out.cache_status = cache_status
 
     def finish_stream(self, tee: StreamTee) -> None:
-        self.response_id = tee.response_id
+        out = self.outcome
+        out.response_id = tee.response_id
         if tee.usage is not None:
             self.set_usage(tee.usage)
         if not usage_trusted(tee.usage, completion_required=self.is_chat):
-            self.completion_chars = tee.content_chars()
-        if tee.error is not None and self.error_code is None:
-            self.error_code = str(tee.error.get("code") or tee.error.get("type") or "upstream_error")
-            self.served_mode = "error"
-        if self.status == 200 and not tee.complete and self.error_code is None:
-            self.error_code = "stream_incomplete"
+            out.completion_chars = tee.content_chars()
+        if tee.error is not None and out.error_code is None:
+            out.error_code = str(tee.error.get("code") or tee.error.get("type") or "upstream_error")
+            out.served_mode = "error"
+        if out.status == 200 and not tee.complete and out.error_code is None:
+            out.error_code = "stream_incomplete"
         self.finish()
 
     def finish(self) -> None:
-        if self.latency_ms is None:
-            self.latency_ms = (time.perf_counter() - self.started) * 1000.0
+        if self.outcome.latency_ms is None:
+            self.outcome.latency_ms = (time.perf_counter() - self.started) * 1000.0
 
-    @property
-    def provider_name(self) -> str | None:
-        return self.target.provider.name if self.target else None
+    # --- response headers ------------------------------------------------------------------------
 
     def headers(self, *, final: bool = False) -> dict[str, str]:
         """x-nextmodel-* response headers; `final` adds the ones known only once the answer is complete."""
-        out = self._headers()
+        out = {
+            "x-nextmodel-receipt-id": self.receipt_id,
+            "x-nextmodel-receipt-url": f"{self.receipt_url_base}/v1/receipts/{self.receipt_id}",
+            "x-nextmodel-served-mode": self.outcome.served_mode,
+        }
+        if self.caller.request_id is not None:
+            out["x-request-id"] = self.caller.request_id
+        if self.decision.target is not None:
+            out["x-nextmodel-provider"] = self.decision.target.provider.name
+        out.update(self.outcome.extra_headers)
         if final and self.receipt is not None:
             out["x-nextmodel-usage-source"] = self.receipt.usage_source
             billed = self.receipt.billed_cost_usd
             out["x-nextmodel-cost-usd"] = format_usd(billed) if billed is not None else "unknown"
-        return out
-
-    def _headers(self) -> dict[str, str]:
-        out = {
-            "x-nextmodel-receipt-id": self.receipt_id,
-            "x-nextmodel-receipt-url": f"{self.receipt_url_base}/v1/receipts/{self.receipt_id}",
-            "x-nextmodel-served-mode": self.served_mode,
-        }
-        if self.target is not None:
-            out["x-nextmodel-provider"] = self.target.provider.name
-        out.update(self.extra_headers)
         return out

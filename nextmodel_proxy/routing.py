@@ -85,7 +85,7 @@ def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
 
 def requested_max_output(model: ModelConfig, body: Mapping[str, Any]) -> int:
     """max_completion_tokens / max_tokens when given, else min(model max output, 4096)."""
-    for key in ("max_completion_tokens", "max_tokens"):
+    for key in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         value = body.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value

@@ -50,6 +50,11 @@ def _kind(value: Any) -> str:
     )
 
 
+def bad_header(name: str, problem: str) -> ProxyError:
+    """400 invalid_header naming the request header (param) and what is wrong with it."""
+    return bad_request(f"Request header {name} {problem}.", "invalid_header", name)
+
+
 def require_model(body: dict[str, Any]) -> str:
     model = body.get("model")
     if model is None:

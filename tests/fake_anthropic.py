@@ -6,11 +6,14 @@ closed cleanly before it finished), -echo (the received
 Messages request as the answer text); anything else answers "Hi! My name is Claude." / streams "Hello!".
 A model name containing -same streams the very message it answers without streaming (built from it), so a
 client can compare the two.
-Requests without x-api-key get 401, without anthropic-version 2023-06-01 get 400.
+POST /v1/messages/count_tokens answers {"input_tokens": 7 + len(JSON of system, messages, tools) // 5}.
+Requests without x-api-key get 401, without an anthropic-version of 2023-06-01 or a later YYYY-MM-DD date
+(newer SDKs send newer versions) get 400.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import orjson
@@ -25,6 +28,21 @@ def add_routes(app: web.Application) -> None:
     """Mount POST /v1/messages; requests land in app[ANTHROPIC_REQUESTS] as (headers, body)."""
     app[ANTHROPIC_REQUESTS] = []
     app.router.add_post("/v1/messages", _messages)
+    app.router.add_post("/v1/messages/count_tokens", _count_tokens)
+
+
+async def _count_tokens(request: web.Request) -> web.Response:
+    """POST /v1/messages/count_tokens: {"input_tokens": N}, N a deterministic function of the body."""
+    body = orjson.loads(await request.read())
+    request.app[ANTHROPIC_REQUESTS].append((dict(request.headers), body))
+    if not request.headers.get("x-api-key"):
+        return _error(401, "error_invalid_request.json")
+    fields = {k: body.get(k) for k in ("system", "messages", "tools")}
+    return web.json_response({"input_tokens": 7 + len(orjson.dumps(fields)) // 5})
+
+
+def _known_version(value: str | None) -> bool:
+    return bool(value and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) and value >= "2023-06-01")
 
 
 def _error(status: int, name: str) -> web.Response:
@@ -47,7 +65,7 @@ async def _messages(request: web.Request) -> web.StreamResponse:
             },
             status=401,
         )
-    if request.headers.get("anthropic-version") != "2023-06-01":
+    if not _known_version(request.headers.get("anthropic-version")):
         return _error(400, "error_invalid_request.json")
     model = body.get("model", "")
     stream = bool(body.get("stream"))

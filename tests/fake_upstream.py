@@ -18,7 +18,7 @@ The scenario comes from the model name (substring match), so one server serves e
   *deepseek*   DeepSeek-style usage (prompt_cache_hit_tokens / miss)
 otherwise a plain text answer whose words come from the last user message.
 The same app also serves the native Anthropic (/v1/messages, fake_anthropic.py) and Gemini
-(/v1beta/models/..., fake_gemini.py) APIs, so `kind: anthropic` and `kind: gemini` providers can point at it.
+(/v1beta/models/..., fake_gemini.py) APIs, and OpenAI's /v1/responses and /v1/completions (fake_openai_extra.py), so `kind: anthropic` and `kind: gemini` providers can point at it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import orjson
 from aiohttp import web
 from fake_anthropic import add_routes as add_anthropic_routes
 from fake_gemini import add_routes as add_gemini_routes
+from fake_openai_extra import add_routes as add_extra_routes
 
 STATE = web.AppKey("state", "FakeState")
 
@@ -306,6 +307,7 @@ def create_fake_app(state: FakeState | None = None) -> web.Application:
     app.router.add_post("/v1/embeddings", embeddings)
     add_anthropic_routes(app)
     add_gemini_routes(app)
+    add_extra_routes(app)
     return app
 
 

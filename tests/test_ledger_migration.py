@@ -29,9 +29,7 @@ def _old_ledger(path: Path, n: int) -> None:
     old_rows = [(*row[:CORE_WIDTH], *row[-2:]) for row in rows]
     names = ", ".join((*CONTENT_COLUMNS[:CORE_WIDTH], "prev_hash", "hash"))
     conn.execute("BEGIN")
-    conn.executemany(
-        f"INSERT INTO receipts ({names}) VALUES ({', '.join('?' * (CORE_WIDTH + 2))})", old_rows
-    )
+    conn.executemany(f"INSERT INTO receipts ({names}) VALUES ({', '.join('?' * (CORE_WIDTH + 2))})", old_rows)
     conn.execute("COMMIT")
     conn.close()
 

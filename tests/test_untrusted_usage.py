@@ -3,13 +3,12 @@ trusted, never a silent 0, never an overflow of the ledger's 64-bit columns; /he
 
 from __future__ import annotations
 
-import asyncio
-import time
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
 import pytest
+from ledger_helpers import healthz, receipt_of
 
 from nextmodel_proxy import pricing
 
@@ -27,7 +26,11 @@ def _set(field: str, value: Any) -> Any:
 HOSTILE = [
     ("prompt 10^13", _set("prompt_tokens", 10**13), "prompt_tokens is beyond any real request"),
     ("prompt 2^63-1", _set("prompt_tokens", 2**63 - 1), "prompt_tokens is beyond any real request"),
-    ("completion 2^64-1", _set("completion_tokens", 2**64 - 1), "completion_tokens is beyond any real request"),
+    (
+        "completion 2^64-1",
+        _set("completion_tokens", 2**64 - 1),
+        "completion_tokens is beyond any real request",
+    ),
     ("prompt string", _set("prompt_tokens", "8753"), "prompt_tokens is not a whole number"),
     ("prompt negative", _set("prompt_tokens", -5), "prompt_tokens is negative"),
     ("prompt fraction", _set("prompt_tokens", 12.5), "prompt_tokens is not a whole number"),
@@ -44,22 +47,6 @@ async def _post(proxy: Any, body: dict[str, Any]) -> tuple[int, dict[str, str], 
         return r.status, dict(r.headers), await r.read()
 
 
-async def _receipt(proxy: Any, receipt_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 3.0  # a stream's receipt may still be committing: bounded wait
-    async with aiohttp.ClientSession() as s:
-        while True:
-            async with s.get(f"{proxy.base}/receipts/{receipt_id}") as r:
-                if r.status == 200:
-                    return await r.json()
-            assert time.monotonic() < deadline, f"no receipt {receipt_id}"
-            await asyncio.sleep(0.02)
-
-
-async def _healthz(proxy: Any) -> int:
-    async with aiohttp.ClientSession() as s, s.get(str(proxy.make_url("/healthz"))) as r:
-        return r.status
-
-
 def _expected_cost(r: dict[str, Any]) -> Decimal:
     """OpenAI's published rule: tokens x USD per 1M, prompt at input, completion at output (no cache here)."""
     return (r["prompt_tokens"] * PRICE_IN + r["completion_tokens"] * PRICE_OUT) / Decimal(1_000_000)
@@ -71,16 +58,16 @@ async def test_hostile_usage_is_estimated_with_a_reason(proxy: Any, fake_upstrea
         fake_upstream.state.usage_hook = hook
         status, headers, _ = await _post(proxy, {"model": "gpt-test", "messages": MESSAGES, "stream": stream})
         assert status == 200, name
-        r = await _receipt(proxy, headers["x-nextmodel-receipt-id"])
+        r = await receipt_of(proxy.base, headers["x-nextmodel-receipt-id"])
         assert r["usage_source"] == "estimated", name
         assert reason in r["usage_reason"], (name, r["usage_reason"])
         # Estimated from the text ("hello there world" and "Echo: hello there world"), never a silent 0.
         assert 0 < r["prompt_tokens"] < 100 and 0 < r["completion_tokens"] < 100, (name, r)
         assert Decimal(r["billed_cost_usd"]) == _expected_cost(r), name
-        assert await _healthz(proxy) == 200, name
+        assert (await healthz(proxy))[0] == 200, name
     fake_upstream.state.usage_hook = None
     status, headers, _ = await _post(proxy, {"model": "gpt-test", "messages": MESSAGES, "stream": stream})
-    r = await _receipt(proxy, headers["x-nextmodel-receipt-id"])
+    r = await receipt_of(proxy.base, headers["x-nextmodel-receipt-id"])
     assert (status, r["usage_source"], r["usage_reason"]) == (200, "upstream", None)
 
 
@@ -92,7 +79,7 @@ async def test_whole_number_floats_are_counts(proxy: Any, fake_upstream: Any) ->
     }
     for stream in (False, True):
         status, headers, _ = await _post(proxy, {"model": "gpt-test", "messages": MESSAGES, "stream": stream})
-        r = await _receipt(proxy, headers["x-nextmodel-receipt-id"])
+        r = await receipt_of(proxy.base, headers["x-nextmodel-receipt-id"])
         assert (status, r["usage_source"], r["prompt_tokens"], r["completion_tokens"]) == (
             200,
             "upstream",

@@ -45,6 +45,9 @@ EXCLUDED_FIELDS = frozenset(
         "prompt_cache_key",
     }
 )
+# Responses, Messages and completions answers are replayed byte for byte, never converted between stream and
+# non-stream forms, so for them `stream` is part of the key (the endpoint always is).
+_EXCLUDED_KEEP_STREAM = EXCLUDED_FIELDS - {"stream"}
 HEADER = "x-nextmodel-cache"
 HEADER_MODES = frozenset({"skip", "refresh", "only"})
 _EXACT_INT_LIMIT = 2**53  # beyond this a float no longer stands for one integer
@@ -78,7 +81,8 @@ def _normalise(value: Any) -> Any:
 def _canonical_object(
     body: Mapping[str, Any], *, scope: str, provider: str, upstream_model: str, endpoint: str
 ) -> dict[str, Any]:
-    request = {k: _normalise(v) for k, v in body.items() if k not in EXCLUDED_FIELDS}
+    excluded = EXCLUDED_FIELDS if endpoint in ("chat", "embeddings") else _EXCLUDED_KEEP_STREAM
+    request = {k: _normalise(v) for k, v in body.items() if k not in excluded}
     return {
         "v": CANONICAL_VERSION,
         "scope": scope,

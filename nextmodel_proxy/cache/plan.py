@@ -6,7 +6,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -22,11 +22,14 @@ from nextmodel_proxy.cache.key import (
 )
 from nextmodel_proxy.cache.store import CacheEntry, CacheHit
 from nextmodel_proxy.config import Config
+from nextmodel_proxy.endpoints import wire
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger.receipts import Receipt
 from nextmodel_proxy.pricing import to_pusd
-from nextmodel_proxy.request_state import Exchange
 from nextmodel_proxy.upstream.base import Target
+
+if TYPE_CHECKING:
+    from nextmodel_proxy.request_state import JsonObject, RequestState
 
 CACHE_HEADER = "x-nextmodel-cache"
 
@@ -43,11 +46,11 @@ class CachePlan:
         return self.key is not None
 
 
-def plan_cache(ex: Exchange, target: Target, config: Config) -> CachePlan:
+def plan_cache(ex: RequestState, target: Target, config: Config) -> CachePlan:
     """Whether and under which key this request reads or writes the cache (key over the first candidate)."""
     decision = decide(
         ex.body,
-        ex.client_headers.get(CACHE_HEADER),
+        ex.caller.client_headers.get(CACHE_HEADER),
         config.cache,
         target.model.cache_policy,
         endpoint=ex.endpoint,
@@ -56,7 +59,7 @@ def plan_cache(ex: Exchange, target: Target, config: Config) -> CachePlan:
         raise cache_miss(f"x-nextmodel-cache: only, but this request is not cacheable ({decision.reason})")
     if not (decision.read or decision.write):
         return CachePlan(decision)
-    scope = scope_for(config.cache.scope, project=ex.project, key_id=ex.key_id)
+    scope = scope_for(config.cache.scope, project=ex.caller.project, key_id=ex.caller.key_id)
     canonical = canonical_request(
         ex.body,
         scope=scope,
@@ -101,9 +104,9 @@ class CacheTally:
         return write
 
 
-def refuse_only_without_cache(ex: Exchange) -> None:
+def refuse_only_without_cache(ex: RequestState) -> None:
     """`only` must never reach the upstream, even when this proxy keeps no cache at all."""
-    if header_mode(ex.client_headers.get(CACHE_HEADER)) == "only":
+    if header_mode(ex.caller.client_headers.get(CACHE_HEADER)) == "only":
         raise cache_miss("x-nextmodel-cache: only, but this proxy keeps no cache (the ledger is disabled)")
 
 
@@ -132,13 +135,11 @@ def storable_stream(events: list[bytes]) -> bool:
 
 
 def storable_body(endpoint: str, obj: Any, status: int) -> bool:
-    if endpoint == "embeddings":
-        return replay.is_complete_embeddings(obj, status=status)
-    return replay.is_complete_completion(obj, status=status)
+    return wire.storable_body(endpoint, obj, status)
 
 
 def entry_for(
-    plan: CachePlan, target: Target, ex: Exchange, receipt: Receipt, kind: str, body: bytes
+    plan: CachePlan, target: Target, ex: RequestState, receipt: Receipt, kind: str, body: bytes
 ) -> CacheEntry:
     """The complete answer to store, pointing at the fresh receipt that paid for it."""
     now = time.time()
@@ -148,7 +149,7 @@ def entry_for(
         key=plan.key,
         response_kind=kind,
         body=body,
-        usage=ex.usage,
+        usage=ex.outcome.usage,
         fresh_receipt_id=receipt.receipt_id,
         fresh_cost_pusd=to_pusd(fresh) if fresh is not None else None,
         created_at=now,
@@ -160,9 +161,11 @@ def entry_for(
     )
 
 
-def hit_body(hit: CacheHit, ex: Exchange) -> bytes | list[bytes]:
+def hit_body(hit: CacheHit, ex: RequestState) -> bytes | list[bytes]:
     """The stored answer in the shape this request wants."""
-    return replay.replay(hit.response_kind, hit.body, stream=ex.stream, include_usage=ex.client_wants_usage)
+    return wire.replay_body(
+        ex.endpoint, hit.response_kind, hit.body, stream=ex.stream, include_usage=ex.client_wants_usage
+    )
 
 
 def flight_result(events: list[bytes], final: bytes | None) -> tuple[str, bytes]:
@@ -172,7 +175,13 @@ def flight_result(events: list[bytes], final: bytes | None) -> tuple[str, bytes]
     return "sse", replay.encode_events(events)
 
 
-def usage_from(kind: str, body: bytes) -> dict[str, Any] | None:
+def usage_from(kind: str, body: bytes, endpoint: str = "chat") -> dict[str, Any] | None:
+    return wire.stored_usage(endpoint, kind, body)
+
+
+def stored_answer(endpoint: str, kind: str, body: bytes) -> JsonObject | None:
+    """A stored answer as one chat.completion (to estimate a replay whose provider reported no usage)."""
+    if endpoint in wire.STREAM_KEYED:
+        return None
     obj = orjson.loads(body) if kind == "json" else replay.sse_to_completion(replay.decode_events(body))
-    usage = obj.get("usage") if isinstance(obj, dict) else None
-    return usage if isinstance(usage, dict) else None
+    return obj if isinstance(obj, dict) else None

@@ -14,6 +14,7 @@ def main() -> None:
 
 
 # Command modules register themselves here (one line each).
+from nextmodel_proxy.cli.bench import bench_group  # noqa: E402
 from nextmodel_proxy.cli.budgets import budgets_group  # noqa: E402
 from nextmodel_proxy.cli.cache import cache_group  # noqa: E402
 from nextmodel_proxy.cli.compare import compare_command  # noqa: E402
@@ -31,3 +32,4 @@ main.add_command(keys_group)
 main.add_command(budgets_group)
 main.add_command(receipts)
 main.add_command(spend_cmd)
+main.add_command(bench_group)

@@ -70,7 +70,9 @@ def serve(
     )
     config = replace(config, server=server, ledger=replace(config.ledger, path=db_path or config.ledger.path))
     if config.ledger.enabled:
-        check_ledger_path(config.ledger.path)
+        for path in dict.fromkeys((config.ledger.path, config.cache.path or config.ledger.path)):
+            check_ledger_path(path)
+            check_writable(path)
     try:
         check_bind(
             server.host, bool(os.environ.get(ADMIN_ENV)) or ledger_has_keys(config.ledger.path), allow_open
@@ -152,6 +154,28 @@ def check_ledger_path(path: str) -> None:
                 raise click.ClickException(
                     f"{path!r} is not an SQLite file: point --db at the ledger (or a new file name)"
                 )
+
+
+def check_writable(db_path: str) -> None:
+    """A ledger the proxy could not write -> one line naming the path and the UID that needs write access.
+
+    SQLite in WAL mode writes the file and its -wal/-shm companions, so the directory must be writable too.
+    """
+    target = Path(db_path)
+    folder = target.parent
+    if not folder.is_dir():
+        raise click.ClickException(
+            f"cannot write the ledger {db_path!r}: directory {str(folder)!r} does not exist"
+        )
+    blocked = target if target.exists() and not os.access(target, os.W_OK) else None
+    if blocked is None and not os.access(folder, os.W_OK | os.X_OK):
+        blocked = folder
+    if blocked is not None:
+        uid, gid = os.getuid(), os.getgid()
+        raise click.ClickException(
+            f"cannot write the ledger {db_path!r}: {str(blocked)!r} is not writable by UID {uid} (this process); "
+            f"make it writable for UID {uid}, e.g. chown {uid}:{gid} {blocked}, or mount a writable volume there"
+        )
 
 
 def ledger_has_keys(db_path: str) -> bool:

@@ -27,6 +27,14 @@ from nextmodel_proxy.config.providers import ProviderConfig
 
 CAPABILITIES = frozenset({"tools", "vision", "json_schema", "reasoning", "embeddings"})
 MODEL_MODES = frozenset({"chat", "embedding"})
+ENDPOINT_NAMES = frozenset({"chat", "responses", "messages", "embeddings", "completions"})
+# The endpoints an upstream of each provider kind can serve natively (`endpoints:` may list only these).
+NATIVE_BY_KIND = {
+    "openai": frozenset({"chat", "responses", "embeddings", "completions"}),
+    "anthropic": frozenset({"messages"}),
+    "gemini": frozenset(),
+    "demo": frozenset({"chat", "embeddings"}),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +72,7 @@ class ModelConfig:
     replacement: str | None = None  # model to suggest once this one retires
     verified: str | None = None  # research note on how solid the figures are
     notes: str | None = None
+    endpoints: frozenset[str] | None = None  # served natively by the upstream; None: the kind's default
 
 
 _PRICE_KEYS = {
@@ -114,6 +123,7 @@ _MODEL_KEYS = {
     "replacement": ("replacement", unless_null(as_str)),
     "verified": ("verified", unless_null(as_str)),
     "notes": ("notes", unless_null(as_str)),
+    "endpoints": ("endpoints", unless_null(lambda v, p: frozenset(as_str_list(v, p, ENDPOINT_NAMES)))),
 }
 # Allowed keys under models.<id>: the fields above plus the two read by hand.
 MODEL_KEYS = frozenset(_MODEL_KEYS) | {"provider", "tags"}
@@ -130,6 +140,15 @@ def read_model(name: str, raw: Any, providers: Mapping[str, ProviderConfig]) -> 
         raise ConfigError(f"{path}.provider", f"unknown provider {provider!r} (not under providers:)")
     tags = as_str_list(m.get("tags", []), f"{path}.tags")
     fields = given(m, path, _MODEL_KEYS)
+    kind = providers[provider].kind
+    extra = sorted(fields.get("endpoints", frozenset()) - NATIVE_BY_KIND.get(kind, ENDPOINT_NAMES))
+    if extra:
+        raise ConfigError(
+            f"{path}.endpoints",
+            f"a kind: {kind} upstream cannot serve {', '.join(extra)} natively "
+            f"(allowed: {', '.join(sorted(NATIVE_BY_KIND.get(kind, ()))) or 'none'}); "
+            "the proxy translates the other endpoints itself",
+        )
     fields.setdefault("upstream_id", name)  # the upstream knows the model by our id unless told otherwise
     return ModelConfig(
         id=name, provider=provider, tags=tuple(dict.fromkeys(tags + providers[provider].tags)), **fields

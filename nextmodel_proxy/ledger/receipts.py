@@ -22,6 +22,7 @@ import orjson
 from nextmodel_proxy.config import CurrencyConfig
 from nextmodel_proxy.ledger.spreadsheet import safe_cell
 from nextmodel_proxy.pricing import convert, format_pusd, format_usd, from_pusd, to_pusd
+from nextmodel_proxy.text_safety import encodable
 from nextmodel_proxy.timespec import format_utc, parse_time
 
 SERVED_MODES = ("fresh", "exact-cache", "error")  # refusals are errors with their code (budget_exceeded, …)
@@ -36,6 +37,11 @@ _ids = random.Random(secrets.token_bytes(16))
 def new_receipt_id() -> str:
     """`rcpt_` + 12 hex of ms since the epoch + 14 random hex: unique, and text order is time order."""
     return f"rcpt_{int(time.time() * 1000):012x}{_ids.getrandbits(56):014x}"
+
+
+def new_request_id() -> str:
+    """`req_` + 24 random hex: the request id of a request whose client sent none."""
+    return f"req_{_ids.getrandbits(96):024x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +144,25 @@ def _plain(v: Decimal) -> str:
 
 
 def _json_list(v: Sequence[Any]) -> str:
-    return orjson.dumps(list(v), option=orjson.OPT_SORT_KEYS).decode() if v else "[]"
+    if not v:
+        return "[]"
+    try:
+        return orjson.dumps(list(v), option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # a lone surrogate (or a value JSON has no form for) somewhere inside: escape it
+        return orjson.dumps(_scrubbed(list(v)), option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _scrubbed(value: Any) -> Any:
+    """A JSON-able copy: strings made encodable, keys as text, other unknown values as their repr."""
+    if isinstance(value, str):
+        return encodable(value)
+    if isinstance(value, Mapping):
+        return {encodable(str(k)): _scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(v) for v in value]
+    if value is None or isinstance(value, bool | float) or (isinstance(value, int) and abs(value) < 2**63):
+        return value
+    return encodable(repr(value))
 
 
 _TO_DB: dict[str, Callable[[Any], Any]] = {
@@ -199,8 +223,11 @@ def content_values(receipt: Receipt) -> tuple[Any, ...]:
         values[i] = to_db(values[i])
     for i in _TEXT_AT:
         value = values[i]
-        if value is not None and value.__class__ is not str:
-            values[i] = str(value)
+        if value is not None:
+            if value.__class__ is not str:
+                value = values[i] = str(value)
+            if not value.isascii():  # the last gate: text SQLite cannot encode (a lone surrogate) is escaped
+                values[i] = encodable(value)
     return tuple(values)
 
 

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import aiohttp
 from multidict import CIMultiDict
 
+from nextmodel_proxy import text_safety
 from nextmodel_proxy.config import ModelConfig, ProviderConfig
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.sse import SSESplitter
@@ -110,19 +111,9 @@ def connection_named(client_headers: Mapping[str, str]) -> frozenset[str]:
     return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
 
 
-def sendable(name: str, value: str) -> bool:
-    """Whether a header survives re-encoding: undecodable bytes reach us as surrogates, which cannot go on."""
-    try:
-        name.encode("utf-8")
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def forwardable_client_headers(client_headers: Mapping[str, str]) -> dict[str, str]:
     """Client headers that may go upstream: no credentials, no hop-by-hop (including every header the client's
-    Connection header names), none of our own x-nextmodel-*, none with bytes that are not UTF-8."""
+    Connection header names), none of our own x-nextmodel-*."""
     out = {}
     named = connection_named(client_headers)
     for name, value in client_headers.items():
@@ -132,10 +123,11 @@ def forwardable_client_headers(client_headers: Mapping[str, str]) -> dict[str, s
             or low in named
             or low.startswith("x-nextmodel-")
             or low.startswith("x-stainless")
-            or not sendable(name, value)
+            or not name.isascii()
         ):
             continue
-        out[name] = value
+        # bytes that are not UTF-8 cannot be re-sent as they came: forwarded escaped (`\\xNN`) instead
+        out[name] = value if value.isascii() else text_safety.encodable(value)
     return out
 
 
@@ -144,14 +136,22 @@ _NOT_RELAYED = HOP_BY_HOP | {"date", "server", "set-cookie"}
 
 def response_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
     """Upstream response headers (case-insensitive) minus hop-by-hop ones and those aiohttp sets itself."""
-    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in _NOT_RELAYED)
+    return CIMultiDict(
+        (k, v if text_safety.printable(v) else text_safety.escaped(v, _MAX_HEADER_CHARS))
+        for k, v in headers.items()
+        if k.lower() not in _NOT_RELAYED
+    )
+
+
+_MAX_HEADER_CHARS = 8192
 
 
 def upstream_request_id(headers: Mapping[str, str]) -> str | None:
+    """The upstream's request id header, escaped (bytes that are not UTF-8 become `\\xNN`, at most 128 chars)."""
     for name in UPSTREAM_ID_HEADERS:
         value = headers.get(name)
         if value:
-            return value
+            return text_safety.escaped(value)
     return None
 
 

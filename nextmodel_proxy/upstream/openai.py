@@ -20,7 +20,12 @@ from nextmodel_proxy.upstream.base import (
     upstream_request_id,
 )
 
-ENDPOINT_PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings"}
+ENDPOINT_PATHS = {
+    "chat": "/chat/completions",
+    "embeddings": "/embeddings",
+    "responses": "/responses",
+    "completions": "/completions",
+}
 
 
 class HttpCall:
