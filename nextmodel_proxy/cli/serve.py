@@ -71,8 +71,8 @@ def serve(
     config = replace(config, server=server, ledger=replace(config.ledger, path=db_path or config.ledger.path))
     if config.ledger.enabled:
         for path in dict.fromkeys((config.ledger.path, config.cache.path or config.ledger.path)):
-            check_ledger_path(path)
             check_writable(path)
+            check_ledger_path(path)
     try:
         check_bind(
             server.host, bool(os.environ.get(ADMIN_ENV)) or ledger_has_keys(config.ledger.path), allow_open
