@@ -29,6 +29,7 @@ test: $(VENV)/.test-deps  ## install test dependencies and run the whole suite
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check nextmodel_proxy tests bench
+	$(BIN)/ruff format --check nextmodel_proxy tests bench
 	$(BIN)/hadolint --failure-threshold warning Dockerfile
 
 container-test:  ## build the Dockerfile with podman and smoke-test the image on 127.0.0.1 (root; see README)

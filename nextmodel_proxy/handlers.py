@@ -174,6 +174,12 @@ async def healthz(request: web.Request) -> web.Response:
         "auth": "open" if services.keys.open_mode else "keys",
         "rejected": services.rejected,
     }
+    ledger = services.ledger
+    if ledger is not None:  # counted, never a reason for a 503: no receipt can make this red
+        body["ledger_backlog"] = ledger.pending
+        body["ledger_spooled"] = ledger.backlog.spooled
+        body["dead_letter"] = ledger.dead_letter.count
+        body["refused_while_unavailable"] = ledger.refused_while_unavailable
     return web.Response(status=200 if ledger_ok else 503, body=orjson.dumps(body), content_type=_JSON)
 
 

@@ -90,7 +90,8 @@ class Pipeline:
             return await self._serve(state, sink)
         except ProxyError as exc:
             state.fail(exc.status, exc.code)
-            await self._finish(state, wait=True, raise_on_ledger=False)
+            # A refusal served no answer: during a ledger outage it is counted per code, not kept.
+            await self._finish(state, wait=True, raise_on_ledger=False, served=False)
             exc.headers.update(state.headers(final=True))  # a refusal is a complete non-stream answer
             exc.headers.update(self._budget_headers(state))
             raise
@@ -393,7 +394,9 @@ class Pipeline:
         """Build and queue the receipt without waiting for its commit (streams: the client has its answer)."""
         await self._finish(state, wait=False)
 
-    async def _finish(self, state: RequestState, *, wait: bool, raise_on_ledger: bool = True) -> None:
+    async def _finish(
+        self, state: RequestState, *, wait: bool, raise_on_ledger: bool = True, served: bool = True
+    ) -> None:
         """Build the receipt, settle budget and rate limit, queue cache writes, and record it (once)."""
         if state.receipt is not None:
             return
@@ -411,12 +414,7 @@ class Pipeline:
         self._queue_cache_writes(state, receipt)
         if s.ledger is None:
             return
-        try:
-            future = s.ledger.submit(receipt)
-        except LedgerUnavailable as exc:
-            if raise_on_ledger:
-                raise exc.proxy_error() from None
-            return
+        future = s.ledger.submit(receipt, served=served)
         if not wait:
             future.add_done_callback(_log_ledger_failure)
             return

@@ -6,6 +6,9 @@ encoded to UTF-8 (SQLite, orjson and HTTP all refuse it), so it must never reach
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 MAX_ID_CHARS = 128  # request ids (client and upstream) are kept to this many characters
 
 
@@ -48,3 +51,17 @@ def encodable(value: str) -> str:
     except UnicodeEncodeError:
         return _raw_bytes(value).decode("utf-8", "backslashreplace")
     return value
+
+
+def safe_json(value: Any) -> Any:
+    """A JSON-able copy of anything: text made encodable, keys as text, ints past 64 bits and unknown values
+    as their repr (orjson refuses lone surrogates and such ints)."""
+    if isinstance(value, str):
+        return encodable(value)
+    if isinstance(value, Mapping):
+        return {encodable(str(k)): safe_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [safe_json(v) for v in value]
+    if value is None or isinstance(value, bool | float) or (isinstance(value, int) and abs(value) < 2**63):
+        return value
+    return encodable(repr(value))

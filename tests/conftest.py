@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,13 +9,10 @@ from typing import Any
 import openai
 import pytest
 from aiohttp.test_utils import TestServer
+from fake_upstream import FakeState, create_fake_app
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from fake_upstream import FakeState, create_fake_app  # noqa: E402
-
-from nextmodel_proxy.app import create_app  # noqa: E402
-from nextmodel_proxy.config import Config, load_config  # noqa: E402
+from nextmodel_proxy.app import create_app
+from nextmodel_proxy.config import Config, load_config
 
 BASE_YAML = """
 server: {{host: 127.0.0.1, port: 0, keepalive_s: {keepalive_s}}}

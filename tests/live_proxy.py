@@ -75,3 +75,17 @@ class LiveProxy:
     async def _stop(self) -> None:
         for runner in reversed(self._runners):
             await runner.cleanup()
+
+
+def live_proxy_fixture(name: str, extra_yaml: str = "") -> Any:
+    """A module-scoped fixture: one LiveProxy (fake upstream + proxy, its own ledger) for the whole module."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def live(tmp_path_factory: Any) -> Any:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("NMPROXY_TEST_FAKE_KEY", "sk-upstream-secret")
+            with LiveProxy(tmp_path_factory.mktemp(name), extra_yaml) as proxy:
+                yield proxy
+
+    return live

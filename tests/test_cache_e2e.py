@@ -13,6 +13,7 @@ import openai
 import orjson
 import pytest
 from click.testing import CliRunner
+from polling import until
 
 from nextmodel_proxy.cli.main import main as nmproxy
 
@@ -333,7 +334,7 @@ async def test_burst_of_identical_streams_costs_one_upstream_call(client, fake_u
 async def test_stream_follower_receives_the_leaders_events_as_they_come(client, fake_upstream):
     start = time.monotonic()
     leader = asyncio.create_task(stream_chat(client, model="fake-slow"))
-    await asyncio.sleep(0.1)
+    await until(lambda: fake_upstream.state.calls >= 1, "the leader reached the upstream")
     resp = await chat(client, model="fake-slow", stream=True, stream_options={"include_usage": True})
     assert resp.headers["x-nextmodel-cache"] == "hit"
     chunks, first_at = [], None
@@ -354,7 +355,7 @@ async def test_stream_follower_of_a_leader_failing_mid_stream_ends_with_an_error
 ):
     fake_upstream.state.cut_after = 3
     leader = asyncio.create_task(_consume_stream(client, "fake-slow"))
-    await asyncio.sleep(0.1)
+    await until(lambda: fake_upstream.state.calls >= 1, "the leader reached the upstream")
     resp = await chat(client, model="fake-slow", stream=True)
     assert resp.headers["x-nextmodel-cache"] == "hit"
     chunks = []
@@ -375,7 +376,7 @@ async def test_follower_of_the_other_kind_gets_the_same_answer(client, fake_upst
         leader = asyncio.create_task(stream_chat(client, model=model, stream_options={"include_usage": True}))
     else:
         leader = asyncio.create_task(chat(client, model=model))
-    await asyncio.sleep(0.1)
+    await until(lambda: fake_upstream.state.calls >= 1, "the leader reached the upstream")
     if leader_streams:
         follower = (await chat(client, model=model)).parse()
         _, chunks = await leader
@@ -515,7 +516,11 @@ async def test_least_recently_used_entry_is_evicted_past_max_entries(proxy_with,
     assert (await chat(client, messages=[{"role": "user", "content": "one"}])).headers[
         "x-nextmodel-cache"
     ] == "hit"
-    await asyncio.sleep(0.05)  # let the hit's recency reach the file before the next store evicts
+    key_one = one.headers["x-nextmodel-cache-key"]
+    await until(  # the hit's recency reaches the file before the next store evicts
+        lambda: query(db_path, "SELECT hits FROM cache_entries WHERE key = ?", (key_one,))[0][0] >= 1,
+        "the hit was recorded",
+    )
     await cached(client, db_path, messages=[{"role": "user", "content": "three"}])
     assert len(stored_keys(db_path)) == 2
     assert one.headers["x-nextmodel-cache-key"] in stored_keys(db_path)

@@ -12,6 +12,7 @@ from typing import Any
 
 import openai
 import orjson
+import pytest
 from click.testing import CliRunner
 
 from nextmodel_proxy.access.keys import KeySettings, create_key
@@ -27,10 +28,23 @@ POLICY_MODELS = (
 )
 
 
+_CLIENTS: list[openai.AsyncOpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients() -> Any:
+    """Every client sdk() made in a test is closed after it (no sockets left for the GC to find)."""
+    yield
+    while _CLIENTS:
+        await _CLIENTS.pop().close()
+
+
 def sdk(proxy: Any, api_key: str = "sk-open-mode", **headers: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
+    client = openai.AsyncOpenAI(
         base_url=proxy.base, api_key=api_key, max_retries=0, timeout=10, default_headers=headers or None
     )
+    _CLIENTS.append(client)
+    return client
 
 
 async def ask(

@@ -10,7 +10,7 @@ from typing import Literal
 import jsonschema
 import openai
 import pytest
-from live_proxy import LiveProxy
+from live_proxy import live_proxy_fixture
 from pydantic import BaseModel, Field
 
 from nextmodel_proxy.pricing import estimate_tokens
@@ -125,12 +125,7 @@ def test_patterns_get_matching_strings(pattern):
     assert re.search(pattern, from_pattern(pattern))
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NMPROXY_TEST_FAKE_KEY", "sk-upstream-secret")
-        with LiveProxy(tmp_path_factory.mktemp("demo")) as proxy:
-            yield proxy
+live = live_proxy_fixture("demo")
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -25,11 +26,11 @@ async def keyless_proxy(write_config: Any, start_proxy: Any, monkeypatch: pytest
     monkeypatch.delenv("NMPROXY_TEST_UNSET_KEY_TWO", raising=False)
     config = write_config()
     path = config.source_path
-    text = open(path).read()
+    text = Path(path).read_text()
     text = text.replace("\nmodels:\n", EXTRA + "models:\n" + MODEL, 1).replace(
         "\nroutes:\n", "\nroutes:\n" + ROUTES
     )
-    open(path, "w").write(text)
+    Path(path).write_text(text)
     from nextmodel_proxy.config import load_config
 
     config = load_config(path)

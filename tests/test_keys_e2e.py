@@ -71,10 +71,23 @@ def direct_key(path: Path, settings: KeySettings, *, revoked: bool = False) -> s
         conn.close()
 
 
+_CLIENTS: list[openai.AsyncOpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients() -> Any:
+    """Every client sdk() made in a test is closed after it (no sockets left for the GC to find)."""
+    yield
+    while _CLIENTS:
+        await _CLIENTS.pop().close()
+
+
 def sdk(proxy: Any, key: str = "sk-open-mode", **headers: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
+    client = openai.AsyncOpenAI(
         base_url=proxy.base, api_key=key, max_retries=0, timeout=10, default_headers=headers or None
     )
+    _CLIENTS.append(client)
+    return client
 
 
 async def ask(client: openai.AsyncOpenAI, word: str = "ab", model: str = "metered", **kw: Any) -> Any:

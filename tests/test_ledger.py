@@ -15,6 +15,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import pytest
 
 from nextmodel_proxy.ledger import schema as db
@@ -341,14 +342,15 @@ def _rows_or_zero(path: Path) -> int:
         return 0
 
 
-async def test_a_malformed_receipt_raises_in_the_caller_not_in_the_batch(tmp_path: Path) -> None:
+async def test_a_malformed_receipt_is_quarantined_not_failed_in_the_batch(tmp_path: Path) -> None:
     ledger = await started(tmp_path / "l.db")
-    with pytest.raises(TypeError, match="money must be a Decimal"):
-        ledger.submit(make_receipt(0, billed_cost_usd=0.1))  # a float is not money
+    await ledger.submit(make_receipt(0, billed_cost_usd=0.1))  # a float is not money: quarantined at once
     await ledger.submit(make_receipt(1))
-    assert ledger.healthy
+    assert ledger.healthy and ledger.dead_letter.count == 1
     await ledger.close()
     assert count(tmp_path / "l.db") == 1
+    (line,) = (tmp_path / "l.db.dead-letter.jsonl").read_bytes().splitlines()
+    assert "money must be a Decimal" in orjson.loads(line)["reason"]
 
 
 async def test_a_ledger_not_started_refuses_receipts(tmp_path: Path) -> None:

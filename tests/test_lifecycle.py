@@ -16,6 +16,7 @@ import openai
 import pytest
 from click.testing import CliRunner
 from conftest import free_port
+from polling import until
 
 from nextmodel_proxy.cli.main import main
 
@@ -50,7 +51,8 @@ async def _spawn(config_path: Path, port: int) -> subprocess.Popen:
             except aiohttp.ClientError:
                 await asyncio.sleep(0.05)
     proc.kill()
-    raise AssertionError(f"proxy did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+    _, err = proc.communicate(timeout=15)
+    raise AssertionError(f"proxy did not start: {err.decode() if err else ''}")
 
 
 def _wait(proc: subprocess.Popen, timeout: float = 15) -> int:
@@ -58,7 +60,11 @@ def _wait(proc: subprocess.Popen, timeout: float = 15) -> int:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait(timeout=timeout)
         raise
+    finally:
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def _receipt_ids(db: Path) -> set[str]:
@@ -66,7 +72,7 @@ def _receipt_ids(db: Path) -> set[str]:
         return {row[0] for row in conn.execute("SELECT receipt_id FROM receipts")}
 
 
-async def test_sigterm_drains_open_streams_and_flushes_every_receipt(write_config, tmp_path):
+async def test_sigterm_drains_open_streams_and_flushes_every_receipt(write_config, tmp_path, fake_upstream):
     config = write_config()
     port = free_port()
     proc = await _spawn(Path(config.source_path), port)
@@ -80,9 +86,10 @@ async def test_sigterm_drains_open_streams_and_flushes_every_receipt(write_confi
         return resp.headers["x-nextmodel-receipt-id"], text
 
     tasks = [asyncio.create_task(one_stream(i)) for i in range(5)]
-    await asyncio.sleep(0.4)  # streams are open and mid-flight
+    await until(lambda: fake_upstream.state.calls >= 5, "all five streams reached the upstream")
     proc.send_signal(signal.SIGTERM)
     results = await asyncio.gather(*tasks)
+    await client.close()
     assert _wait(proc) == 0
     assert [text for _, text in results] == [f"Echo: slow stream {i}" for i in range(5)]
     assert {rid for rid, _ in results} <= _receipt_ids(tmp_path / "ledger.db")
@@ -121,7 +128,7 @@ async def test_sigkill_under_load_leaves_an_intact_ledger_with_every_acknowledge
                     return
 
     workers = [asyncio.create_task(worker(n)) for n in range(8)]
-    await asyncio.sleep(1.0)
+    await until(lambda: len(seen) > 20, "answers under load", timeout_s=15)
     proc.kill()
     await asyncio.gather(*workers)
     _wait(proc)
@@ -173,6 +180,7 @@ async def test_locked_ledger_answers_503_then_recovers_by_itself(
         except openai.InternalServerError:
             assert time.monotonic() < deadline, "the proxy did not recover"
             await asyncio.sleep(0.1)
+    await client.close()
     assert ok.choices[0].message.content == "Echo: after"
     # the receipt of the call whose commit failed was kept and written once the lock went away
     with sqlite3.connect(tmp_path / "ledger.db") as conn:

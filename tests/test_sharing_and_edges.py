@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
+from contextlib import closing
 from dataclasses import replace
 
 import aiohttp
 import openai
 import pytest
+from polling import until
 
 MSG = [{"role": "user", "content": "shared answer please"}]
 
@@ -82,7 +85,13 @@ async def test_cache_only_never_calls_upstream_even_without_a_ledger(
     assert fake_upstream.state.calls == 0
 
 
-async def test_embeddings_with_a_stream_flag_are_answered_as_json_also_from_the_cache(proxy, fake_upstream):
+async def test_embeddings_with_a_stream_flag_are_answered_as_json_also_from_the_cache(
+    proxy, fake_upstream, tmp_path
+):
+    def stored() -> bool:
+        with closing(sqlite3.connect(tmp_path / "ledger.db")) as conn:
+            return conn.execute("SELECT COUNT(*) FROM cache_entries").fetchone()[0] >= 1
+
     body = {"model": "fake-embed", "input": "hello world", "stream": True}
     async with aiohttp.ClientSession() as s:
         answers = []
@@ -91,7 +100,7 @@ async def test_embeddings_with_a_stream_flag_are_answered_as_json_also_from_the_
                 answers.append(
                     (r.headers["Content-Type"], r.headers.get("x-nextmodel-cache"), await r.json())
                 )
-                await asyncio.sleep(0.3)  # let the store land
+                await until(stored, "the answer was stored")
     (type1, cache1, first), (type2, cache2, second) = answers
     assert type1.startswith("application/json") and type2.startswith("application/json")
     assert (cache1, cache2) == ("miss", "hit")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ def _cache_db(db_path: str | None, config: Config | None) -> str:
 
 def _read_body(source: str) -> dict[str, Any]:
     try:
-        raw = click.get_binary_stream("stdin").read() if source == "-" else Path(source).read_bytes()
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as exc:
         raise click.ClickException(f"cannot read {source!r}: {exc.strerror or exc}") from None
     try:

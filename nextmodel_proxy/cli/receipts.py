@@ -27,6 +27,7 @@ from nextmodel_proxy.access.keys import KEY_PREFIX
 from nextmodel_proxy.cli.common import config_option, db_option, existing_db, load_cli_config, resolve_db
 from nextmodel_proxy.config import CurrencyConfig
 from nextmodel_proxy.ledger import schema as db
+from nextmodel_proxy.ledger.backlog import count_lines, dead_letter_path, spool_path
 from nextmodel_proxy.ledger.chain import verify
 from nextmodel_proxy.ledger.receipts import (
     EXPORT_COLUMNS,
@@ -249,7 +250,7 @@ def export_cmd(config_path: str | None, db_path: str | None, fmt: str, output: s
                     _write_export(out, fmt, rows, currency)
                 return
             try:
-                _write_export(click.get_text_stream("stdout"), fmt, rows, currency)
+                _write_export(sys.stdout, fmt, rows, currency)
             except BrokenPipeError:  # `| head`: the reader has gone, stop quietly
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
@@ -270,9 +271,18 @@ def _write_export(out: IO[str], fmt: str, rows: Iterator[tuple[Any, ...]], curre
 @config_option
 @db_option
 def verify_cmd(config_path: str | None, db_path: str | None) -> None:
-    """Check the hash chain; exit 1 naming the first receipt edited, inserted or deleted."""
+    """Check the hash chain; exit 1 naming the first receipt edited, inserted or deleted. Also counts the
+    receipts quarantined in the dead-letter file and those still kept in the spool (they do not change the
+    exit status: the chain of what is in the ledger is what is verified)."""
     with read_ledger(db_path, config_path) as (conn, _currency):
         result = verify(conn)
+    path = resolve_db(db_path, load_cli_config(config_path))
+    for count, where, what in (
+        (count_lines(dead_letter_path(path)), dead_letter_path(path), "quarantined (could not be written)"),
+        (count_lines(spool_path(path)), spool_path(path), "kept in the spool, written at the next start"),
+    ):
+        if count:
+            click.echo(f"note: {count} receipt(s) {what}: {where}", err=True)
     if result.ok:
         click.echo(f"ok: {result.checked} receipts checked, hash chain intact")
         return

@@ -22,7 +22,7 @@ import orjson
 from nextmodel_proxy.config import CurrencyConfig
 from nextmodel_proxy.ledger.spreadsheet import safe_cell
 from nextmodel_proxy.pricing import convert, format_pusd, format_usd, from_pusd, to_pusd
-from nextmodel_proxy.text_safety import encodable
+from nextmodel_proxy.text_safety import encodable, safe_json
 from nextmodel_proxy.timespec import format_utc, parse_time
 
 SERVED_MODES = ("fresh", "exact-cache", "error")  # refusals are errors with their code (budget_exceeded, …)
@@ -149,20 +149,7 @@ def _json_list(v: Sequence[Any]) -> str:
     try:
         return orjson.dumps(list(v), option=orjson.OPT_SORT_KEYS).decode()
     except TypeError:  # a lone surrogate (or a value JSON has no form for) somewhere inside: escape it
-        return orjson.dumps(_scrubbed(list(v)), option=orjson.OPT_SORT_KEYS).decode()
-
-
-def _scrubbed(value: Any) -> Any:
-    """A JSON-able copy: strings made encodable, keys as text, other unknown values as their repr."""
-    if isinstance(value, str):
-        return encodable(value)
-    if isinstance(value, Mapping):
-        return {encodable(str(k)): _scrubbed(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrubbed(v) for v in value]
-    if value is None or isinstance(value, bool | float) or (isinstance(value, int) and abs(value) < 2**63):
-        return value
-    return encodable(repr(value))
+        return orjson.dumps(safe_json(list(v)), option=orjson.OPT_SORT_KEYS).decode()
 
 
 _TO_DB: dict[str, Callable[[Any], Any]] = {
@@ -229,6 +216,15 @@ def content_values(receipt: Receipt) -> tuple[Any, ...]:
             if not value.isascii():  # the last gate: text SQLite cannot encode (a lone surrogate) is escaped
                 values[i] = encodable(value)
     return tuple(values)
+
+
+def receipt_facts(receipt: Any) -> dict[str, Any]:
+    """Every field of a receipt as it is, money and rates as decimal text (for the dead-letter file)."""
+    out = {}
+    for f in fields(Receipt):
+        value = getattr(receipt, f.name, None)
+        out[f.name] = format(value, "f") if isinstance(value, Decimal) else value
+    return out
 
 
 def receipt_from_row(row: Sequence[Any]) -> Receipt:

@@ -1,13 +1,18 @@
 """The single SQLite writer: a queue drained by one thread, group commit, the receipts hash chain.
 
-Failure policy: when a commit fails (disk full, file locked, read-only) the batch is rolled back, every
-waiting future fails with LedgerUnavailable (the request answers 503 ledger_unavailable) and the ledger is
-unhealthy. While unhealthy, submit() fails new receipts at once instead of letting requests wait, but keeps
-them (up to max_pending) with the failed batch's receipts and retries them with backoff; when a retry commits,
-they are written in order and the ledger is healthy again. So a receipt whose future failed is still
-recorded once the file is writable: the spend happened even though the client saw a 503. Ops
-(submit_op) are not retried: their futures fail and their callers decide. On a retry, queued ops run before the
-kept receipts (their callers are still waiting; the receipts' callers were already answered).
+Failure policy. A commit that fails because the file cannot take writes (disk full, locked, read-only: the
+SQLite codes in _UNAVAILABLE_CODES) rolls back the batch, fails every waiting future with LedgerUnavailable
+(the request answers 503 ledger_unavailable) and marks the ledger unhealthy. While unhealthy, submit() fails
+new receipts at once. Receipts of answers that were served are kept in the backlog (memory, then a spool
+file beside the ledger; ledger/backlog.py); refusals (`served=False`) are only counted per error code. The
+writer retries with a short backoff; each retry writes the queued ops and at most `backlog_batch` kept
+receipts, so a returning disk is never asked for the whole backlog at once; the first commit that succeeds
+makes the ledger healthy, and the rest of the backlog drains in bounded batches alongside new receipts.
+
+Any other failure belongs to a receipt, not to the file: the run is split in halves until the receipt that
+cannot be written is found; it alone is quarantined to the dead-letter file, every other receipt commits.
+A duplicate receipt id is rejected alone (its future fails with ValueError). Ops (submit_op) are not
+retried: their futures fail and their callers decide.
 
 submit/submit_op are called on the event loop thread; results come back with one call_soon_threadsafe per
 batch. Ops must not BEGIN/COMMIT themselves: they run inside the writer's transaction, each in a savepoint.
@@ -21,15 +26,15 @@ import queue
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger import schema as db
+from nextmodel_proxy.ledger.backlog import Backlog, DeadLetter
 from nextmodel_proxy.ledger.chain import VerifyResult, verify
-from nextmodel_proxy.ledger.receipts import Receipt, content_values
+from nextmodel_proxy.ledger.receipts import Receipt, content_values, receipt_facts
 from nextmodel_proxy.ledger.rows import Row, chain, insert_rows, ledger_head
 
 __all__ = ["Ledger", "LedgerUnavailable", "VerifyResult", "verify"]
@@ -51,7 +56,7 @@ _UNAVAILABLE_CODES = frozenset(
         sqlite3.SQLITE_NOTADB,
     }
 )
-_MAX_BACKOFF_S = 5.0
+_MAX_BACKOFF_S = 1.0  # a returning disk is noticed within a second
 
 
 class LedgerUnavailable(Exception):
@@ -72,6 +77,8 @@ class _Item:
     values: Row | None  # a receipt's content values (receipts.content_values)
     op: Callable[[sqlite3.Connection], Any] | None
     future: asyncio.Future[Any] | None  # None once already failed (a receipt kept for retry)
+    served: bool = True  # an answer was served: kept through an outage (a refusal is only counted)
+    code: str | None = None  # the receipt's error code, to count a refusal dropped during an outage
 
 
 _STOP = _Item(None, None, None)
@@ -94,16 +101,21 @@ class Ledger:
         retry_s: float = 0.5,
         busy_timeout_s: float = 5.0,
         max_pending: int = 100_000,
+        memory_backlog: int = 10_000,
+        backlog_batch: int = 500,
     ) -> None:
         self.path = path
         self.max_batch = max_batch
         self.retry_s = retry_s
         self.busy_timeout_s = busy_timeout_s
-        self.max_pending = max_pending
+        self.backlog_batch = backlog_batch
         self.commits = 0  # committed transactions (group commit: fewer than receipts under load)
         self.written = 0  # receipts committed
+        self.refused_while_unavailable: dict[str, int] = {}  # refusals not kept during an outage, per code
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
-        self._pending: deque[Row] = deque()  # receipts kept from failed commits; writer thread only
+        # receipts kept from failed commits (writer thread only): memory, then a spool file past memory_backlog
+        self.backlog = Backlog(path, memory_limit=min(memory_backlog, max_pending), hard_limit=max_pending)
+        self.dead_letter = DeadLetter(path)
         self._healthy = True
         self._open = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -126,20 +138,38 @@ class Ledger:
         await ready
         self._open = True
 
-    def submit(self, receipt: Receipt) -> asyncio.Future[None]:
+    def submit(self, receipt: Receipt, *, served: bool = True) -> asyncio.Future[None]:
         """Queue a receipt (never blocks); the future resolves once its transaction has committed.
-        The receipt is converted to its stored values here, so a malformed one raises in the caller
-        (TypeError/ValueError) instead of failing a whole batch in the writer."""
-        values = content_values(receipt)
+        `served=False` for a refusal (no answer was served): during an outage it is counted, not kept.
+        A receipt that cannot even be converted to its stored values is quarantined at once (the future
+        resolves: its facts are in the dead-letter file) instead of failing a batch in the writer."""
         future = self._new_future()
+        try:
+            values = content_values(receipt)
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, it must not stop the others
+            self.dead_letter.add(receipt_facts(receipt), f"cannot be stored: {type(exc).__name__}: {exc}")
+            future.set_result(None)
+            return future
         if not self._open:
             future.set_exception(LedgerUnavailable("the ledger is closed"))
         elif not self._healthy:
             future.set_exception(LedgerUnavailable("the ledger cannot be written (kept for retry)"))
-            self._queue.put(_Item(values, None, None))
+            if served:
+                self._queue.put(_Item(values, None, None))
+            else:
+                self._count_refused(receipt.error_code)
         else:
-            self._queue.put(_Item(values, None, future))
+            self._queue.put(_Item(values, None, future, served, receipt.error_code))
         return future
+
+    def _count_refused(self, code: str | None) -> None:
+        key = code or "unknown"
+        self.refused_while_unavailable[key] = self.refused_while_unavailable.get(key, 0) + 1
+
+    @property
+    def pending(self) -> int:
+        """Receipts kept through an outage and not yet written (memory and spool)."""
+        return len(self.backlog)
 
     def submit_op(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Run fn(conn) in the writer, inside the next group transaction; resolves with its result."""
@@ -178,10 +208,12 @@ class Ledger:
             while not stop:
                 batch, stop = self._collect()
                 self._commit(batch)
-            if self._pending:
-                self._commit([])  # one last try at close, without waiting out the backoff
-            if self._pending:
-                log.error("ledger closed with %d receipt(s) it could not write", len(self._pending))
+            # at close: drain what is kept while commits succeed (bounded batches), without backoff waits
+            while len(self.backlog) and self._commit([]):
+                pass
+            if len(self.backlog):
+                where = f" ({self.backlog.spooled} in {self.backlog.path})" if self.backlog.spooled else ""
+                log.error("ledger closed with %d receipt(s) it could not write%s", len(self.backlog), where)
         finally:
             self._conn.close()
 
@@ -190,7 +222,13 @@ class Ledger:
         retry is due, failing receipts at once and keeping them for the retry."""
         batch: list[_Item] = []
         if self._healthy:
-            item = self._queue.get()
+            if len(self.backlog):  # healthy with a backlog: keep draining it, do not block for new work
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    return batch, False
+            else:
+                item = self._queue.get()
             while item is not _STOP:
                 batch.append(item)
                 if len(batch) >= self.max_batch:
@@ -209,7 +247,7 @@ class Ledger:
             if item is _STOP:
                 return batch, True
             if item.values is not None:
-                self._keep(item.values)
+                self._keep_or_count(item)
                 if item.future is not None:
                     self._call_loop(
                         _settle, [(item.future, None, LedgerUnavailable("the ledger cannot be written"))]
@@ -218,90 +256,119 @@ class Ledger:
                 batch.append(item)
         return batch, False
 
-    def _keep(self, values: Row) -> None:
-        if len(self._pending) >= self.max_pending:
-            dropped = self._pending.popleft()
-            log.error("ledger retry buffer full: dropped receipt %s", dropped[0])
-        self._pending.append(values)
+    def _keep_or_count(self, item: _Item) -> None:
+        assert item.values is not None
+        if item.served:
+            self.backlog.keep(item.values)
+        else:
+            self._count_refused(item.code)
 
-    def _commit(self, batch: list[_Item]) -> None:
-        """One transaction for the whole batch plus the receipts kept from failed commits."""
+    def _commit(self, batch: list[_Item]) -> bool:
+        """One transaction for the batch plus at most backlog_batch kept receipts; True when it committed."""
         assert self._conn is not None
-        retried = list(self._pending)
+        retried = self.backlog.take(self.backlog_batch) if len(self.backlog) else []
         try:
             self._conn.execute("BEGIN IMMEDIATE")
-            outcomes, head = self._apply(batch, retried)
+            outcomes, head, written = self._apply(batch, self._not_yet_written(retried))
             self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # noqa: BLE001 - nothing may kill the only writer; fail closed and say so
+            if not isinstance(exc, sqlite3.Error):
+                log.exception("ledger writer error")
+            self.backlog.done(False)
             self._failed(batch, exc)
-            return
-        except Exception as exc:  # noqa: BLE001 - a bug must not kill the only writer; fail closed and say so
-            log.exception("ledger writer error")
-            self._failed(batch, exc)
-            return
-        self._pending.clear()
+            return False
+        self.backlog.done(True)
         self._head = head
         self._healthy = True
         self._failures = 0
         self.commits += 1
-        self.written += sum(1 for item in batch if item.values is not None) + len(retried)
+        self.written += written
         self._call_loop(_settle, outcomes)
+        return True
 
-    def _apply(self, batch: list[_Item], retried: list[Row]) -> tuple[list[Outcome], str]:
+    def _not_yet_written(self, rows: list[Row]) -> list[Row]:
+        """Kept rows minus those already in the ledger (a spool left by a process killed mid-drain)."""
+        if not rows:
+            return rows
+        assert self._conn is not None
+        ids = [row[0] for row in rows]
+        present = {
+            r[0]
+            for r in self._conn.execute(
+                f"SELECT receipt_id FROM receipts WHERE receipt_id IN ({', '.join('?' * len(ids))})", ids
+            )
+        }
+        return [row for row in rows if row[0] not in present] if present else rows
+
+    def _apply(self, batch: list[_Item], retried: list[Row]) -> tuple[list[Outcome], str, int]:
         """Write the batch in order (consecutive receipts in one executemany), then the retried receipts.
         Retries only exist while unhealthy, when the batch holds only ops: those run first because their
         callers are still waiting, while the retried receipts' callers were already answered."""
         outcomes: list[Outcome] = []
         head = self._head
+        written = [0]
         run: list[tuple[Row, asyncio.Future[Any] | None]] = []
         for item in batch:
             if item.values is not None:
                 run.append((item.values, item.future))
                 continue
-            head = self._write_run(run, head, outcomes)
+            head = self._write_run(run, head, outcomes, written)
             run = []
             outcomes.append(self._run_op(item))
         run.extend((r, None) for r in retried)
-        return outcomes, self._write_run(run, head, outcomes)
+        return outcomes, self._write_run(run, head, outcomes, written), written[0]
 
     def _write_run(
-        self, run: list[tuple[Row, asyncio.Future[Any] | None]], head: str, outcomes: list[Outcome]
+        self,
+        run: list[tuple[Row, asyncio.Future[Any] | None]],
+        head: str,
+        outcomes: list[Outcome],
+        written: list[int],
     ) -> str:
-        """INSERT a run of receipts; a constraint error (a duplicate receipt id) rejects only its receipt."""
+        """INSERT a run of receipts in a savepoint. If the file is unavailable the error goes up (the whole
+        transaction fails); any other error is the fault of a receipt in the run: split it in halves until
+        that receipt is alone, then quarantine it (or reject it, for a duplicate id) so the others commit."""
         assert self._conn is not None
         if not run:
             return head
-        rows, new_head = chain([values for values, _ in run], head)
         self._conn.execute("SAVEPOINT receipts")
         try:
+            rows, new_head = chain([values for values, _ in run], head)
             insert_rows(self._conn, rows)
-        except sqlite3.IntegrityError:
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            if _is_unavailable(exc):
+                raise
             self._conn.execute("ROLLBACK TO receipts")
-            new_head = self._write_one_by_one(run, head, outcomes)
-        else:
-            outcomes.extend((future, None, None) for _, future in run if future is not None)
+            self._conn.execute("RELEASE receipts")
+            if len(run) > 1:
+                half = len(run) // 2
+                head = self._write_run(run[:half], head, outcomes, written)
+                return self._write_run(run[half:], head, outcomes, written)
+            rejected = self._reject(run[0], exc)
+            if rejected is not None:
+                outcomes.append(rejected)
+            return head
         self._conn.execute("RELEASE receipts")
+        written[0] += len(run)
+        outcomes.extend((future, None, None) for _, future in run if future is not None)
         return new_head
 
-    def _write_one_by_one(
-        self, run: list[tuple[Row, asyncio.Future[Any] | None]], head: str, outcomes: list[Outcome]
-    ) -> str:
+    def _reject(self, one: tuple[Row, asyncio.Future[Any] | None], exc: Exception) -> Outcome | None:
+        """The one receipt that cannot be written: a duplicate id is refused (it is already recorded), any
+        other is quarantined to the dead-letter file and its request goes on as recorded."""
+        values, future = one
         assert self._conn is not None
-        for values, future in run:
-            rows, row_head = chain([values], head)
-            self._conn.execute("SAVEPOINT one")
-            try:
-                insert_rows(self._conn, rows)
-            except sqlite3.IntegrityError as exc:
-                self._conn.execute("ROLLBACK TO one")
-                log.error("ledger rejected receipt %s: %s", values[0], exc)
-                error: BaseException | None = ValueError(f"receipt {values[0]} rejected: {exc}")
-            else:
-                head, error = row_head, None
-            self._conn.execute("RELEASE one")
-            if future is not None:
-                outcomes.append((future, None, error))
-        return head
+        duplicate = (
+            isinstance(exc, sqlite3.IntegrityError)
+            and self._conn.execute("SELECT 1 FROM receipts WHERE receipt_id = ?", (values[0],)).fetchone()
+        )
+        if duplicate:
+            log.error("ledger rejected receipt %s: %s", values[0], exc)
+            error: BaseException | None = ValueError(f"receipt {values[0]} rejected: {exc}")
+        else:
+            self.dead_letter.add_row(values, f"cannot be written: {type(exc).__name__}: {exc}")
+            error = None
+        return (future, None, error) if future is not None else None
 
     def _run_op(self, item: _Item) -> Outcome:
         """An op runs in a savepoint: its own error fails only its future, a ledger-level error the batch."""
@@ -333,7 +400,7 @@ class Ledger:
         outcomes: list[Outcome] = []
         for item in batch:
             if item.values is not None:
-                self._keep(item.values)
+                self._keep_or_count(item)
             if item.future is not None:
                 outcomes.append((item.future, None, error))
         self._call_loop(_settle, outcomes)
