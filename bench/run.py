@@ -271,6 +271,7 @@ def micro(ledger_rows: int) -> dict:
         "ledger_1m": [PY, "bench/gen_ledger.py", "--n", str(ledger_rows), "--db", str(OUT / "gen-ledger.db")],
         "cache": [PY, "-m", "bench.cache_bench"],
         "cachesafety": [PY, "-m", "bench.cachesafety_bench"],
+        "endpoints": [PY, "-m", "bench.endpoints_bench"],
     }
     for name, argv in runs.items():
         print(f"{name}: {' '.join(argv[1:])}", flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import math
 import struct
 from typing import Literal
@@ -295,3 +296,30 @@ def test_embeddings_bad_encoding_or_dimensions_get_400(oa):
         with pytest.raises(openai.BadRequestError) as err:
             oa.embeddings.create(model="demo-embed", input="x", **kw)
         assert err.value.body["param"] == param
+
+
+ABSURD = [
+    {"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+    {"$defs": {"n": {"type": "object", "properties": {"l": {"$ref": "#/$defs/n"}, "r": {"$ref": "#/$defs/n"}},
+                     "required": ["l", "r"]}}, "$ref": "#/$defs/n"},
+    {"type": "array", "minItems": 10**9, "items": {"type": "string", "minLength": 10**9}},
+    {"type": "string", "pattern": "((a{1000}){1000}){1000}"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("schema", ABSURD, ids=range(len(ABSURD)))
+def test_unsatisfiable_or_huge_schemas_still_get_a_small_answer_quickly(schema):
+    assert len(json.dumps(instance(schema, Prompt("x", 0)))) < 10_000_000
+
+
+def test_float_multiple_of_gets_a_value_strict_validators_accept():
+    schema = {"type": "number", "multipleOf": 0.01, "minimum": 0.5, "maximum": 9}
+    for seed in range(5):
+        jsonschema.validate(instance(schema, Prompt("", seed)), schema)
+
+
+def test_a_schema_the_demo_cannot_satisfy_is_a_clean_answer_not_a_500(oa):
+    schema = {"type": "object", "properties": {"a": {"$ref": "#/$defs/loop"}}, "required": ["a"],
+              "$defs": {"loop": {"$ref": "#/$defs/loop"}}}  # fmt: skip
+    reply = chat(oa, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+    assert json.loads(reply.choices[0].message.content) == {"a": None}

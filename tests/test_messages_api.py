@@ -442,3 +442,39 @@ async def test_messages_cache_replays_the_stored_stream_only_to_messages(
     assert Decimal(fresh["billed_cost_usd"]) == _anthropic_usage_cost(
         {"input_tokens": 25, "output_tokens": 15}
     )
+
+
+async def test_budgets_apply_to_messages_with_an_anthropic_shaped_refusal(
+    write_config: Any, start_proxy: Any, fake_upstream: Any
+) -> None:
+    proxy = await start_proxy(
+        write_config("projects:\n  cc: {budget: {amount: 0.000001, currency: USD, period: day}}\n")
+    )
+    before = len(fake_upstream.app[ANTHROPIC_REQUESTS])
+    async with _sdk(proxy, default_headers={"x-nextmodel-project": "cc"}) as client:
+        with pytest.raises(anthropic.RateLimitError) as info:
+            await client.messages.create(
+                model="claude-sonnet-4-5", max_tokens=4096, messages=[{"role": "user", "content": "hi"}]
+            )
+    assert info.value.body["error"]["type"] == "rate_limit_error"
+    assert "budget" in info.value.body["error"]["message"]
+    assert len(fake_upstream.app[ANTHROPIC_REQUESTS]) == before
+
+
+@pytest.mark.parametrize("model", ["gemini-2.5-flash-tools", "demo-chat"])
+async def test_messages_and_responses_translate_to_gemini_and_the_demo(mproxy: Any, model: str) -> None:
+    async with _sdk(mproxy) as client:
+        async with client.messages.stream(
+            model=model,
+            max_tokens=256,
+            tools=TOOLS,
+            messages=[{"role": "user", "content": "weather in Paris?"}],
+        ) as s:
+            final = await s.get_final_message()
+            translated = s.response.headers["x-nextmodel-translated"]
+    assert translated == ("gemini" if model.startswith("gemini") else "openai-chat")
+    assert final.content and final.stop_reason in ("tool_use", "end_turn")
+    status, headers, body = await _post(mproxy, "/responses", {"model": model, "input": "hi", "stream": True})
+    events = sse_events(body)
+    assert status == 200 and events[0][0] == "response.created" and events[-1][0] == "response.completed"
+    assert headers["x-nextmodel-translated"] == translated

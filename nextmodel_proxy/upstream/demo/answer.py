@@ -184,6 +184,8 @@ class Answer:
             prompt = Prompt(self.asked, self.seed + index)
             params = fn.get("parameters") if isinstance(fn.get("parameters"), dict) else {"type": "object"}
             args = instance(params, prompt, fn["name"])
+            if not isinstance(args, dict):  # tool arguments are always a JSON object
+                args = {}
             call = {
                 "id": f"call_demo{self.digest(index)}{index:02d}",
                 "type": "function",

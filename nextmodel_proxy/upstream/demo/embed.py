@@ -20,6 +20,7 @@ from nextmodel_proxy.upstream.demo.answer import DemoInputError
 
 DEFAULT_DIMENSIONS = 1536
 MAX_DIMENSIONS = 3072
+MAX_INPUTS = 2048
 _FEATURES_PER_WORD = 4
 _WORDS = re.compile(r"\w+")
 
@@ -28,6 +29,8 @@ def check(body: dict[str, Any]) -> None:
     fmt = body.get("encoding_format")
     if fmt is not None and fmt not in ("float", "base64"):
         raise DemoInputError("Invalid 'encoding_format': expected 'float' or 'base64'.", "encoding_format")
+    if len(inputs(body.get("input"))) > MAX_INPUTS:
+        raise DemoInputError(f"Invalid 'input': at most {MAX_INPUTS} inputs per request.", "input")
     dims = body.get("dimensions")
     if dims is not None and (
         isinstance(dims, bool) or not isinstance(dims, int) or not 1 <= dims <= MAX_DIMENSIONS
@@ -77,6 +80,8 @@ def encode(values: list[float], fmt: str) -> list[float] | str:
 
 
 def embeddings(body: dict[str, Any], model: str) -> dict[str, Any]:
+    if len(inputs(body.get("input"))) > MAX_INPUTS:
+        raise DemoInputError(f"Invalid 'input': at most {MAX_INPUTS} inputs per request.", "input")
     dims = body.get("dimensions") or DEFAULT_DIMENSIONS
     fmt = body.get("encoding_format") or "float"
     items = inputs(body.get("input"))

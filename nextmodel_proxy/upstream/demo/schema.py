@@ -18,6 +18,13 @@ from typing import Any
 import xxhash
 
 MAX_DEPTH = 6
+# Bounds on absurd schemas (a self-referencing $ref, minItems: 10**9): past these the value is cut short and
+# may not validate, but the answer stays small and quick.
+HARD_DEPTH = 48
+MAX_ITEMS = 1000
+MAX_STRING = 100_000
+MAX_NODES = 20_000
+MAX_CHARS = 1_000_000  # all strings of one value together
 _QUERY_NAMES = {"query", "q", "question", "prompt", "text", "input", "search", "message", "content", "topic"}
 _PLACE_NAMES = {"location", "city", "place", "country", "where", "destination", "region"}
 _NAME_NAMES = {"name", "title", "subject", "person", "company", "author", "who"}
@@ -93,6 +100,8 @@ class _Gen:
         self.root = root
         self.prompt = prompt
         self.numbers_used = 0
+        self.nodes = 0
+        self.chars = 0
 
     def pick(self, path: str, count: int) -> int:
         return xxhash.xxh3_64_intdigest(path.encode(), seed=self.prompt.seed) % count if count > 1 else 0
@@ -109,6 +118,9 @@ class _Gen:
         return node
 
     def make(self, schema: Any, name: str, depth: int, path: str) -> Any:
+        self.nodes += 1
+        if depth > HARD_DEPTH or self.nodes > MAX_NODES:
+            return None
         if schema is True or not isinstance(schema, dict):
             return f"demo {name}"
         if "$ref" in schema:
@@ -172,7 +184,7 @@ class _Gen:
         low = schema.get("minItems", 0) if isinstance(schema.get("minItems"), int) else 0
         high = schema.get("maxItems") if isinstance(schema.get("maxItems"), int) else None
         prefix = schema.get("prefixItems") if isinstance(schema.get("prefixItems"), list) else []
-        count = low if depth >= MAX_DEPTH else max(low, 2, len(prefix))
+        count = min(low if depth >= MAX_DEPTH else max(low, 2, len(prefix)), MAX_ITEMS)
         if high is not None:
             count = min(count, high)
         items = schema.get("items", {})
@@ -201,8 +213,7 @@ class _Gen:
             wanted = self.fresh_number(lo, hi, path, integer or step is not None)
         value = min(max(wanted, lo), hi)
         if isinstance(step, int | float) and step > 0:
-            n = -(-value // step)
-            value = n * step if n * step <= hi else (value // step) * step
+            value = _multiple(value, step, lo, hi)
         return int(value) if integer else float(value)
 
     def fresh_number(self, lo: float, hi: float, path: str, whole: bool) -> float:
@@ -242,18 +253,30 @@ class _Gen:
             text = _FORMATS[named]
         else:
             text = f"demo {name}".replace("_", " ")
-        low = schema.get("minLength") if isinstance(schema.get("minLength"), int) else 0
+        room = max(0, min(MAX_STRING, MAX_CHARS - self.chars))
+        low = min(schema["minLength"], room) if isinstance(schema.get("minLength"), int) else 0
         high = schema.get("maxLength") if isinstance(schema.get("maxLength"), int) else None
         if len(text) < low:
             text += "x" * (low - len(text))
         if high is not None and len(text) > high:
             text = text[:high]
+        self.chars += len(text)
         return text
 
 
 def _named_format(name: str) -> str | None:
     low = name.lower()
     return next((fmt for part, fmt in _NAMED_FORMATS if part in low), None)
+
+
+def _multiple(value: float, step: float, lo: float, hi: float) -> float:
+    """A multiple of `step` in [lo, hi] near `value`; a whole number when one fits (float steps like 0.01 leave
+    rounding residue in n * step that strict validators reject, whole numbers do not)."""
+    for whole in (round(value), round(value) + 1, round(value) - 1):
+        if lo <= whole <= hi and (whole / step) == int(whole / step):
+            return float(whole)
+    n = -(-value // step)
+    return n * step if n * step <= hi else (value // step) * step
 
 
 def _bounds(schema: dict, integer: bool) -> tuple[float, float]:
@@ -327,6 +350,8 @@ def _emit(parsed: Any) -> str:
         elif op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, getattr(sre_c, "POSSESSIVE_REPEAT", None)):
             low, high, sub = arg
             out.append(_emit(sub) * (low if low > 0 else min(1, high)))
+            if sum(map(len, out)) > MAX_STRING:
+                raise ValueError("pattern needs too long a string")
         elif op is sre_c.SUBPATTERN:
             out.append(_emit(arg[-1]))
         elif op is sre_c.BRANCH:
