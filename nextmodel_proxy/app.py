@@ -96,8 +96,26 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_services)
     app.on_shutdown.append(_drain_at_grace)
     for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
+        app.router.add_route(method, path, handler, expect_handler=_expect)
     return app
+
+
+async def _expect(request: web.Request) -> web.StreamResponse | None:
+    """`Expect: 100-continue` as aiohttp does; any other expectation an OpenAI-shaped 417 (aiohttp's own
+    would echo the value into a text body, a 500 when its bytes are not UTF-8)."""
+    expect = request.headers.get("Expect", "")
+    if request.version != aiohttp.HttpVersion11 or not expect:
+        return None
+    if expect.lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+        return None
+    return _json_error(
+        417,
+        f"Unsupported Expect header {ascii(expect)}: only 100-continue is understood.",
+        "invalid_request_error",
+        "expectation_failed",
+    )
 
 
 async def _drain_at_grace(app: web.Application) -> None:

@@ -52,6 +52,7 @@ CODES = frozenset(
         "server_shutting_down",
         "upstream_too_large",
         "request_timeout",
+        "expectation_failed",
     }
 )
 # Codes a retry of the same request may fix; every other error answers `x-should-retry: false`, so the

@@ -169,3 +169,14 @@ async def test_a_model_without_mode_serves_both_endpoints_and_mode_restricts(cli
     with pytest.raises(openai.BadRequestError) as info:  # mode: embedding still restricts
         await client.chat.completions.create(model="fake-embed", messages=[{"role": "user", "content": "hi"}])
     assert "/v1/embeddings" in info.value.body["message"]
+
+
+async def test_an_unknown_expect_value_is_a_417_even_in_bytes_that_are_not_utf8(proxy: Any) -> None:
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nExpect: \xf1\x9f\r\n"
+        b"Content-Type: application/json\r\nContent-Length: " + str(len(CHAT)).encode() + b"\r\n\r\n" + CHAT
+    )
+    answer = await raw_exchange(proxy.port, request)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 417"), answer[:300]
+    assert orjson.loads(body)["error"]["code"] == "expectation_failed"

@@ -10,6 +10,8 @@ import datetime as dt
 import logging
 
 import orjson
+from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.web_protocol import RequestPayloadError
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -30,8 +32,27 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
+class ClientMistakes(logging.Filter):
+    """aiohttp logs a malformed request (bad header bytes, a body that is not its Content-Encoding) at ERROR
+    with a traceback: anyone could fill the log that way. Such a record becomes one INFO line, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.name.startswith("aiohttp") and isinstance(exc, BadHttpMessage | RequestPayloadError):
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            lines = [line for line in lines if not line.startswith("400, message")]
+            record.msg, record.args = (
+                "malformed request refused with 400: %s",
+                (lines[0][:120] if lines else ""),
+            )
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def setup_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler()
+    handler.addFilter(ClientMistakes())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
