@@ -24,13 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nextmodel_proxy.config import CurrencyConfig  # noqa: E402
 from nextmodel_proxy.ledger import schema as db  # noqa: E402
 from nextmodel_proxy.ledger.chain import GENESIS  # noqa: E402
-from nextmodel_proxy.ledger.receipts import (  # noqa: E402
-    EXPORT_COLUMNS,
-    Receipt,
-    ReceiptFilter,
-    export_csv_cells,
-    iter_export_rows,
-)
+from nextmodel_proxy.ledger.export import EXPORT_COLUMNS, export_csv_cells, iter_export_rows  # noqa: E402
+from nextmodel_proxy.ledger.receipts import Receipt, ReceiptFilter  # noqa: E402
+from nextmodel_proxy.ledger.reconcile import Totals, compare, ledger_totals, summary  # noqa: E402
 from nextmodel_proxy.ledger.rows import chained_rows, insert_rows  # noqa: E402
 from nextmodel_proxy.ledger.spend import spend, spend_total  # noqa: E402
 from nextmodel_proxy.timespec import format_utc  # noqa: E402
@@ -88,6 +84,10 @@ def receipts(n: int, days: int, seed: int = 7):
             latency_ms=rng.uniform(50, 4000),
             ttft_ms=rng.uniform(10, 800),
             price_version="0123456789ab",
+            service_tier="default",
+            currency="USD",
+            native_cost=billed,
+            fx_rate=Decimal(1),
         )
 
 
@@ -141,6 +141,7 @@ def main() -> None:
     window = ReceiptFilter(since=now - dt.timedelta(days=30, hours=5), until=now - dt.timedelta(hours=7))
     _, spend_window_s = timed(lambda: spend(conn, "model", window))
     exported, export_s = timed(lambda: _export(conn))
+    reconciled, reconcile_s = timed(lambda: _reconcile(conn))
     total = spend_total(by_project)
     assert exported[0] == total.count and exported[1] == total.billed_usd, "export and spend disagree"
     size = path.stat().st_size
@@ -160,10 +161,28 @@ def main() -> None:
                 "spend_30d_window_by_model_s": round(spend_window_s, 4),
                 "export_csv_rows_per_s": round(exported[0] / export_s),
                 "export_s": round(export_s, 2),
+                "reconcile_openai_s": round(reconcile_s, 3),
+                "reconcile_openai_receipts": reconciled,
                 "billed_total_usd": str(total.billed_usd),
             }
         ).decode()
     )
+
+
+def _reconcile(conn) -> int:
+    """`nmproxy reconcile --provider openai` over the whole ledger against an export that matches it but for
+    one line: the ledger side (every receipt of the provider read once, grouped by day and model) plus the
+    comparison. Returns how many receipts the ledger side covered."""
+    ours = ledger_totals(conn, "openai")
+    theirs = {
+        (day, model): Totals(t.input_tokens, t.output_tokens, t.cached_tokens, t.cost)
+        for (day, model, _c), t in ours.items()
+    }
+    first = next(iter(theirs))
+    theirs[first].cost += Decimal(1)
+    lines = compare(ours, theirs, Decimal("0.01"))
+    assert summary(lines)["mismatch"] == 1
+    return sum(t.requests for t in ours.values())
 
 
 def _export(conn) -> tuple[int, Decimal]:

@@ -270,6 +270,7 @@ def micro(ledger_rows: int) -> dict:
         "ledger": [PY, "bench/ledger_bench.py", "--n", "100000"],
         "ledger_1m": [PY, "bench/gen_ledger.py", "--n", str(ledger_rows), "--db", str(OUT / "gen-ledger.db")],
         "cache": [PY, "-m", "bench.cache_bench"],
+        "price_resolution": [PY, "bench/price_bench.py", "--n", "200000"],
         "cachesafety": [PY, "-m", "bench.cachesafety_bench"],
         "endpoints": [PY, "-m", "bench.endpoints_bench"],
     }

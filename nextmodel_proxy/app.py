@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -9,7 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from nextmodel_proxy import admin, handlers
-from nextmodel_proxy.appkeys import CONFIG, PIPELINE, SERVICES, SESSION
+from nextmodel_proxy.appkeys import CLOCK, CONFIG, PIPELINE, SERVICES, SESSION
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.endpoints import http as endpoint_http
 from nextmodel_proxy.errors import ProxyError, error_body, retry_headers
@@ -86,12 +87,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
 
 
-def create_app(config: Config) -> web.Application:
-    """The proxy as an aiohttp application; resources open in cleanup_ctx and close in reverse order."""
+def create_app(config: Config, *, clock: Callable[[], dt.datetime] | None = None) -> web.Application:
+    """The proxy as an aiohttp application; resources open in cleanup_ctx and close in reverse order.
+    `clock` gives each request's start time (default: now, UTC); tests pass one to bill a given instant."""
     app = web.Application(
         middlewares=[guard_middleware, error_middleware], client_max_size=config.server.max_body_bytes + 1
     )
     app[CONFIG] = config
+    app[CLOCK] = clock or _utc_now
     app.cleanup_ctx.append(_client_session)
     app.cleanup_ctx.append(_services)
     app.on_shutdown.append(_drain_at_grace)
@@ -122,6 +125,10 @@ async def _drain_at_grace(app: web.Application) -> None:
     """Shutdown began: requests still running near the end of the grace get a clean ending (drain.py)."""
     if PIPELINE in app:
         app[PIPELINE].drain.schedule(app[CONFIG].server.shutdown_grace_s)
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 async def _client_session(app: web.Application) -> AsyncIterator[None]:

@@ -14,7 +14,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from nextmodel_proxy import text_safety, validate
 from nextmodel_proxy.access.auth import can_read_project
-from nextmodel_proxy.appkeys import CONFIG, PIPELINE, SERVICES
+from nextmodel_proxy.appkeys import CLOCK, CONFIG, PIPELINE, SERVICES
 from nextmodel_proxy.catalog import models_list
 from nextmodel_proxy.endpoints import validate_bodies
 from nextmodel_proxy.errors import ProxyError
@@ -128,6 +128,7 @@ async def proxy(
         body=body,
         caller=caller_of(request.headers),
         receipt_url_base=f"{request.scheme}://{request.host}",
+        created=request.app[CLOCK](),
     )
     sink = ResponseSink(request)
     try:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import Any
 
 from nextmodel_proxy.config import CurrencyConfig, Price
+from nextmodel_proxy.config.prices import Rates
+from nextmodel_proxy.price_resolve import ResolvedPrice
 
 PICO = Decimal("1e-12")  # the ledger stores money as integer picodollars
-_PICO_PER_USD = 10**12
+PUSD_PER_USD = 10**12  # picodollars in one US dollar
 _PER_TOKENS = Decimal(1_000_000)  # prices are USD per 1M tokens
 # Wide enough that no intermediate product is ever rounded; the only rounding is the final quantize.
 _EXACT = Context(prec=60, rounding=ROUND_HALF_EVEN)
@@ -31,6 +32,7 @@ class Usage:
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # the part of cache_write_tokens written for 1 hour / extended retention
 
     def __post_init__(self) -> None:
         for name in (
@@ -39,6 +41,7 @@ class Usage:
             "cached_tokens",
             "cache_write_tokens",
             "reasoning_tokens",
+            "cache_write_1h_tokens",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -47,6 +50,8 @@ class Usage:
             raise ValueError("cached_tokens + cache_write_tokens cannot exceed prompt_tokens")
         if self.reasoning_tokens > self.completion_tokens:
             raise ValueError("reasoning_tokens cannot exceed completion_tokens")
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise ValueError("cache_write_1h_tokens cannot exceed cache_write_tokens")
 
     @property
     def uncached_prompt_tokens(self) -> int:
@@ -91,11 +96,15 @@ def _has(raw: Mapping[str, Any], *path: str) -> bool:
     return isinstance(node, int) and not isinstance(node, bool)
 
 
-def _clamped(prompt: int, completion: int, cached: int, cache_write: int, reasoning: int) -> Usage:
+def _clamped(
+    prompt: int, completion: int, cached: int, cache_write: int, reasoning: int, write_1h: int = 0
+) -> Usage:
     """Parts never exceed their totals, so no token is billed twice and none goes negative."""
     cached = min(cached, prompt)
     cache_write = min(cache_write, prompt - cached)
-    return Usage(prompt, completion, cached, cache_write, min(reasoning, completion))
+    return Usage(
+        prompt, completion, cached, cache_write, min(reasoning, completion), min(write_1h, cache_write)
+    )
 
 
 def _openai(raw: Mapping[str, Any]) -> Usage:
@@ -111,7 +120,9 @@ def _openai(raw: Mapping[str, Any]) -> Usage:
     # OpenAI-compatible gateways (OpenRouter) report cache writes as a part of prompt_tokens here.
     cache_write = _field(raw, "prompt_tokens_details", "cache_write_tokens")
     reasoning = _field(raw, "completion_tokens_details", "reasoning_tokens")
-    return _clamped(prompt, _field(raw, "completion_tokens"), cached, cache_write, reasoning)
+    # Our Anthropic translation names the 1-hour part of the writes here (cache_creation.ephemeral_1h_*).
+    write_1h = _field(raw, "prompt_tokens_details", "cache_write_1h_tokens")
+    return _clamped(prompt, _field(raw, "completion_tokens"), cached, cache_write, reasoning, write_1h)
 
 
 def _anthropic(raw: Mapping[str, Any]) -> Usage:
@@ -119,7 +130,8 @@ def _anthropic(raw: Mapping[str, Any]) -> Usage:
     cached = _field(raw, "cache_read_input_tokens")
     cache_write = _field(raw, "cache_creation_input_tokens")
     prompt = _field(raw, "input_tokens") + cached + cache_write
-    return _clamped(prompt, _field(raw, "output_tokens"), cached, cache_write, 0)
+    write_1h = _field(raw, "cache_creation", "ephemeral_1h_input_tokens")
+    return _clamped(prompt, _field(raw, "output_tokens"), cached, cache_write, 0, write_1h)
 
 
 def _gemini(raw: Mapping[str, Any]) -> Usage:
@@ -165,6 +177,7 @@ _COUNT_PATHS: Mapping[str, tuple[tuple[tuple[str, ...], ...], tuple[tuple[str, .
         (
             ("prompt_tokens_details", "cached_tokens"),
             ("prompt_tokens_details", "cache_write_tokens"),
+            ("prompt_tokens_details", "cache_write_1h_tokens"),
             ("completion_tokens_details", "reasoning_tokens"),
             ("prompt_cache_hit_tokens",),
             ("prompt_cache_miss_tokens",),
@@ -172,7 +185,11 @@ _COUNT_PATHS: Mapping[str, tuple[tuple[tuple[str, ...], ...], tuple[tuple[str, .
     ),
     "anthropic": (
         (("input_tokens",), ("output_tokens",)),
-        (("cache_read_input_tokens",), ("cache_creation_input_tokens",)),
+        (
+            ("cache_read_input_tokens",),
+            ("cache_creation_input_tokens",),
+            ("cache_creation", "ephemeral_1h_input_tokens"),
+        ),
     ),
     "gemini": (
         (("promptTokenCount",),),
@@ -291,6 +308,118 @@ def cost(usage: Usage | None, price: Price | None, *, model: str | None = None) 
         return Cost(total.quantize(PICO, rounding=ROUND_HALF_EVEN))
 
 
+_KINDS = ("cached_input", "cache_write_1h", "cache_write", "input")  # the prompt's order, prefix first
+
+
+def _unit(rates: Rates, kind: str) -> Decimal:
+    """The per-1M rate of a token kind; cache reads and writes fall back to input, 1-hour writes to writes."""
+    if kind == "cache_write_1h":
+        value = rates.cache_write_1h if rates.cache_write_1h is not None else rates.cache_write
+    else:
+        value = getattr(rates, kind)
+    return rates.input if value is None else value
+
+
+# price_version -> (decimal places, ((bracket start, (rate per kind as an integer at that scale)), ...),
+# output rate as an integer). Integer arithmetic keeps the cost exact and cheap on every receipt.
+_SCALED: dict[str, tuple[int, tuple[tuple[int, tuple[int, ...]], ...], int]] = {}
+
+
+def _scaled(price: ResolvedPrice) -> tuple[int, tuple[tuple[int, tuple[int, ...]], ...], int]:
+    found = _SCALED.get(price.version)
+    if found is not None:
+        return found
+    brackets = price.brackets or ((0, price.rates),)
+    values = [_unit(r, k) for _s, r in brackets for k in _KINDS] + [price.rates.output]
+    places = max(0, *(-v.as_tuple().exponent for v in values if v.is_finite()))
+    factor = Decimal(10) ** places
+
+    def whole(v: Decimal) -> int:
+        return int(_EXACT.multiply(v, factor))
+
+    scaled = (
+        places,
+        tuple((start, tuple(whole(_unit(r, k)) for k in _KINDS)) for start, r in brackets),
+        whole(price.rates.output),
+    )
+    if len(_SCALED) > 4096:
+        _SCALED.clear()
+    _SCALED[price.version] = scaled
+    return scaled
+
+
+def native_cost(usage: Usage, price: ResolvedPrice) -> Decimal:
+    """Exact cost in the price's own currency, rounded once to 1e-12: each input token at the rate of its
+    kind in its bracket (one bracket unless a tier applies to the excess), output at the top rate. The
+    prompt's order is cache reads (the prefix), 1-hour writes, 5-minute writes, then uncached tokens."""
+    places, brackets, output = _scaled(price)
+    counts = (
+        usage.cached_tokens,
+        usage.cache_write_1h_tokens,
+        usage.cache_write_tokens - usage.cache_write_1h_tokens,
+        usage.uncached_prompt_tokens,
+    )
+    total = usage.completion_tokens * output
+    if len(brackets) == 1:
+        rates = brackets[0][1]
+        total += sum(n * r for n, r in zip(counts, rates, strict=True))
+    else:
+        pos = 0
+        for kind, count in enumerate(counts):
+            end = pos + count
+            for i, (start, rates) in enumerate(brackets):
+                stop = brackets[i + 1][0] if i + 1 < len(brackets) else end
+                lo, hi = max(pos, start), min(end, stop)
+                if hi > lo:
+                    total += (hi - lo) * rates[kind]
+            pos = end
+    # total is in units of 10^-places per 1M tokens
+    amount = Decimal(total).scaleb(-(places + 6), _EXACT)
+    return amount.quantize(PICO, rounding=ROUND_HALF_EVEN, context=_EXACT)
+
+
+def to_usd(amount: Decimal, fx_rate: Decimal) -> Decimal:
+    """A native amount in USD at `fx_rate` units per USD, rounded once (half-even) to picodollars."""
+    if fx_rate == 1:
+        return amount
+    return _EXACT.divide(amount, fx_rate).quantize(PICO, rounding=ROUND_HALF_EVEN, context=_EXACT)
+
+
+@dataclass(frozen=True, slots=True)
+class PricedCosts:
+    """A receipt's money under a resolved price: USD figures and the billed cost in the native currency."""
+
+    costs: ReceiptCosts
+    native: Decimal | None
+
+
+def resolved_costs(
+    served_mode: str,
+    usage: Usage | None,
+    price: ResolvedPrice | None,
+    fx_rate: Decimal,
+    *,
+    replay_ratio: Decimal,
+    model: str | None = None,
+) -> PricedCosts:
+    """receipt_costs under a resolved (possibly non-USD) price: the native cost is exact, converted to USD
+    once; a replay bills ratio x the fresh native cost."""
+    if served_mode == "refused":
+        return PricedCosts(ReceiptCosts(_ZERO, _ZERO, _ZERO, _ZERO), _ZERO)
+    if price is None:
+        reason = f"no price for model {model}" if model else "no price for this model"
+        return PricedCosts(ReceiptCosts(None, None, None, None, reason), None)
+    if usage is None:
+        return PricedCosts(ReceiptCosts(None, None, None, None, "no usage"), None)
+    fresh_native = native_cost(usage, price)
+    fresh = to_usd(fresh_native, fx_rate)
+    if served_mode == "exact-cache":
+        billed_native = replay_billed(fresh_native, replay_ratio)
+        billed = to_usd(billed_native, fx_rate)
+        return PricedCosts(ReceiptCosts(_ZERO, billed, fresh, fresh - billed), billed_native)
+    return PricedCosts(ReceiptCosts(fresh, fresh, fresh, _ZERO), fresh_native)
+
+
 @dataclass(frozen=True, slots=True)
 class ReceiptCosts:
     """The four money fields of a receipt (exact USD); all None together when the cost is unknown."""
@@ -348,9 +477,25 @@ def from_pusd(pusd: int) -> Decimal:
     return Decimal(pusd).scaleb(-12, context=_EXACT)
 
 
+def to_pusd_ceiling(amount: Decimal) -> int:
+    """USD -> integer picodollars rounded up (a worst case held against a budget never understates it)."""
+    return int((amount * PUSD_PER_USD).to_integral_value(rounding=ROUND_CEILING))
+
+
+def pusd_in(rate: Decimal, pusd: int) -> Decimal:
+    """Picodollars expressed exactly in a currency of `rate` units per USD (nothing is rounded)."""
+    with localcontext(prec=100):
+        return Decimal(pusd) * rate / PUSD_PER_USD
+
+
+def plain_amount(amount: Decimal) -> str:
+    """Shortest plain text of an amount: no exponent, no trailing zeros (0.0025, 3, 0)."""
+    return f"{amount.normalize():f}"
+
+
 def format_pusd(pusd: int) -> str:
     """format_usd(from_pusd(pusd)) with integer arithmetic only (the export's hot path)."""
-    whole, frac = divmod(abs(pusd), _PICO_PER_USD)
+    whole, frac = divmod(abs(pusd), PUSD_PER_USD)
     digits = f"{frac:012d}".rstrip("0").ljust(2, "0")
     return f"{'-' if pusd < 0 and (whole or frac) else ''}{whole}.{digits}"
 
@@ -399,9 +544,11 @@ def convert(amount_usd: Decimal, rate: Decimal) -> Decimal:
 
 # --- estimation --------------------------------------------------------------------------------
 
-_CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text
+CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text
 _PER_MESSAGE = 4  # role and separators, as in OpenAI's cookbook count for chat messages
 _REPLY_PRIMING = 3
+IMAGE_TOKENS = 1000  # a flat guess per image part; base64 length says nothing about image tokens
+IMAGE_PART_TYPES = frozenset({"image_url", "input_image"})
 
 
 def estimate_tokens(value: Any) -> int:
@@ -410,7 +557,7 @@ def estimate_tokens(value: Any) -> int:
     if value is None:
         return 0
     if isinstance(value, str):
-        return math.ceil(len(value) / _CHARS_PER_TOKEN)
+        return estimate_text_tokens(len(value))
     if isinstance(value, Mapping):
         return _PER_MESSAGE + estimate_tokens(value.get("content")) + estimate_tokens(value.get("name"))
     if isinstance(value, list | tuple):
@@ -427,3 +574,40 @@ def _part_tokens(item: Any) -> int:
     if isinstance(item, int) and not isinstance(item, bool):
         return 1
     return estimate_tokens(item) if isinstance(item, str) else 0
+
+
+def estimate_text_tokens(chars: int) -> int:
+    """ceil(chars / 4): the one rule every estimate here is built on."""
+    return -(-chars // CHARS_PER_TOKEN)
+
+
+def content_parts(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The content parts (dicts) of every message whose content is a list."""
+    parts = []
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if isinstance(content, list):
+            parts.extend(p for p in content if isinstance(p, Mapping))
+    return parts
+
+
+def _text_chars(value: Any) -> int:
+    """Characters of text in a message tree; image parts are counted separately."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, Mapping):
+        if value.get("type") in IMAGE_PART_TYPES:
+            return 0
+        return sum(_text_chars(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_text_chars(v) for v in value)
+    return 0
+
+
+def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
+    """Prompt size estimate: text characters / 4 plus a flat allowance per image."""
+    # messages (chat, Messages API), input + instructions (Responses API), system (Messages API), tools
+    chars = sum(_text_chars(body.get(k)) for k in ("messages", "tools", "input", "system", "instructions"))
+    images = sum(1 for part in content_parts(body) if part.get("type") in IMAGE_PART_TYPES)
+    return estimate_text_tokens(chars) + images * IMAGE_TOKENS

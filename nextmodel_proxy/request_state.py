@@ -92,6 +92,7 @@ class Outcome:
     usage: JsonObject | None = None
     usage_source: str = "none"
     completion_chars: int | None = None  # for estimating usage when the provider reported none
+    service_tier: str | None = None  # the service tier the upstream reported serving this request at
     ttft_ms: float | None = None
     latency_ms: float | None = None
     upstream_request_id: str | None = None
@@ -170,6 +171,18 @@ class RequestState:
         out.error_code = code
         out.served_mode = "error" if out.served_mode == "fresh" else out.served_mode
 
+    def note_service_tier(self, obj: Any) -> None:
+        """Keep the service tier an answer reports: OpenAI's top-level `service_tier`, or the one inside
+        usage (Anthropic's usage.service_tier, kept there by our translation)."""
+        if not isinstance(obj, dict):
+            return
+        tier = obj.get("service_tier")
+        usage = obj.get("usage")
+        if not isinstance(tier, str) and isinstance(usage, dict):
+            tier = usage.get("service_tier")
+        if isinstance(tier, str) and tier:
+            self.outcome.service_tier = tier
+
     def set_usage(self, usage: JsonObject | None, *, estimated_from: JsonObject | None = None) -> None:
         if usage is not None:
             self.outcome.usage = usage
@@ -199,6 +212,9 @@ class RequestState:
     def finish_stream(self, tee: StreamTee) -> None:
         out = self.outcome
         out.response_id = tee.response_id
+        tier = getattr(tee, "service_tier", None)  # the chat tee reads it; other endpoints' tees may not
+        if tier:
+            out.service_tier = tier
         if tee.usage is not None:
             self.set_usage(tee.usage)
         if not usage_trusted(tee.usage, completion_required=self.is_chat):

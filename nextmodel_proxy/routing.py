@@ -14,13 +14,11 @@ from typing import Any
 from nextmodel_proxy.catalog import check_not_retired
 from nextmodel_proxy.config import Config, ModelConfig, RouteConfig
 from nextmodel_proxy.errors import ProxyError
+from nextmodel_proxy.pricing import IMAGE_PART_TYPES, content_parts, estimate_prompt_tokens
 from nextmodel_proxy.upstream.base import Target
 
-CHARS_PER_TOKEN = 4  # rough prompt estimate when no tokenizer is at hand
-IMAGE_TOKENS = 1000  # a flat guess per image part; base64 length says nothing about image tokens
 DEFAULT_MAX_OUTPUT = 4096  # assumed completion size when the request names no max tokens
 MILLION = Decimal(1_000_000)
-_IMAGE_PART_TYPES = frozenset({"image_url", "input_image"})
 _ENDPOINT_MODES = {"chat": "chat", "embeddings": "embedding"}
 
 
@@ -38,49 +36,17 @@ class RoutePlan:
 # --- request analysis ---------------------------------------------------------------------------
 
 
-def _content_parts(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    parts = []
-    messages = body.get("messages")
-    for message in messages if isinstance(messages, list) else ():
-        content = message.get("content") if isinstance(message, Mapping) else None
-        if isinstance(content, list):
-            parts.extend(p for p in content if isinstance(p, Mapping))
-    return parts
-
-
 def detect_requirements(body: Mapping[str, Any]) -> frozenset[str]:
     """Capabilities the request needs: tools, vision (image parts), json_schema (response_format)."""
     needs = set()
     if body.get("tools"):
         needs.add("tools")
-    if any(part.get("type") in _IMAGE_PART_TYPES for part in _content_parts(body)):
+    if any(part.get("type") in IMAGE_PART_TYPES for part in content_parts(body)):
         needs.add("vision")
     response_format = body.get("response_format")
     if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
         needs.add("json_schema")
     return frozenset(needs)
-
-
-def _text_chars(value: Any) -> int:
-    """Characters of text in a message tree; image parts are counted separately."""
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, Mapping):
-        if value.get("type") in _IMAGE_PART_TYPES:
-            return 0
-        return sum(_text_chars(v) for v in value.values())
-    if isinstance(value, list):
-        return sum(_text_chars(v) for v in value)
-    return 0
-
-
-def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
-    """Prompt size estimate: text characters / 4 plus a flat allowance per image."""
-    chars = (
-        _text_chars(body.get("messages")) + _text_chars(body.get("tools")) + _text_chars(body.get("input"))
-    )
-    images = sum(1 for part in _content_parts(body) if part.get("type") in _IMAGE_PART_TYPES)
-    return math.ceil(chars / CHARS_PER_TOKEN) + images * IMAGE_TOKENS
 
 
 def requested_max_output(model: ModelConfig, body: Mapping[str, Any]) -> int:

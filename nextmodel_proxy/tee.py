@@ -24,6 +24,7 @@ class StreamTee:
         "collect",
         "response_id",
         "model",
+        "service_tier",
         "_n",
     )
 
@@ -36,6 +37,7 @@ class StreamTee:
         self.error: dict[str, Any] | None = None
         self.response_id: str | None = None
         self.model: str | None = None
+        self.service_tier: str | None = None  # as the upstream reported it (top level, or inside usage)
         self._n = 0
 
     def observe(self, raw: bytes) -> bool:
@@ -62,6 +64,11 @@ class StreamTee:
                 if isinstance(choice, dict) and choice.get("finish_reason"):
                     self.finish_reasons[int(choice.get("index", 0))] = choice["finish_reason"]
         usage = obj.get("usage")
+        tier = obj.get("service_tier")
+        if not isinstance(tier, str) and isinstance(usage, dict):
+            tier = usage.get("service_tier")
+        if isinstance(tier, str) and tier:
+            self.service_tier = tier
         if isinstance(usage, dict):
             self.usage = usage
             return choices == []

@@ -1,13 +1,36 @@
-"""Times on the command line and the API: ISO 8601 or relative (`24h` = 24 hours ago); the ledger's UTC text."""
+"""Times and durations, one grammar for all of them: config, command line and API.
+
+A duration is a number of seconds, or a number with a unit: `30s`, `15m`, `24h`, `7d`, `2w` (decimals allowed).
+A time is ISO 8601 (`2026-01-31`, `2026-01-31T12:00:00Z`) or a duration ago (`24h` = 24 hours ago).
+The ledger stores UTC as fixed-width text (format_utc), so text order is time order.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
 
-_RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-# Receipts store created_utc in this fixed-width form, so text order is time order.
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+DURATION_HINT = "30s, 15m, 24h, 7d or 2w"
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a non-negative number or a string like 90, 30s, 1.5h, 7d, 2w; ValueError otherwise."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNIT_S[match.group(2)]
+    raise ValueError(f"must be a duration like {DURATION_HINT}, got {value!r}")
+
+
+def _relative(text: str) -> float | None:
+    """Seconds for a duration with a unit (a bare number is not read as a time)."""
+    match = _DURATION.match(text)
+    return float(match.group(1)) * _UNIT_S[match.group(2)] if match and match.group(2) else None
 
 
 def parse_time(text: str, now: dt.datetime | None = None) -> dt.datetime:
@@ -16,10 +39,9 @@ def parse_time(text: str, now: dt.datetime | None = None) -> dt.datetime:
         raise ValueError(
             "a time is ISO 8601 (2026-01-31, 2026-01-31T12:00:00Z) or relative (30s, 15m, 24h, 7d, 2w)"
         )
-    match = _RELATIVE.match(text)
-    if match:
-        base = now or dt.datetime.now(dt.UTC)
-        return _as_utc(base) - dt.timedelta(**{_UNIT[match.group(2)]: int(match.group(1))})
+    seconds = _relative(text)
+    if seconds is not None:
+        return _as_utc(now or utc_now()) - dt.timedelta(seconds=seconds)
     value = text.strip()
     try:
         if len(value) == 10:
@@ -41,5 +63,18 @@ def format_utc(value: dt.datetime) -> str:
     return _as_utc(value).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 def utc_now_text() -> str:
-    return format_utc(dt.datetime.now(dt.UTC))
+    return format_utc(utc_now())
+
+
+def parse_utc(text: str | None) -> dt.datetime | None:
+    """The ledger's UTC text (format_utc) back to an aware datetime; None stays None."""
+    return None if text is None else _as_utc(dt.datetime.fromisoformat(text.removesuffix("Z")))
+
+
+def format_utc_or_none(moment: dt.datetime | None) -> str | None:
+    return format_utc(moment) if moment else None

@@ -2,7 +2,8 @@
 
 Model name endings: -tools (text + two tool_use blocks, cache usage), -error (400 invalid_request_error),
 -overloaded (529 overloaded_error), -midstream-error (stream cut by an `error` event), -truncated (stream
-closed cleanly before it finished), -echo (the received
+closed cleanly before it finished), -cachettl (cache writes split into 5-minute and 1-hour parts, as
+usage.cache_creation reports them), -echo (the received
 Messages request as the answer text); anything else answers "Hi! My name is Claude." / streams "Hello!".
 A model name containing -same streams the very message it answers without streaming (built from it), so a
 client can compare the two.
@@ -98,6 +99,10 @@ async def _messages(request: web.Request) -> web.StreamResponse:
         )
     tools = model.endswith("-tools")
     name = "message_tools_cache.json" if tools else "message_text.json"
+    if model.endswith("-cachettl"):
+        name = "message_cache_ttl.json"
+        if stream:
+            return await _send(request, _stream_of(orjson.loads((FIXTURES / name).read_bytes())))
     if stream and "-same" in model:
         return await _send(request, _stream_of(orjson.loads((FIXTURES / name).read_bytes())))
     if stream:

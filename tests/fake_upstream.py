@@ -16,6 +16,9 @@ The scenario comes from the model name (substring match), so one server serves e
   *nousage*    no usage anywhere
   *filter*     finish_reason content_filter
   *deepseek*   DeepSeek-style usage (prompt_cache_hit_tokens / miss)
+  (a request's metadata.fake_usage, a JSON object as text, is the usage reported instead of the computed one,
+   and metadata.fake_service_tier the top-level service_tier reported: for billing tests that need a
+   300K-token prompt or a priority tier without sending one)
 otherwise a plain text answer whose words come from the last user message.
 The same app also serves the native Anthropic (/v1/messages, fake_anthropic.py) and Gemini
 (/v1beta/models/..., fake_gemini.py) APIs, and OpenAI's /v1/responses and /v1/completions (fake_openai_extra.py), so `kind: anthropic` and `kind: gemini` providers can point at it.
@@ -125,7 +128,31 @@ def _completion(model: str, body: dict[str, Any], answer: dict[str, Any]) -> dic
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": answer["finish"]}],
     }
     if "nousage" not in model:
-        obj["usage"] = _usage(*_token_counts(body, answer), deepseek="deepseek" in model)
+        obj["usage"] = _scripted_or(
+            body, lambda: _usage(*_token_counts(body, answer), deepseek="deepseek" in model)
+        )
+    return _with_service_tier(obj, body)
+
+
+def _metadata(body: dict[str, Any]) -> dict[str, Any]:
+    meta = body.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _scripted_usage(body: dict[str, Any]) -> dict[str, Any] | None:
+    text = _metadata(body).get("fake_usage")
+    return orjson.loads(text) if isinstance(text, str) else None
+
+
+def _scripted_or(body: dict[str, Any], computed: Any) -> Any:
+    scripted = _scripted_usage(body)
+    return computed() if scripted is None else scripted
+
+
+def _with_service_tier(obj: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    tier = _metadata(body).get("fake_service_tier")
+    if isinstance(tier, str):
+        obj["service_tier"] = tier
     return obj
 
 
@@ -187,7 +214,7 @@ def _stream_events(
     events.append(_chunk(model, {}, answer["finish"]))
     opts = body.get("stream_options") or {}
     if opts.get("include_usage") and "nousage" not in model:
-        usage = _usage(*_token_counts(body, answer), deepseek="deepseek" in model)
+        usage = _scripted_or(body, lambda: _usage(*_token_counts(body, answer), deepseek="deepseek" in model))
         obj = {
             "id": "chatcmpl-fake123",
             "object": "chat.completion.chunk",
@@ -197,6 +224,7 @@ def _stream_events(
             "choices": [],
             "usage": usage,
         }
+        _with_service_tier(obj, body)
         if state is not None:
             _hooked(state, obj, body)
         events.append(b"data: " + orjson.dumps(obj) + b"\n\n")

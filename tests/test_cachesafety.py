@@ -279,3 +279,21 @@ def test_table_shows_every_strategy_and_family(shipped):
         assert f"\n{name} " in result.output
     assert "semantic@0.8: skipped: no --embed-model given" in result.output
     assert copy.deepcopy(shipped[0].a)  # the data is plain JSON
+
+
+def test_ledger_lexical_index_finds_the_same_best_match_as_comparing_every_pair(shipped):
+    from nextmodel_proxy.cachesafety.ledger_scan import Request, best_lexical
+
+    bodies = [b for p in shipped[::7] for b in (p.a, p.b)]
+    requests = []
+    for i, body in enumerate(bodies):
+        text = strategies.prompt_text(body)
+        requests.append(Request(f"r{i}", f"k{i}", "project:", body, None, text, strategies.trigrams(text)))
+    found = best_lexical(requests, 0.7)
+    for i, req in enumerate(requests):
+        brute = max((strategies.jaccard(req.shingles, o.shingles) for o in requests[:i]), default=0.0)
+        score, other = found[i]
+        if brute >= 0.7:
+            assert other is not None and score == brute, i
+        else:
+            assert other is None, i

@@ -63,6 +63,7 @@ def test_live_on_a_subset_replays_exactly_what_the_exact_strategy_predicts(tmp_p
     assert section["failures_replayed"] == 0
     assert section["errors_stored"] == 0 and section["cut_streams_stored"] == 0
     assert section["failure_requests"] == 12
+    assert section["key_scope_checked"] > 10 and section["key_scope_crossings"] == 0
 
 
 YAML = """
@@ -152,8 +153,16 @@ async def test_ledger_reports_realised_hits_and_unverified_ones_without_contents
     table = run("--ledger", "--db", str(ledger))
     assert table.exit_code == 0 and "99-1234" not in table.output
     assert "last-message" in table.output and "Not readable from a ledger" in table.output
-    shown = run("--ledger", "--db", str(ledger), "--show", "2")
+    shown = run("--ledger", "--db", str(ledger), "--show", "2", "--report", str(tmp_path / "r.html"))
     assert shown.exit_code == 0 and secret in shown.output and "Answer in French." in shown.output
+    page = (tmp_path / "r.html").read_text()
+    assert "last-message" in page and "99-1234" not in page and "French" not in page
+
+
+def test_flags_that_only_go_with_ledger_are_refused_without_it(tmp_path):
+    assert run("--show", "3").exit_code == 2
+    both = run("--ledger", "--live", "--db", str(tmp_path / "x.db"))
+    assert both.exit_code == 2 and "--ledger runs on your traffic alone" in both.output
 
 
 def test_ledger_that_does_not_exist_is_a_clean_error(tmp_path):

@@ -107,7 +107,9 @@ def test_shipped_issue_examples_resolve_to_real_upstream_ids(shipped):
 
 
 def test_shipped_prices_are_exact_decimals(shipped):
-    assert shipped.models["doubao-seed-2-0-mini-260215"].price.input == Decimal("0.0286")
+    doubao = shipped.models["doubao-seed-2-0-mini-260215"].pricing
+    # Published in CNY and kept in CNY (issue 11): no assumed conversion rounded to 4 decimals.
+    assert doubao.currency == "CNY" and doubao.schedule[0].rates.input == Decimal("0.2")
     assert shipped.models["gpt-6-luna"].price.cache_write == Decimal("0.125")
 
 

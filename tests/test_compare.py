@@ -12,22 +12,8 @@ from click.testing import CliRunner
 
 from nextmodel_proxy.cli.compare import compare_command
 from nextmodel_proxy.config import Price, load_yaml_text, parse_config
+from nextmodel_proxy.ledger import schema as db
 from nextmodel_proxy.ledger.compare import Usage, compare, load_workload, usage_cost
-
-# The receipts table as the brief defines it (created by the ledger slice's m001 in the real app).
-RECEIPTS_DDL = """
-CREATE TABLE receipts (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT, receipt_id TEXT UNIQUE NOT NULL, created_utc TEXT NOT NULL,
-  request_id TEXT, key_id TEXT, project TEXT, team TEXT, environment TEXT, tags TEXT, endpoint TEXT,
-  model_requested TEXT, model TEXT, provider TEXT, upstream_model TEXT, route TEXT, served_mode TEXT,
-  stream INTEGER, status INTEGER, error_code TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,
-  cached_tokens INTEGER, cache_write_tokens INTEGER, reasoning_tokens INTEGER, usage_source TEXT,
-  upstream_cost_pusd INTEGER, billed_cost_pusd INTEGER, fresh_cost_pusd INTEGER, savings_pusd INTEGER,
-  cost_unknown_reason TEXT, display_currency TEXT, display_rate TEXT, latency_ms REAL, ttft_ms REAL,
-  reused_receipt_id TEXT, upstream_request_id TEXT, price_version TEXT, cache_key TEXT, cache_status TEXT,
-  attempts TEXT, prev_hash TEXT, hash TEXT
-)
-"""
 
 CONFIG = """
 providers:
@@ -64,8 +50,7 @@ ROWS = [
 @pytest.fixture()
 def ledger(tmp_path):
     path = tmp_path / "ledger.db"
-    conn = sqlite3.connect(path)
-    conn.execute(RECEIPTS_DDL)
+    conn = db.open_db(path)  # the ledger's own schema, not a copy of its DDL
     for i, (created, project, endpoint, model, mode, prompt, cached, completion, billed) in enumerate(ROWS):
         conn.execute(
             "INSERT INTO receipts (receipt_id, created_utc, project, endpoint, model, served_mode, prompt_tokens,"
@@ -174,3 +159,23 @@ def test_compare_cli_reports_unknown_models_and_missing_ledger_cleanly(ledger, c
     no_table = CliRunner().invoke(compare_command, ["--config", str(config_path), "--db", str(empty)])
     assert no_table.exit_code == 1 and "cannot read receipts" in no_table.output
     assert "Traceback" not in bad.output + missing.output + no_table.output
+
+
+def test_compare_cli_since_takes_weeks_and_iso_dates_like_every_other_command(ledger, config_path):
+    recent = orjson.loads(run(config_path, ledger, "--since", "7d", "--json"))
+    assert orjson.loads(run(config_path, ledger, "--since", "2w", "--json"))["requests"] == recent["requests"]
+    month_ago = (NOW - dt.timedelta(days=30)).date().isoformat()
+    by_date = orjson.loads(run(config_path, ledger, "--since", month_ago, "--json"))
+    assert by_date["requests"] == recent["requests"]  # the 60-day-old row is before the date
+    stamp = (NOW - dt.timedelta(days=90)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert (
+        orjson.loads(run(config_path, ledger, "--since", stamp, "--json"))["requests"]
+        == recent["requests"] + 1
+    )
+
+
+def test_compare_cli_refuses_an_unreadable_since_cleanly(ledger, config_path):
+    bad = CliRunner().invoke(
+        compare_command, ["--config", str(config_path), "--db", str(ledger), "--since", "last tuesday"]
+    )
+    assert bad.exit_code == 2 and "--since" in bad.output and "Traceback" not in bad.output

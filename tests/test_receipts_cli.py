@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from nextmodel_proxy.cli.receipts import receipts, spend_cmd
+from nextmodel_proxy.ledger.export import EXPORT_COLUMNS
 from nextmodel_proxy.ledger.receipts import (
-    EXPORT_COLUMNS,
     QueryError,
     ReceiptFilter,
     list_query,

@@ -24,7 +24,8 @@ from nextmodel_proxy.access.keys import KeySettings, create_key
 from nextmodel_proxy.cli.main import main as cli_main
 from nextmodel_proxy.config import load_config
 from nextmodel_proxy.ledger import schema as db
-from nextmodel_proxy.ledger.receipts import EXPORT_COLUMNS, Receipt
+from nextmodel_proxy.ledger.export import EXPORT_COLUMNS
+from nextmodel_proxy.ledger.receipts import Receipt
 
 PROMPT = "hello there world"  # 17 chars: the fake bills 9 + 17 // 4 = 13 prompt tokens
 ANSWER = "Echo: hello there world"  # 23 chars: the fake bills 1 + 23 // 4 = 6 completion tokens
@@ -158,10 +159,13 @@ async def test_fresh_call_receipt_has_every_field(client: Any, proxy: Any, fake_
     assert headers["x-nextmodel-usage-source"] == r["usage_source"]
     assert headers["x-nextmodel-cost-usd"] == r["billed_cost_usd"]
 
-    _, again = await _chat(client, model="fake-basic")
+    _, again = await _chat(client, model="gpt-test")
     second = await _receipt(proxy, again["x-nextmodel-receipt-id"])
-    assert second["price_version"] == r["price_version"]  # same price entry, same version
+    assert second["price_version"] == r["price_version"]  # same model and price, same version
     assert second["receipt_id"] > rid and second["prev_hash"] == r["hash"]
+    _, other = await _chat(client, model="fake-basic")  # the same unit prices, but another model
+    third = await _receipt(proxy, other["x-nextmodel-receipt-id"])
+    assert third["price_version"] != r["price_version"]  # a version names one model's price
 
 
 async def test_route_decision_is_recorded_in_attempts(client: Any, proxy: Any) -> None:

@@ -294,3 +294,14 @@ async def test_receipts_of_the_new_endpoint_reconcile_with_spend(
     total = sum([Decimal((await receipt(rproxy, i))["billed_cost_usd"]) for i in ids], Decimal(0))
     report = spend_total(tmp_path)
     assert report["count"] == 3 and Decimal(report["billed_cost_usd"]) == total > 0
+
+
+async def test_translated_stream_cut_upstream_ends_with_the_responses_error_event(rproxy: Any) -> None:
+    status, headers, body = await _post(rproxy, {"model": "fake-broken", "input": PROMPT, "stream": True})
+    events = sse_events(body)
+    assert status == 200 and events[0][0] == "response.created"
+    assert events[-1][0] == "error" and events[-1][1]["type"] == "error"
+    assert "response.completed" not in [n for n, _ in events]
+    assert [obj["sequence_number"] for _, obj in events] == list(range(len(events)))  # the error's comes next
+    rec = await receipt(rproxy, headers["x-nextmodel-receipt-id"])  # the connection broke: 502
+    assert rec["status"] == 502 and rec["error_code"] == events[-1][1]["code"] == "upstream_unreachable"

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from nextmodel_proxy.access.keys import KeyRecord, hash_key, keys_with_hashes, read_changes, utc_now, utc_text
+from nextmodel_proxy.access.keys import KeyRecord, hash_key, keys_with_hashes, read_changes
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger import schema as db
+from nextmodel_proxy.timespec import format_utc, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +157,12 @@ class KeyStore:
         if entry.revoked_at is not None:
             raise _unauthorized(
                 f"The API key {entry.display_prefix}… has been revoked "
-                f"(at {utc_text(entry.revoked_at)}). Use a current key."
+                f"(at {format_utc(entry.revoked_at)}). Use a current key."
             )
         expires = entry.principal.expires_at
         if expires is not None and expires <= (now or utc_now()):
             raise _unauthorized(
-                f"The API key {entry.display_prefix}… expired at {utc_text(expires)}. Ask for a new key."
+                f"The API key {entry.display_prefix}… expired at {format_utc(expires)}. Ask for a new key."
             )
         return entry.principal
 

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
-from nextmodel_proxy.access.keys import bump_changes, key_lineage, text_or_none, utc_now, utc_text
+from nextmodel_proxy.access.keys import bump_changes, key_lineage
+from nextmodel_proxy.access.rules import PERIODS
 from nextmodel_proxy.config import Config
+from nextmodel_proxy.pricing import PUSD_PER_USD, pusd_in
+from nextmodel_proxy.timespec import format_utc, format_utc_or_none, utc_now
 
 SCOPES = ("key", "project", "team")
-PERIODS = ("day", "week", "month", "total")
-PUSD_PER_USD = 10**12
 # receipts column that attributes spend to each scope (fixed names, never user input).
 _RECEIPT_COLUMN = {"key": "key_id", "project": "project", "team": "team"}
 _ADJECTIVE = {"day": "daily", "week": "weekly", "month": "monthly", "total": "total"}
@@ -66,12 +67,6 @@ def rate_of(currency: str, rates: Mapping[str, Decimal]) -> Decimal:
     return rates[currency]
 
 
-def pusd_in(currency_rate: Decimal, pusd: int) -> Decimal:
-    """Picodollars expressed exactly in a currency (multiplication only, so nothing is rounded)."""
-    with localcontext(prec=100):
-        return Decimal(pusd) * currency_rate / PUSD_PER_USD
-
-
 def compare_to_limit(used_pusd: int, budget: Budget, currency_rate: Decimal) -> int:
     """-1, 0 or 1 as `used` is below, at or above the limit, compared exactly in the budget's currency."""
     with localcontext(prec=100):
@@ -120,7 +115,7 @@ def set_budget(
             str(amount),
             currency,
             period,
-            utc_text(now or utc_now()),
+            format_utc(now or utc_now()),
         ),
     )
     bump_changes(conn)
@@ -164,7 +159,7 @@ def spent_pusd(conn: sqlite3.Connection, scope: str, scope_id: str, start: dt.da
     params: list[object] = list(ids)
     if start is not None:
         sql += " AND created_utc >= ?"
-        params.append(utc_text(start))
+        params.append(format_utc(start))
     return int(conn.execute(sql, params).fetchone()[0])
 
 
@@ -205,8 +200,8 @@ def usage_json(usage: BudgetUsage) -> dict[str, Any]:
         "spent_usd": f"{usage.spent_usd:f}",
         "remaining": f"{usage.remaining:f}",
         "share_spent": f"{usage.share_spent:.6f}",
-        "period_start": text_or_none(usage.period_start),
-        "reset_at": text_or_none(usage.reset_at),
+        "period_start": format_utc_or_none(usage.period_start),
+        "reset_at": format_utc_or_none(usage.reset_at),
         "source": b.source,
     }
 

@@ -10,11 +10,10 @@ import threading
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from typing import Protocol
 
 from nextmodel_proxy.access.budget_store import (
-    PUSD_PER_USD,
     Budget,
     BudgetUsage,
     UnknownCurrency,
@@ -22,14 +21,15 @@ from nextmodel_proxy.access.budget_store import (
     compare_to_limit,
     format_amount,
     period_bounds,
-    pusd_in,
     rate_of,
     spent_pusd,
     usage_of,
 )
-from nextmodel_proxy.access.keys import read_changes, utc_now, utc_text
+from nextmodel_proxy.access.keys import read_changes
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError
+from nextmodel_proxy.pricing import pusd_in, to_pusd_ceiling
+from nextmodel_proxy.timespec import format_utc, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,7 @@ _NO_HOLD = Reservation(0, (), 0)  # settling it changes nothing (it is never in 
 
 def window_of(budget: Budget, now: dt.datetime) -> Window:
     start = period_bounds(budget.period, now)[0]
-    return (budget.scope, budget.scope_id, budget.period, utc_text(start) if start else "total")
-
-
-def usd_to_pusd_ceiling(usd: Decimal) -> int:
-    """Round a worst case up, so a reservation never understates it."""
-    return int((usd * PUSD_PER_USD).to_integral_value(rounding=ROUND_CEILING))
+    return (budget.scope, budget.scope_id, budget.period, format_utc(start) if start else "total")
 
 
 class BudgetBook:
@@ -151,7 +146,7 @@ class BudgetBook:
         if not self._by_scope:
             return _NO_HOLD
         now = now or utc_now()
-        amount = usd_to_pusd_ceiling(worst_case_usd)
+        amount = to_pusd_ceiling(worst_case_usd)
         with self._lock:
             windows: dict[Window, None] = {}
             for budget in self.applicable(who):
@@ -201,7 +196,7 @@ class BudgetBook:
         cur = budget.currency
         spent, held = pusd_in(rate, self._spent[window]), pusd_in(rate, self._reserved[window])
         reset = period_bounds(budget.period, now)[1]
-        when = f"It resets at {utc_text(reset)}." if reset else "It is a total budget and does not reset."
+        when = f"It resets at {format_utc(reset)}." if reset else "It is a total budget and does not reset."
         message = (
             f"Budget exceeded: the {budget.describe()} is {format_amount(budget.amount, cur)}; spent "
             f"{format_amount(spent, cur)}, {format_amount(held, cur)} reserved by requests in flight, and "

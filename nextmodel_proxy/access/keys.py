@@ -12,33 +12,15 @@ from typing import Any
 
 import orjson
 
+from nextmodel_proxy.timespec import format_utc, format_utc_or_none, parse_utc, utc_now
+
 KEY_PREFIX = "nm-"
 PREFIX_CHARS = 8  # display fragment after "nm-"; 48 bits, never enough to guess the 256-bit secret
 CHANGES_KEY = "auth_changes"
-_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 class KeyNotFound(LookupError):
     """No key (or more than one) matches an id or display prefix."""
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def utc_text(moment: dt.datetime) -> str:
-    """The receipts' timestamp format, so text comparison orders like time."""
-    return moment.astimezone(dt.UTC).strftime(_TS_FORMAT)
-
-
-def parse_utc(text: str | None) -> dt.datetime | None:
-    if text is None:
-        return None
-    return dt.datetime.strptime(text, _TS_FORMAT).replace(tzinfo=dt.UTC)
-
-
-def text_or_none(moment: dt.datetime | None) -> str | None:
-    return utc_text(moment) if moment else None
 
 
 def hash_key(plaintext: str) -> str:
@@ -116,9 +98,9 @@ def key_json(record: KeyRecord, now: dt.datetime) -> dict[str, Any]:
         "rpm": record.rpm,
         "tpm": record.tpm,
         "models": sorted(record.models) if record.models is not None else None,
-        "expires_at": text_or_none(record.expires_at),
-        "created_at": text_or_none(record.created_at),
-        "revoked_at": text_or_none(record.revoked_at),
+        "expires_at": format_utc_or_none(record.expires_at),
+        "created_at": format_utc_or_none(record.created_at),
+        "revoked_at": format_utc_or_none(record.revoked_at),
         "rotated_from": record.rotated_from,
     }
 
@@ -158,7 +140,7 @@ def create_key(
     """Insert a new key (caller owns the transaction); the plaintext is returned, never stored."""
     new = generate_key()
     models = orjson.dumps(sorted(settings.models)).decode() if settings.models is not None else None
-    expires = utc_text(settings.expires_at) if settings.expires_at else None
+    expires = format_utc(settings.expires_at) if settings.expires_at else None
     conn.execute(
         "INSERT INTO api_keys (key_id, prefix, hash, name, project, team, environment, is_admin, rpm, tpm,"
         " models, expires_at, created_at, revoked_at, rotated_from) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?)",
@@ -175,7 +157,7 @@ def create_key(
             settings.tpm,
             models,
             expires,
-            utc_text(now or utc_now()),
+            format_utc(now or utc_now()),
             rotated_from,
         ),
     )
@@ -238,9 +220,9 @@ def revoke_key(conn: sqlite3.Connection, id_or_prefix: str, *, now: dt.datetime 
     """Mark a key revoked (caller owns the transaction); revoking twice is an error so typos are noticed."""
     record = get_key(conn, id_or_prefix)
     if record.revoked_at is not None:
-        raise ValueError(f"key {record.key_id} was already revoked at {utc_text(record.revoked_at)}")
+        raise ValueError(f"key {record.key_id} was already revoked at {format_utc(record.revoked_at)}")
     conn.execute(
-        "UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", (utc_text(now or utc_now()), record.key_id)
+        "UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", (format_utc(now or utc_now()), record.key_id)
     )
     bump_changes(conn)
     return get_key(conn, record.key_id)

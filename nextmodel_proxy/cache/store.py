@@ -16,11 +16,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import orjson
 import xxhash
+
+from nextmodel_proxy.pricing import from_pusd, plain_amount
 
 RESPONSE_KINDS = frozenset({"json", "sse"})
 _EVICT_BATCH = 500
@@ -236,11 +237,6 @@ def purge(
     return conn.execute(f"DELETE FROM cache_entries WHERE {where}", params).rowcount
 
 
-def pusd_to_usd(pusd: int) -> str:
-    """Exact decimal string of an amount in picodollars."""
-    return f"{Decimal(pusd).scaleb(-12).normalize():f}"
-
-
 def stats(conn: sqlite3.Connection) -> dict[str, Any]:
     """Entries, bytes, hits, misses, hit rate, bytes and money saved (exact), verification failures."""
     row = conn.execute(
@@ -266,7 +262,7 @@ def _stats_dict(row: tuple[int, ...]) -> dict[str, Any]:
         "hit_rate": round(hits / lookups, 4) if lookups else None,
         "bytes_saved": bytes_saved,
         "money_saved_pusd": saved_pusd,
-        "money_saved_usd": pusd_to_usd(saved_pusd),
+        "money_saved_usd": plain_amount(from_pusd(saved_pusd)),
         "verification_failures": failures,
         "stores": stores,
         "evictions": evictions,

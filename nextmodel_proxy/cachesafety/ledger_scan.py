@@ -15,6 +15,7 @@ user's stored prompts to an embeddings model).
 from __future__ import annotations
 
 import contextlib
+import math
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping
@@ -26,7 +27,6 @@ import orjson
 
 from nextmodel_proxy import pricing
 from nextmodel_proxy.cachesafety.strategies import (
-    fold,
     jaccard,
     last_user_text,
     normalized_key,
@@ -41,7 +41,7 @@ NOT_READABLE = (
     "the request bytes as sent and the fields the key leaves out (stream, user, metadata, store, ...)",
     "whether an unverified hit would have been a right answer (there is no label)",
 )
-MAX_POSTING = 2000  # a trigram shared by more cached requests than this is too common to find candidates by
+MAX_CANDIDATES = 200  # earlier requests scored per request by the lexical strategies at most
 ANSWER_FIELDS = ("model", "tools", "system", "parameters", "history", "prompt")
 
 
@@ -65,8 +65,13 @@ def _split_messages(body: Mapping[str, Any]) -> tuple[list[Any], list[Any], str]
     return system, history, last
 
 
+def _loose(text: str) -> str:
+    """Case and whitespace folded, punctuation kept (3.5 and 35 stay apart)."""
+    return " ".join(text.casefold().split())
+
+
 def differences(x: Mapping[str, Any], y: Mapping[str, Any]) -> list[str]:
-    """Which answer-relevant parts differ (empty: they differ only in case/whitespace/punctuation of text)."""
+    """Which answer-relevant parts differ (empty: they differ only in the case or whitespace of text)."""
     out = []
     if x.get("model") != y.get("model"):
         out.append("model")
@@ -74,16 +79,16 @@ def differences(x: Mapping[str, Any], y: Mapping[str, Any]) -> list[str]:
         out.append("tools")
     sx, hx, lx = _split_messages(x)
     sy, hy, ly = _split_messages(y)
-    if [fold(text_of(m.get("content"))) for m in sx] != [fold(text_of(m.get("content"))) for m in sy]:
+    if [_loose(text_of(m.get("content"))) for m in sx] != [_loose(text_of(m.get("content"))) for m in sy]:
         out.append("system")
     skip = {"model", "messages", "tools", "tool_choice"}
     if {k: v for k, v in x.items() if k not in skip} != {k: v for k, v in y.items() if k not in skip}:
         out.append("parameters")
-    if [(m.get("role"), fold(text_of(m.get("content")))) for m in hx] != [
-        (m.get("role"), fold(text_of(m.get("content")))) for m in hy
+    if [(m.get("role"), _loose(text_of(m.get("content")))) for m in hx] != [
+        (m.get("role"), _loose(text_of(m.get("content")))) for m in hy
     ]:
         out.append("history")
-    if fold(lx) != fold(ly):
+    if _loose(lx) != _loose(ly):
         out.append("prompt")
     return out
 
@@ -113,38 +118,48 @@ def _requests(conn: sqlite3.Connection, cache_conn: sqlite3.Connection) -> tuple
     return out, unknown
 
 
-class _LexicalIndex:
-    """Earlier requests by trigram, so a new one is compared only with those sharing a trigram."""
+def best_lexical(requests: list[Request], min_threshold: float) -> list[tuple[float, Request | None]]:
+    """For each request, the earlier request of its scope (another key) with the highest trigram Jaccard,
+    when that is >= min_threshold; (0.0, None) otherwise.
 
-    def __init__(self) -> None:
-        self.items: list[Request] = []
-        self.postings: dict[tuple[str, ...], list[int]] = {}
-
-    def best(self, req: Request) -> tuple[float, Request | None]:
-        counts: Counter[int] = Counter()
-        for shingle in req.shingles:
-            posting = self.postings.get(shingle)
-            if posting and len(posting) <= MAX_POSTING:
-                counts.update(posting)
+    Prefix filtering (exact, not sampled): with every shingle set sorted rarest first in one global order,
+    two sets with Jaccard >= t share at least one shingle among the first |x| - ceil(t * |x|) + 1 of each.
+    Only those prefixes are indexed and probed; candidates are then scored exactly. At most MAX_CANDIDATES
+    (the most recent) are scored per request, so the time stays bounded on any ledger.
+    """
+    df: Counter[tuple[str, ...]] = Counter()
+    for req in requests:
+        df.update(req.shingles)
+    index: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    out: list[tuple[float, Request | None]] = []
+    for i, req in enumerate(requests):
+        ordered = sorted(req.shingles, key=lambda sh: (df[sh], sh))
+        prefix = ordered[: len(ordered) - math.ceil(min_threshold * len(ordered)) + 1]
+        candidates: set[int] = set()
+        for shingle in prefix:
+            candidates.update(index.get((req.scope, shingle), ()))
         best, found = 0.0, None
-        for i, _ in counts.most_common(50):
-            other = self.items[i]
-            if other.scope != req.scope or other.key == req.key:
-                continue
+        size = len(req.shingles)
+        low, high = min_threshold * size, size / min_threshold if min_threshold else math.inf
+        for j in sorted(candidates, reverse=True)[:MAX_CANDIDATES]:
+            other = requests[j]
+            if other.key == req.key or not low <= len(other.shingles) <= high:
+                continue  # the same request, or sizes too far apart for the threshold
             score = jaccard(req.shingles, other.shingles)
             if score > best:
                 best, found = score, other
-        return best, found
+                if score == 1.0:
+                    break
+        out.append((best, found) if best >= min_threshold else (0.0, None))
+        for shingle in prefix:
+            index.setdefault((req.scope, shingle), []).append(i)
+    return out
 
-    def add(self, req: Request) -> None:
-        self.items.append(req)
-        for shingle in req.shingles:
-            self.postings.setdefault(shingle, []).append(len(self.items) - 1)
+
+Matcher = Callable[[list[Request]], list[tuple[Request, Request]]]
 
 
-def _key_strategy(
-    fn: Callable[[Mapping[str, Any]], Hashable | None],
-) -> Callable[[list[Request]], list[tuple[Request, Request]]]:
+def _key_strategy(fn: Callable[[Mapping[str, Any]], Hashable | None]) -> Matcher:
     def run(requests: list[Request]) -> list[tuple[Request, Request]]:
         seen: dict[tuple[str, Hashable], Request] = {}
         hits = []
@@ -161,21 +176,12 @@ def _key_strategy(
     return run
 
 
-def _lexical_strategy(threshold: float) -> Callable[[list[Request]], list[tuple[Request, Request]]]:
+def _lexical_strategy(threshold: float, best: list[tuple[float, Request | None]]) -> Matcher:
     def run(requests: list[Request]) -> list[tuple[Request, Request]]:
-        index, hits = _LexicalIndex(), []
-        for req in requests:
-            score, other = index.best(req)
-            if other is not None and score >= threshold:
-                hits.append((req, other))
-            index.add(req)
-        return hits
+        return [(req, other) for req, (score, other) in zip(requests, best, strict=True)
+                if other is not None and score >= threshold]  # fmt: skip
 
     return run
-
-
-def _usd(pusd: int) -> str:
-    return pricing.format_usd(pricing.from_pusd(pusd))
 
 
 def scan(
@@ -196,10 +202,11 @@ def scan(
                 if "no such table" not in str(exc):
                     raise
                 requests, unknown = [], 0
-    strategies: list[tuple[str, Callable[[list[Request]], list[tuple[Request, Request]]]]] = [
+    best = best_lexical(requests, min(lexical)) if lexical else []
+    strategies: list[tuple[str, Matcher]] = [
         ("normalized", _key_strategy(normalized_key)),
         ("last-message", _key_strategy(last_user_text)),
-        *((f"lexical@{t:g}", _lexical_strategy(t)) for t in lexical),
+        *((f"lexical@{t:g}", _lexical_strategy(t, best)) for t in lexical),
     ]
     results, samples = [], []
     for name, run in strategies:
@@ -225,7 +232,7 @@ def scan(
                 "answer_neutral": neutral,
                 "answer_changing": changing,
                 "differing_fields": {f: by_field[f] for f in ANSWER_FIELDS if by_field[f]},
-                "usd_would_save": _usd(would_save),
+                "usd_would_save": pricing.format_pusd(would_save),
             }
         )
     out: dict[str, Any] = {
@@ -235,7 +242,7 @@ def scan(
         "cache_lookups": looked_up,
         "exact_hits": hits,
         "realised_hit_rate": round(hits / looked_up, 4) if looked_up else None,
-        "usd_saved": _usd(saved),
+        "usd_saved": pricing.format_pusd(saved),
         "not_cacheable": bypassed,
         "misses_with_known_request": len(requests),
         "misses_without_request": unknown,
@@ -249,7 +256,7 @@ def scan(
                 "strategy": name,
                 "receipt": req.receipt_id,
                 "would_replay_answer_of": earlier.receipt_id,
-                "differs_in": diff or ["text case/whitespace/punctuation only"],
+                "differs_in": diff or ["text case/whitespace only"],
                 "request": _preview(req.body),
                 "cached_request": _preview(earlier.body),
             }

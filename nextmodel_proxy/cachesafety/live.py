@@ -25,14 +25,17 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from nextmodel_proxy.access.keys import KeySettings, create_key
 from nextmodel_proxy.app import create_app
 from nextmodel_proxy.cachesafety import faulty
 from nextmodel_proxy.cachesafety.dataset import Pair
 from nextmodel_proxy.config import CacheConfig, Config, LedgerConfig, ModelConfig, Price, ProviderConfig
+from nextmodel_proxy.ledger import schema as db
 
 CONCURRENCY = 16
 STORE_WAIT_S = 5.0  # how long a fresh answer may take to reach the cache file
 STREAM_SAMPLE = 100
+KEY_SCOPE_SAMPLE = 50
 FAILURE_REPEATS = 3
 REQUEST_TIMEOUT_S = 30.0
 DEMO_PRICE = Price(Decimal("0.10"), Decimal("0.40"))
@@ -72,7 +75,10 @@ def live_config(pairs: Sequence[Pair], user: Config | None, workdir: Path, fault
     for name in names:
         known = user.models.get(name) if user is not None else None
         price = known.price if known is not None and known.price is not None else DEMO_PRICE
-        models[name] = ModelConfig(id=name, provider="demo", upstream_id=name, price=price)
+        policy = known.cache_policy if known is not None else None
+        models[name] = ModelConfig(
+            id=name, provider="demo", upstream_id=name, price=price, cache_policy=policy
+        )
     for name in (faulty.ERROR_MODEL, faulty.CUT_MODEL):
         models[name] = ModelConfig(id=name, provider="faulty", upstream_id=name, price=DEMO_PRICE)
     providers = {
@@ -81,11 +87,11 @@ def live_config(pairs: Sequence[Pair], user: Config | None, workdir: Path, fault
             name="faulty", kind="openai", base_url=f"{faulty_url}/v1", max_retries=0, timeout_s=10.0
         ),
     }
-    base = user if user is not None else Config()
+    cache = user.cache if user is not None else CacheConfig()  # the user's policy, our files and scope
     return replace(
         Config(),
         ledger=LedgerConfig(path=str(workdir / "ledger.db")),
-        cache=replace(CacheConfig(), scope="project", replay_price_ratio=base.cache.replay_price_ratio),
+        cache=replace(cache, enabled=True, scope="project", path=None),
         providers=providers,
         models=models,
     )
@@ -267,6 +273,32 @@ async def run_pairs(
     return out
 
 
+async def _key_scope(pairs: Sequence[Pair], config: Config, workdir: Path) -> dict[str, Any]:
+    """With `cache.scope: key`, two keys of one project: an answer stored under one is never replayed to the
+    other (asked with `only`, a 200 is a crossing)."""
+    ledger = workdir / "keys.db"
+    conn = db.open_db(ledger)
+    try:
+        one = create_key(conn, KeySettings(project="csb"))[0]
+        two = create_key(conn, KeySettings(project="csb"))[0]
+    finally:
+        conn.close()
+    keyed = replace(config, ledger=LedgerConfig(path=str(ledger)), cache=replace(config.cache, scope="key"))
+    checked = crossings = 0
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    async with in_process_proxy(keyed) as base, aiohttp.ClientSession(timeout=timeout) as session:
+        first, second = Client(session, base, one.plaintext), Client(session, base, two.plaintext)
+        for pair in pairs[:KEY_SCOPE_SAMPLE]:
+            status, headers, _ = await first.chat(pair.a, "csb")
+            if status != 200 or headers.get("x-nextmodel-cache") != "miss":
+                continue
+            if await _stored(first, pair.a, "csb") is None:
+                continue
+            checked += 1
+            crossings += (await second.chat(pair.a, "csb", "only"))[0] == 200
+    return {"key_scope_checked": checked, "key_scope_crossings": crossings}
+
+
 async def run_in_process(pairs: Sequence[Pair], user: Config | None) -> dict[str, Any]:
     """Start the failing upstream and the proxy (temporary ledger and cache), run the pairs, clean up."""
     with tempfile.TemporaryDirectory(prefix="nmproxy-cachesafety-") as tmp:
@@ -274,5 +306,6 @@ async def run_in_process(pairs: Sequence[Pair], user: Config | None) -> dict[str
             config = live_config(pairs, user, Path(tmp), faulty_url)
             async with in_process_proxy(config) as base:
                 result = await run_pairs(pairs, base, cache_db=Path(config.ledger.path))
+            result.update(await _key_scope(pairs, config, Path(tmp)))
     result["mode"] = "in-process proxy, demo provider, temporary ledger"
     return result

@@ -169,23 +169,49 @@ def _kv_table(title: str, section: Mapping[str, Any]) -> str:
     )
 
 
+def ledger_rows(section: Mapping[str, Any]) -> list[list[str]]:
+    rows = [["strategy", "unverified hits", "answer-neutral", "answer-changing", "differing fields",
+             "USD would save"]]  # fmt: skip
+    for s in section["strategies"]:
+        fields = ", ".join(f"{k} {v}" for k, v in s["differing_fields"].items()) or "-"
+        rows.append([s["name"], str(s["unverified_hits"]), str(s["answer_neutral"]), str(s["answer_changing"]),
+                     fields, s["usd_would_save"]])  # fmt: skip
+    return rows
+
+
+def _ledger_html(section: Mapping[str, Any]) -> str:
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in section["cannot_read"])
+    return (
+        _kv_table("Your traffic (--ledger)", section)
+        + "<h2>What looser strategies would have hit (unverified)</h2>"
+        + _html_table(ledger_rows(section))
+        + f"<p class=note>Not readable from a ledger:</p><ul class=note>{notes}</ul>"
+        + "<p class=note>Message contents are never written to this report (--show prints them to the terminal).</p>"
+    )
+
+
 def html_page(result: Mapping[str, Any]) -> str:
+    extra = ""
+    if isinstance(result.get("live"), Mapping):
+        extra += _kv_table("End to end on the real cache (--live)", result["live"])
+    if isinstance(result.get("ledger"), Mapping):
+        extra += _ledger_html(result["ledger"])
+    head = (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        "<title>CacheSafety Bench</title>"
+        f"<style>{_CSS}</style></head><body>"
+        "<h1>CacheSafety Bench</h1>"
+    )
+    if not result["strategies"]:
+        return f"{head}{extra}</body></html>\n"
     skipped = "".join(
         f"<p class=note>{html.escape(s['name'])}: skipped: {html.escape(s['skipped'])}</p>"
         for s in result["strategies"]
         if "skipped" in s
     )
-    extra = ""
-    if isinstance(result.get("live"), Mapping):
-        extra += _kv_table("End to end on the real cache (--live)", result["live"])
-    if isinstance(result.get("ledger"), Mapping):
-        extra += _kv_table("Your traffic (--ledger)", result["ledger"])
     return (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        "<title>CacheSafety Bench</title>"
-        f"<style>{_CSS}</style></head><body>"
-        "<h1>CacheSafety Bench</h1>"
-        f"<p>{result['pairs']} labelled pairs: {result['must_miss']} must miss, {result['same_answer']} may hit. "
+        head
+        + f"<p>{result['pairs']} labelled pairs: {result['must_miss']} must miss, {result['same_answer']} may hit. "
         f"Savings priced at replay_price_ratio {html.escape(str(result['replay_price_ratio']))}.</p>"
         "<h2>Safe vs bad hits per strategy</h2>"
         f'<p class=legend><span style="background:{_SAFE}"></span>safe hits'

@@ -41,14 +41,18 @@ async def _embeddings(
     return await semantic.fetch_in_process(config, model, texts)
 
 
-def _emit(result: dict[str, Any], as_json: bool, report_path: str | None, text: str) -> None:
+def _emit(
+    result: dict[str, Any], as_json: bool, report_path: str | None, text: str, json_obj: Any = None
+) -> None:
     if report_path:
         try:
             Path(report_path).write_text(report.html_page(result), encoding="utf-8")
         except OSError as exc:
             raise click.ClickException(f"cannot write {report_path!r}: {exc.strerror or exc}") from None
     if as_json:
-        click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        click.echo(
+            orjson.dumps(result if json_obj is None else json_obj, option=orjson.OPT_INDENT_2).decode()
+        )
     else:
         click.echo(text)
         if report_path:
@@ -68,6 +72,8 @@ def _live_text(section: dict[str, Any]) -> str:
         "replay_mismatch_stream",
         "scope_checked",
         "scope_crossings",
+        "key_scope_checked",
+        "key_scope_crossings",
         "failures_replayed",
         "errors_stored",
         "cut_streams_stored",
@@ -95,29 +101,7 @@ def _ledger_text(section: dict[str, Any]) -> str:
         f"is in the cache file ({section['misses_without_request']} misses have no readable request)",
         "",
     ]
-    rows = [
-        [
-            "strategy",
-            "unverified hits",
-            "answer-neutral",
-            "answer-changing",
-            "differing fields",
-            "USD would save",
-        ]
-    ]
-    for s in section["strategies"]:
-        fields = ", ".join(f"{k} {v}" for k, v in s["differing_fields"].items()) or "-"
-        rows.append(
-            [
-                s["name"],
-                str(s["unverified_hits"]),
-                str(s["answer_neutral"]),
-                str(s["answer_changing"]),
-                fields,
-                s["usd_would_save"],
-            ]
-        )
-    lines.append(report.table(rows))
+    lines.append(report.table(report.ledger_rows(section)))
     lines += ["", "Not readable from a ledger: " + "; ".join(section["cannot_read"]) + "."]
     lines.append("exact-body and semantic are not run on ledger traffic (see --help).")
     for sample in section.get("sample", []):
@@ -217,6 +201,12 @@ def cachesafety_cmd(
     config = load_cli_config(config_path)
     lex = _thresholds(lexical, (0.7, 0.8, 0.9), "--lexical-threshold")
     sem = _thresholds(semantic_t, (0.8, 0.9, 0.95), "--semantic-threshold")
+    if not use_ledger and (show or cache_db):
+        raise click.UsageError("--show and --cache-db go with --ledger")
+    if use_ledger and (datasets or run_live or embed_model):
+        raise click.UsageError(
+            "--ledger runs on your traffic alone: drop --dataset, --live and --embed-model"
+        )
     if use_ledger:
         ledger = existing_db(resolve_db(db_path, config))
         cache_path = cache_db or (config.cache.path if config is not None and config.cache.path else ledger)
@@ -233,12 +223,7 @@ def cachesafety_cmd(
             "replay_price_ratio": str(ratio),
             "strategies": [],
         }
-        if as_json:
-            click.echo(orjson.dumps(section, option=orjson.OPT_INDENT_2).decode())
-            if report_path:
-                Path(report_path).write_text(report.html_page(result), encoding="utf-8")
-            return
-        _emit(result, False, report_path, _ledger_text(section))
+        _emit(result, as_json, report_path, _ledger_text(section), json_obj=section)
         return
     paths = list(datasets) or [str(dataset.shipped_path())]
     pairs, problems = dataset.load(paths, default_model)

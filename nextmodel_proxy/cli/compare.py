@@ -10,20 +10,21 @@ import click
 import orjson
 
 from nextmodel_proxy.cli.common import config_option, db_option, existing_db, load_cli_config, resolve_db
-from nextmodel_proxy.config import Config, ConfigError, ModelConfig, parse_duration
+from nextmodel_proxy.config import Config, ModelConfig
 from nextmodel_proxy.ledger import schema as db
-from nextmodel_proxy.ledger.compare import PUSD_PER_USD, Repriced, Workload, compare, load_workload
+from nextmodel_proxy.ledger.compare import Repriced, Workload, compare, load_workload
+from nextmodel_proxy.pricing import from_pusd, plain_amount
+from nextmodel_proxy.timespec import format_utc, parse_time
 
 
 def _since_utc(since: str | None, now: dt.datetime) -> str | None:
-    """The receipts' created_utc format for `now - since`."""
+    """The receipts' created_utc text for --since: ISO 8601 or a duration ago (30d, 2w), as everywhere."""
     if since is None:
         return None
     try:
-        seconds = parse_duration(since, "--since")
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc).removeprefix("--since: "), param_hint="--since") from None
-    return (now - dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return format_utc(parse_time(since, now))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
 
 
 def _chosen_models(config: Config, names: str | None) -> list[ModelConfig]:
@@ -50,7 +51,7 @@ def _read(db_path: str, since_utc: str | None, project: str | None) -> Workload:
 
 
 def _usd(value: Decimal) -> str:
-    return format(value.normalize(), "f") if value else "0"
+    return plain_amount(value)
 
 
 def _vs(value: Decimal, billed: Decimal) -> str:
@@ -89,7 +90,7 @@ def render(workload: Workload, repriced: list[Repriced], ratio: Decimal, scope: 
                 str(m.fresh.prompt_tokens + m.replayed.prompt_tokens),
                 str(m.fresh.cached_tokens + m.replayed.cached_tokens),
                 str(m.fresh.completion_tokens + m.replayed.completion_tokens),
-                _usd(Decimal(m.billed_pusd) / PUSD_PER_USD),
+                _usd(from_pusd(m.billed_pusd)),
             ]
             for m in workload.models
         ],

@@ -20,7 +20,9 @@ from nextmodel_proxy.cli.cache import cache_group  # noqa: E402
 from nextmodel_proxy.cli.compare import compare_command  # noqa: E402
 from nextmodel_proxy.cli.keys import keys_group  # noqa: E402
 from nextmodel_proxy.cli.models import models_command  # noqa: E402
+from nextmodel_proxy.cli.prices import prices_group  # noqa: E402
 from nextmodel_proxy.cli.receipts import receipts, spend_cmd  # noqa: E402
+from nextmodel_proxy.cli.reconcile import reconcile_command  # noqa: E402
 from nextmodel_proxy.cli.serve import check_config, serve  # noqa: E402
 
 main.add_command(serve)
@@ -33,3 +35,5 @@ main.add_command(budgets_group)
 main.add_command(receipts)
 main.add_command(spend_cmd)
 main.add_command(bench_group)
+main.add_command(prices_group)
+main.add_command(reconcile_command)

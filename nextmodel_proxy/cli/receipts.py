@@ -29,15 +29,13 @@ from nextmodel_proxy.config import CurrencyConfig
 from nextmodel_proxy.ledger import schema as db
 from nextmodel_proxy.ledger.backlog import count_lines, dead_letter_path, spool_path
 from nextmodel_proxy.ledger.chain import verify
+from nextmodel_proxy.ledger.export import EXPORT_COLUMNS, export_csv_cells, export_json, iter_export_rows
+from nextmodel_proxy.ledger.prices import get_price, unit_prices_line
 from nextmodel_proxy.ledger.receipts import (
-    EXPORT_COLUMNS,
     SERVED_MODES,
     Receipt,
     ReceiptFilter,
-    export_csv_cells,
-    export_json,
     get_receipt,
-    iter_export_rows,
     list_json,
     query_receipts,
     receipt_to_json,
@@ -220,16 +218,19 @@ def show_cmd(config_path: str | None, db_path: str | None, receipt_id: str, as_j
     """One receipt, every field."""
     with read_ledger(db_path, config_path) as (conn, _currency):
         receipt = get_receipt(conn, receipt_id)
+        price = get_price(conn, receipt.price_version) if receipt and receipt.price_version else None
     if receipt is None:
         raise click.ClickException(f"no receipt {receipt_id!r} in the ledger")
     data = receipt_to_json(receipt)
     if as_json:
-        _echo_json(data)
+        _echo_json({**data, "unit_prices": price})
         return
     width = max(len(k) for k in data)
     for key, value in data.items():
         shown = orjson.dumps(value).decode() if isinstance(value, list | dict | bool) else value
         click.echo(f"{key.ljust(width)}  {'-' if shown is None else shown}")
+    units = unit_prices_line(price) if price else "- (price version not in the ledger's prices table)"
+    click.echo(f"{'unit prices'.ljust(width)}  {units}")
 
 
 @receipts.command("export")
@@ -299,9 +300,34 @@ def verify_cmd(config_path: str | None, db_path: str | None) -> None:
 @db_option
 @click.option("--by", type=click.Choice(list(SPEND_BY)), default="project", show_default=True)
 @filter_options
+@click.option(
+    "--currency",
+    "code",
+    default=None,
+    help="Show billed totals in this currency (default: currency.display), each receipt at its own day's rate.",
+)
+@click.option(
+    "--usage-source", is_flag=True, help="Split each group by usage source (upstream/cache/estimated/none)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Exact, unrounded decimal strings.")
-def spend_cmd(config_path: str | None, db_path: str | None, by: str, as_json: bool, **kw: Any) -> None:
-    """Spend totals with cache savings, in USD and the display currency; by key/project/team, against budgets."""
+def spend_cmd(
+    config_path: str | None,
+    db_path: str | None,
+    by: str,
+    code: str | None,
+    usage_source: bool,
+    as_json: bool,
+    **kw: Any,
+) -> None:
+    """Spend totals with cache savings, in USD and the display currency; by key/project/team, against budgets.
+    Another currency converts each receipt at the rate of its own day (what the CSV export shows)."""
+    config = load_cli_config(config_path)
+    target = (code or (config.currency.display if config else "USD")).upper()
+    if usage_source or target != "USD":
+        from nextmodel_proxy.cli.spend_fx import spend_per_receipt  # it builds on this module
+
+        spend_per_receipt(db_path, config_path, by, target, usage_source, as_json, _filters(kw))
+        return
     with read_ledger(db_path, config_path) as (conn, currency):
         rows = spend(conn, by, _filters(kw))
         budgets = _budgets_by_group(conn, by, config_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import errno
 import logging
 import os
@@ -17,6 +18,8 @@ import click
 from nextmodel_proxy.access.auth import ADMIN_ENV, UnsafeBindError, check_bind
 from nextmodel_proxy.cli.common import config_option, load_cli_config
 from nextmodel_proxy.cli.logs import setup_logging
+from nextmodel_proxy.config import Config
+from nextmodel_proxy.config.prices import stale_fx
 from nextmodel_proxy.ledger import schema as db
 
 log = logging.getLogger("nextmodel_proxy")
@@ -212,4 +215,17 @@ def check_config(config_path: str | None) -> None:
         f"{config.source_path}: OK — {len(config.providers)} providers, {len(config.models)} models, "
         f"{len(config.routes)} routes"
     )
+    # Warnings, not errors: an old or undated FX rate still converts, but receipts may not match invoices.
+    for line in fx_warnings(config, dt.datetime.now(dt.UTC).date()):
+        click.echo(f"warning: fx: {line}")
     sys.exit(0)
+
+
+def fx_warnings(config: Config, today: dt.date) -> list[str]:
+    """Stale or undated rates of the currencies in use (models' invoice currencies, display, budgets)."""
+    codes = {m.pricing.currency for m in config.models.values() if m.pricing is not None}
+    codes.add(config.currency.display)
+    for scope in (*config.projects.values(), *config.teams.values()):
+        if scope.budget is not None:
+            codes.add(scope.budget.currency)
+    return stale_fx(config.fx, codes, today)

@@ -21,7 +21,8 @@ class CurrencyConfig:
 _CURRENCY_KEYS = frozenset({"display", "rates"})
 
 
-def read_currency(raw: Any) -> CurrencyConfig:
+def read_currency(raw: Any, dated: Mapping[str, Decimal] | None = None) -> CurrencyConfig:
+    """`dated` (the newest rate of each currency in fx.rates) joins the undated rates, over them."""
     m = as_mapping(raw, "currency")
     only_keys(m, "currency", _CURRENCY_KEYS)
     rates_raw = as_mapping(m.get("rates"), "currency.rates")
@@ -34,9 +35,10 @@ def read_currency(raw: Any) -> CurrencyConfig:
         if value == 0:
             raise ConfigError(path, "a rate must be greater than 0")
         rates[code] = value
+    rates.update(dated or {})
     if "display" not in m:
         return CurrencyConfig(rates=MappingProxyType(rates))
     display = as_str(m["display"], "currency.display")
     if display not in rates:
-        raise ConfigError("currency.display", f"{display!r} has no rate in currency.rates")
+        raise ConfigError("currency.display", f"{display!r} has no rate in currency.rates or fx.rates")
     return CurrencyConfig(display=display, rates=MappingProxyType(rates))

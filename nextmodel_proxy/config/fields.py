@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from nextmodel_proxy import timespec
 
 
 class ConfigError(Exception):
@@ -114,19 +115,12 @@ def as_date(value: Any, path: str) -> dt.date:
     raise ConfigError(path, "must be a date (YYYY-MM-DD)")
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def parse_duration(value: Any, path: str = "") -> float:
-    """Seconds from a number or a string with an s/m/h/d suffix."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return float(match.group(1)) * _UNIT_S[match.group(2)]
-    raise ConfigError(path, f"must be a duration like 30s, 15m, 24h or 7d, got {value!r}")
+    """Seconds, in timespec's one duration grammar (30s, 15m, 24h, 7d, 2w or a number of seconds)."""
+    try:
+        return timespec.parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(path, str(exc)) from None
 
 
 def as_choice(value: Any, path: str, allowed: frozenset[str]) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -13,7 +15,8 @@ from nextmodel_proxy.config.budgets import ProjectConfig, TeamConfig, read_proje
 from nextmodel_proxy.config.cache import CacheConfig, read_cache
 from nextmodel_proxy.config.currency import CurrencyConfig, read_currency
 from nextmodel_proxy.config.fields import ConfigError, as_mapping, only_keys
-from nextmodel_proxy.config.models import ModelConfig, read_model
+from nextmodel_proxy.config.models import ModelConfig, Price, read_model
+from nextmodel_proxy.config.prices import FxTable, parse_fx
 from nextmodel_proxy.config.providers import ProviderConfig, read_provider
 from nextmodel_proxy.config.routes import RouteConfig, read_route
 from nextmodel_proxy.config.service import LedgerConfig, ServerConfig, read_ledger, read_server
@@ -21,7 +24,7 @@ from nextmodel_proxy.config.yaml_text import load_yaml_text
 
 DEFAULT_CONFIG = "providers.yaml"
 SECTIONS = frozenset(
-    {"server", "ledger", "currency", "cache", "providers", "models", "routes", "projects", "teams"}
+    {"server", "ledger", "currency", "fx", "cache", "providers", "models", "routes", "projects", "teams"}
 )
 
 
@@ -37,6 +40,7 @@ class Config:
     projects: Mapping[str, ProjectConfig] = field(default_factory=dict)
     teams: Mapping[str, TeamConfig] = field(default_factory=dict)
     source_path: str | None = None
+    fx: FxTable = field(default_factory=FxTable)  # dated rates (fx:) over the undated currency.rates
 
 
 def _named(root: Mapping[str, Any], section: str) -> dict[str, Any]:
@@ -53,8 +57,12 @@ def parse_config(data: Any, source_path: str | None = None) -> Config:
     for name, model in models.items():
         if model.replacement is not None and model.replacement not in models:
             raise ConfigError(f"models.{name}.replacement", f"unknown model {model.replacement!r}")
+    fx = parse_fx(root.get("fx"), {})
+    dated = {code: rate for code, rate in fx.latest().items() if fx.newest_date(code) is not None}
+    currency = read_currency(root.get("currency"), dated)
+    fx = replace(fx, undated=MappingProxyType({c: r for c, r in currency.rates.items() if c not in dated}))
+    models = {name: _priced_in_usd(model, fx) for name, model in models.items()}
     routes = {name: read_route(name, raw, models) for name, raw in _named(root, "routes").items()}
-    currency = read_currency(root.get("currency"))
     teams = {name: read_team(name, raw, currency) for name, raw in _named(root, "teams").items()}
     targets = {**models, **routes}
     projects = {
@@ -71,7 +79,34 @@ def parse_config(data: Any, source_path: str | None = None) -> Config:
         projects=MappingProxyType(projects),
         teams=MappingProxyType(teams),
         source_path=source_path,
+        fx=fx,
     )
+
+
+def _priced_in_usd(model: ModelConfig, fx: FxTable) -> ModelConfig:
+    """Check the model's currency has a rate; set `price` to the USD equivalent of today's entry when the
+    model is priced by a schedule or in another currency (routing and listings compare USD)."""
+    pm = model.pricing
+    if pm is None or (pm.currency == "USD" and len(pm.schedule) == 1 and pm.schedule[0].start is None):
+        return model
+    today = dt.datetime.now(dt.UTC).date()
+    found = fx.rate(pm.currency, today)
+    if found is None:
+        raise ConfigError(
+            f"models.{model.id}.currency",
+            f"no FX rate for {pm.currency}: add it to fx.rates (units of {pm.currency} per 1 USD)",
+        )
+    entry = pm.entry_on(today) or pm.schedule[0]
+    rate = found[0]
+
+    def usd(value: Decimal | None) -> Decimal | None:
+        return None if value is None else value / rate
+
+    r = entry.rates
+    price = Price(
+        r.input / rate, r.output / rate, usd(r.cached_input), usd(r.cache_write), usd(r.cache_write_1h)
+    )
+    return replace(model, price=price)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -23,6 +23,7 @@ from nextmodel_proxy.config.fields import (
     only_keys,
     unless_null,
 )
+from nextmodel_proxy.config.prices import PRICE_MODEL_KEYS, RATE_FIELDS, PriceModel, Rates, parse_price_model
 from nextmodel_proxy.config.providers import ProviderConfig
 
 CAPABILITIES = frozenset({"tools", "vision", "json_schema", "reasoning", "embeddings"})
@@ -39,12 +40,14 @@ NATIVE_BY_KIND = {
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """USD per 1M tokens."""
+    """USD per 1M tokens (for a model priced in another currency or by a schedule: the USD equivalent of the
+    entry in force when the config was loaded, for routing and listings; receipts use `ModelConfig.pricing`)."""
 
     input: Decimal
     output: Decimal
     cached_input: Decimal | None = None
     cache_write: Decimal | None = None
+    cache_write_1h: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ class ModelConfig:
     verified: str | None = None  # research note on how solid the figures are
     notes: str | None = None
     endpoints: frozenset[str] | None = None  # served natively by the upstream; None: the kind's default
+    pricing: PriceModel | None = None  # what receipts are priced by (config/prices.py)
 
 
 _PRICE_KEYS = {
@@ -80,6 +84,7 @@ _PRICE_KEYS = {
     "output": ("output", as_decimal),
     "cached_input": ("cached_input", unless_null(as_decimal)),
     "cache_write": ("cache_write", unless_null(as_decimal)),
+    "cache_write_1h": ("cache_write_1h", unless_null(as_decimal)),
 }
 
 _LATENCY_KEYS = {
@@ -125,8 +130,8 @@ _MODEL_KEYS = {
     "notes": ("notes", unless_null(as_str)),
     "endpoints": ("endpoints", unless_null(lambda v, p: frozenset(as_str_list(v, p, ENDPOINT_NAMES)))),
 }
-# Allowed keys under models.<id>: the fields above plus the two read by hand.
-MODEL_KEYS = frozenset(_MODEL_KEYS) | {"provider", "tags"}
+# Allowed keys under models.<id>: the fields above plus the ones read by hand (the price model's included).
+MODEL_KEYS = frozenset(_MODEL_KEYS) | {"provider", "tags"} | PRICE_MODEL_KEYS
 
 
 def read_model(name: str, raw: Any, providers: Mapping[str, ProviderConfig]) -> ModelConfig:
@@ -150,6 +155,9 @@ def read_model(name: str, raw: Any, providers: Mapping[str, ProviderConfig]) -> 
             "the proxy translates the other endpoints itself",
         )
     fields.setdefault("upstream_id", name)  # the upstream knows the model by our id unless told otherwise
+    price = fields.get("price")
+    simple = Rates(**{n: getattr(price, n) for n in RATE_FIELDS}) if price is not None else None
+    fields["pricing"] = parse_price_model(m, path, simple)
     return ModelConfig(
         id=name, provider=provider, tags=tuple(dict.fromkeys(tags + providers[provider].tags)), **fields
     )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
-CHARS_PER_TOKEN = 4
+from nextmodel_proxy.pricing import estimate_text_tokens
+
 IMAGE_TOKENS = 1600  # Anthropic's guide: about (width x height) / 750 tokens, ~1600 for a 1092x1092 image
 TOOL_OVERHEAD = 350  # the tool-use system prompt Anthropic adds when tools are present (documented 313-346)
 ESTIMATE_HEADER = "x-nextmodel-token-count"
@@ -41,7 +41,7 @@ def estimate(body: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("system", "messages", "tools"):
         c, i = _chars(body.get(key))
         chars, images = chars + c, images + i
-    tokens = math.ceil(chars / CHARS_PER_TOKEN) + images * IMAGE_TOKENS
+    tokens = estimate_text_tokens(chars) + images * IMAGE_TOKENS
     if body.get("tools"):
         tokens += TOOL_OVERHEAD
     return {"input_tokens": max(1, tokens), "estimated": True}

@@ -10,8 +10,6 @@ from decimal import Decimal
 from nextmodel_proxy import pricing
 from nextmodel_proxy.config import ModelConfig, Price
 
-PUSD_PER_USD = Decimal(10) ** 12
-
 # Rows that are real traffic with usage: answered upstream (fresh) or replayed from the exact cache.
 _WORKLOAD_SQL = """
 SELECT model, served_mode, COUNT(*),
@@ -84,7 +82,7 @@ class Workload:
 
     @property
     def billed(self) -> Decimal:
-        return Decimal(sum(m.billed_pusd for m in self.models)) / PUSD_PER_USD
+        return pricing.from_pusd(sum(m.billed_pusd for m in self.models))
 
     @property
     def unknown_cost_rows(self) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import datetime as dt
 import functools
 import operator
@@ -12,16 +11,14 @@ import random
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
-from nextmodel_proxy.config import CurrencyConfig
-from nextmodel_proxy.ledger.spreadsheet import safe_cell
-from nextmodel_proxy.pricing import convert, format_pusd, format_usd, from_pusd, to_pusd
+from nextmodel_proxy.pricing import format_usd, from_pusd, to_pusd
 from nextmodel_proxy.text_safety import encodable, safe_json
 from nextmodel_proxy.timespec import format_utc, parse_time
 
@@ -90,6 +87,16 @@ class Receipt:
     attempts: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
     # Added by m030 (after the m001 columns: hashed only when not NULL, so older rows verify unchanged).
     usage_reason: str | None = None  # why usage is `estimated` (e.g. the upstream's figure was not trusted)
+    # Added by m040 (hashed only when not NULL, like usage_reason).
+    service_tier: str | None = None  # as the upstream reported it, else as the client asked
+    price_tier: str | None = None  # the long-context tier billed (e.g. ">272000"), None for the base price
+    price_window: str | None = None  # the UTC time-of-day window billed (e.g. "16:30-00:30")
+    currency: str | None = None  # the currency the provider invoices the model in
+    native_cost: Decimal | None = (
+        None  # billed cost in that currency, exact (billed_cost_usd = this / fx_rate)
+    )
+    fx_rate: Decimal | None = None  # units of `currency` per 1 USD used at write time (1 for USD)
+    fx_date: str | None = None  # the date of that rate (None for USD or an undated rate)
     seq: int | None = None
     prev_hash: str | None = None
     hash: str | None = None
@@ -176,6 +183,8 @@ _KINDS = {
     "attempts": "json",
     "stream": "bool",
     "display_rate": "dec",
+    "native_cost": "dec",
+    "fx_rate": "dec",
     "latency_ms": "real",
     "ttft_ms": "real",
     "status": "int",
@@ -247,128 +256,6 @@ def receipt_to_json(receipt: Receipt) -> dict[str, Any]:
             value = list(value)
         out[f.name] = value
     return out
-
-
-# The export contract: reconciliation scripts rely on these names and their order; add at the end only.
-# Money columns are exact USD decimal strings (format_usd); display_currency/display_rate are what the receipt
-# recorded (else the configured display currency), billed_cost_display = billed_cost_usd x display_rate, exact.
-EXPORT_COLUMNS: tuple[str, ...] = (
-    "receipt_id",
-    "created_utc",
-    "request_id",
-    "key_id",
-    "project",
-    "team",
-    "environment",
-    "tags",
-    "endpoint",
-    "model_requested",
-    "model",
-    "provider",
-    "upstream_model",
-    "route",
-    "served_mode",
-    "stream",
-    "status",
-    "error_code",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "usage_source",
-    "upstream_cost_usd",
-    "billed_cost_usd",
-    "fresh_cost_usd",
-    "savings_usd",
-    "cost_unknown_reason",
-    "display_currency",
-    "display_rate",
-    "billed_cost_display",
-    "latency_ms",
-    "ttft_ms",
-    "reused_receipt_id",
-    "upstream_request_id",
-    "price_version",
-    "cache_key",
-    "cache_status",
-    "attempts",
-    "seq",
-    "prev_hash",
-    "hash",
-    "usage_reason",
-)
-_AT = {name: i for i, name in enumerate(("seq", *CONTENT_COLUMNS, "prev_hash", "hash"))}
-_KIND_OF = {col: kind for _, col, kind in CONTENT} | {"seq": "int", "prev_hash": "text", "hash": "text"}
-_DISPLAY = ("display_currency", "display_rate", "billed_cost_display")
-
-
-def _export_source(column: str) -> tuple[int, str]:
-    db_column = column.removesuffix("_usd") + "_pusd" if column.endswith("_usd") else column
-    return _AT[db_column], _KIND_OF[db_column]
-
-
-_CSV_CELL: dict[str, Callable[[Any], str]] = {
-    "text": lambda v: v,
-    "dec": lambda v: v,
-    "json": lambda v: v,
-    "int": str,
-    "real": repr,
-    "bool": lambda v: "true" if v else "false",
-    "money": format_pusd,
-}
-_JSON_VALUE: dict[str, Callable[[Any], Any]] = {
-    "text": lambda v: v,
-    "dec": lambda v: v,
-    "int": lambda v: v,
-    "real": lambda v: v,
-    "bool": bool,
-    "money": format_pusd,
-    "json": orjson.loads,
-}
-_PLAIN = tuple(
-    (i, name, *_export_source(name)) for i, name in enumerate(EXPORT_COLUMNS) if name not in _DISPLAY
-)
-_DISPLAY_AT = tuple(EXPORT_COLUMNS.index(name) for name in _DISPLAY)
-
-
-@functools.lru_cache(maxsize=64)
-def _rate(text: str) -> Decimal:
-    return Decimal(text)
-
-
-def _display_values(row: Sequence[Any], currency: CurrencyConfig) -> tuple[str, str | None, str | None]:
-    code = row[_AT["display_currency"]] or currency.display
-    rate = row[_AT["display_rate"]]
-    if rate is None and code in currency.rates:
-        rate = format(currency.rates[code], "f")
-    billed = row[_AT["billed_cost_pusd"]]
-    shown = None if billed is None or rate is None else format_usd(convert(from_pusd(billed), _rate(rate)))
-    return code, rate, shown
-
-
-def export_csv_cells(row: Sequence[Any], currency: CurrencyConfig) -> list[str]:
-    """A row from iter_export_rows as CSV cells in EXPORT_COLUMNS order: NULL is empty, booleans
-    true/false, tags and attempts JSON arrays, money exact decimal strings; a text a spreadsheet would
-    run as a formula (=, +, -, @, tab, CR first) gets a leading single quote (JSON exports keep raw values)."""
-    cells = [""] * len(EXPORT_COLUMNS)
-    for out, _name, at, kind in _PLAIN:
-        value = row[at]
-        if value is not None:
-            cells[out] = _CSV_CELL[kind](value)
-    for out, value in zip(_DISPLAY_AT, _display_values(row, currency), strict=True):
-        cells[out] = "" if value is None else value
-    return [safe_cell(cell) for cell in cells]
-
-
-def export_json(row: Sequence[Any], currency: CurrencyConfig) -> dict[str, Any]:
-    """A row from iter_export_rows as one JSONL object with the EXPORT_COLUMNS keys, in order."""
-    record: dict[str, Any] = {}
-    for _out, name, at, kind in _PLAIN:
-        value = row[at]
-        record[name] = None if value is None else _JSON_VALUE[kind](value)
-    record.update(zip(_DISPLAY, _display_values(row, currency), strict=True))
-    return {name: record[name] for name in EXPORT_COLUMNS}
 
 
 # --- queries -----------------------------------------------------------------------------------
@@ -498,18 +385,3 @@ def query_receipts(
     ).fetchall()
     page = [receipt_from_row(row) for row in rows[:limit]]
     return page, encode_cursor(page[-1].seq) if len(rows) > limit and page[-1].seq is not None else None
-
-
-def iter_export_rows(
-    conn: sqlite3.Connection, filters: ReceiptFilter, *, chunk: int = 2000
-) -> Iterator[tuple[Any, ...]]:
-    """Every matching row (SELECT_COLUMNS order), oldest first, fetched `chunk` at a time: constant memory.
-    Turn rows into export_csv_cells / export_json, or receipt_from_row."""
-    where, params = filters.where()
-    cur = conn.execute(f"SELECT {SELECT_COLUMNS} FROM receipts WHERE {where} ORDER BY seq", params)
-    try:
-        while rows := cur.fetchmany(chunk):
-            yield from rows
-    finally:
-        with contextlib.suppress(sqlite3.ProgrammingError):  # the connection may already be closed
-            cur.close()

@@ -249,14 +249,23 @@ def map_usage(usage: Mapping[str, Any] | None) -> dict[str, Any]:
     writes = usage.get("cache_creation_input_tokens") or 0
     output = usage.get("output_tokens") or 0
     prompt = fresh + reads + writes
-    return {
+    details = {"cached_tokens": reads, "cache_write_tokens": writes}
+    out = {
         "prompt_tokens": prompt,
         "completion_tokens": output,
         "total_tokens": prompt + output,
-        "prompt_tokens_details": {"cached_tokens": reads, "cache_write_tokens": writes},
+        "prompt_tokens_details": details,
         "cache_read_input_tokens": reads,
         "cache_creation_input_tokens": writes,
     }
+    # The 1-hour part of the writes (priced at cache_write_1h) and the tier Anthropic served at.
+    creation = usage.get("cache_creation")
+    if isinstance(creation, Mapping):
+        out["cache_creation"] = dict(creation)
+        details["cache_write_1h_tokens"] = creation.get("ephemeral_1h_input_tokens") or 0
+    if isinstance(usage.get("service_tier"), str):
+        out["service_tier"] = usage["service_tier"]
+    return out
 
 
 def finish_reason(stop_reason: str | None) -> str | None:

@@ -13,12 +13,11 @@ from typing import Any
 import orjson
 import xxhash
 
-from nextmodel_proxy.pricing import estimate_tokens
+from nextmodel_proxy.pricing import CHARS_PER_TOKEN, estimate_tokens
 from nextmodel_proxy.upstream.demo.schema import Prompt, instance
 
 MAX_N = 128
 MAX_TOP_LOGPROBS = 20
-CHARS_PER_TOKEN = 4
 # Alternatives offered in top_logprobs (more than MAX_TOP_LOGPROBS, so one may be the chosen token).
 _ALTERNATIVES = (
     " the", " a", ",", ".", " and", " of", " to", " in", " is", " it", "\n", " that", " for", " on",

@@ -16,6 +16,7 @@ from typing import Any
 
 import xxhash
 
+from nextmodel_proxy.pricing import estimate_tokens
 from nextmodel_proxy.upstream.demo.answer import DemoInputError
 
 DEFAULT_DIMENSIONS = 1536
@@ -53,7 +54,7 @@ def inputs(value: Any) -> list[Any]:
 
 def input_tokens(item: Any) -> int:
     if isinstance(item, str):
-        return math.ceil(len(item) / 4)
+        return estimate_tokens(item)
     if isinstance(item, list):
         return len(item)
     return 1
