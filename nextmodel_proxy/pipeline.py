@@ -77,6 +77,7 @@ class Pipeline:
     def count_rejected(self, exc: ProxyError) -> None:
         """Requests refused before they have a receipt (unauthenticated, malformed): counted and logged."""
         self.services.rejected[exc.code] = self.services.rejected.get(exc.code, 0) + 1
+        self.services.metrics.rejected(exc.code)
         log.info("refused request without a receipt: %s %s", exc.status, exc.code)
 
     async def handle(
@@ -263,6 +264,7 @@ class Pipeline:
     async def _serve_upstream(
         self, state: RequestState, targets: list[Target], sink: StreamSink, flight: Flight | None
     ) -> Reply | None:
+        state.outcome.upstream_started = time.perf_counter()
         try:
             answered = await open_first(
                 self.session,
@@ -441,6 +443,7 @@ class Pipeline:
                 holds.admission, (receipt.prompt_tokens or 0) + (receipt.completion_tokens or 0)
             )
         self._queue_cache_writes(state, receipt)
+        s.metrics.observe(receipt, state.before_upstream_s)
         if s.ledger is None:
             return
         self._prices.record(s.ledger, price, state.created)
