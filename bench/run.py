@@ -80,7 +80,11 @@ CACHE_HITS = [
     ("cache hit stream", "stream", CHAT, HIT_STREAM_BODY, 64),
 ]
 OPEN = [("non-stream", "wrk", CHAT, BODY, 1), ("non-stream", "wrk", CHAT, BODY, 64)]
-PROFILED = [("non-stream", "wrk", CHAT, BODY, 64), ("cache hit", "wrk", CHAT, HIT_BODY, 64)]
+PROFILED = [
+    ("non-stream", "wrk", CHAT, BODY, 64),
+    ("cache hit", "wrk", CHAT, HIT_BODY, 64),
+    ("stream", "stream", CHAT, STREAM_BODY, 64),
+]
 
 
 def free_port() -> int:
