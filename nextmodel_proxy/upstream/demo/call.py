@@ -71,36 +71,14 @@ class DemoCall:
 
     async def events(self) -> AsyncIterator[bytes]:
         if self._endpoint == "completions":
-            async for event in self._completion_events():
-                yield event
-            return
-        reply = Answer(self._body)
-        base = self._base("chat.completion.chunk")
-        per_choice = [list(_deltas(c)) for c in reply.choices]
-        for row in zip_longest(*per_choice):
-            for item in row:
-                if item is not None:
-                    yield data_event({**base, "choices": [item]})
-        opts = self._body.get("stream_options")
-        if isinstance(opts, dict) and opts.get("include_usage"):
-            yield data_event({**base, "choices": [], "usage": reply.usage()})
-        yield DONE
-
-    async def _completion_events(self) -> AsyncIterator[bytes]:
-        """Legacy completion chunks: the text a token at a time per choice, then each choice's finish_reason."""
-        choices, usage = completion.completion({**self._body, "logprobs": None})
-        base = self._base("text_completion", "cmpl")
-        per_choice = []
-        for c in choices:
-            pieces = [
-                {"text": t, "index": c["index"], "logprobs": None, "finish_reason": None}
-                for t in answer.split_tokens(c["text"])
-            ]
-            pieces.append(
-                {"text": "", "index": c["index"], "logprobs": None, "finish_reason": c["finish_reason"]}
-            )
-            per_choice.append(pieces)
-        for row in zip_longest(*per_choice):
+            choices, usage = completion.completion({**self._body, "logprobs": None})
+            base = self._base("text_completion", "cmpl")
+            per_choice = [_completion_pieces(c) for c in choices]
+        else:
+            reply = Answer(self._body)
+            base, usage = self._base("chat.completion.chunk"), reply.usage()
+            per_choice = [list(_deltas(c)) for c in reply.choices]
+        for row in zip_longest(*per_choice):  # choices interleaved, as n > 1 streams arrive
             for item in row:
                 if item is not None:
                     yield data_event({**base, "choices": [item]})
@@ -111,6 +89,16 @@ class DemoCall:
 
     def release(self) -> None:
         return None
+
+
+def _completion_pieces(c: dict[str, Any]) -> list[dict[str, Any]]:
+    """Legacy completion stream choices: the text a token at a time, then the finish_reason."""
+    pieces = [
+        {"text": t, "index": c["index"], "logprobs": None, "finish_reason": None}
+        for t in answer.split_tokens(c["text"])
+    ]
+    pieces.append({"text": "", "index": c["index"], "logprobs": None, "finish_reason": c["finish_reason"]})
+    return pieces
 
 
 def _json_choice(c: Choice) -> dict[str, Any]:
