@@ -183,13 +183,23 @@ class RequestState:
         if isinstance(tier, str) and tier:
             self.outcome.service_tier = tier
 
-    def set_usage(self, usage: JsonObject | None, *, estimated_from: JsonObject | None = None) -> None:
+    def set_usage(
+        self,
+        usage: JsonObject | None,
+        *,
+        estimated_from: JsonObject | None = None,
+        answer_bytes: int | None = None,
+    ) -> None:
         if usage is not None:
             self.outcome.usage = usage
             self.outcome.usage_source = "upstream"
         # The answer's length, for an estimate: when there is no usage, or one the receipt may not trust.
-        if isinstance(estimated_from, dict) and not usage_trusted(usage, completion_required=self.is_chat):
+        if usage_trusted(usage, completion_required=self.is_chat):
+            return
+        if isinstance(estimated_from, dict):
             self.outcome.completion_chars = completion_chars(estimated_from)
+        elif answer_bytes is not None:  # an answer that is not a JSON object: estimated from its length
+            self.outcome.completion_chars = answer_bytes
 
     def served_from(
         self,
