@@ -101,6 +101,7 @@ class Outcome:
     reused_receipt_id: str | None = None
     attempts: list[JsonObject] = field(default_factory=list)
     extra_headers: dict[str, str] = field(default_factory=dict)
+    upstream_started: float | None = None  # perf_counter when the first upstream attempt began (metrics)
 
 
 @dataclass(slots=True)
@@ -160,6 +161,12 @@ class RequestState:
         return {**self.body, "stream_options": {**opts, "include_usage": True}}
 
     # --- outcome ---------------------------------------------------------------------------------
+
+    @property
+    def before_upstream_s(self) -> float | None:
+        """Seconds from arrival to the first upstream attempt (None when no upstream was called)."""
+        started = self.outcome.upstream_started
+        return None if started is None else started - self.started
 
     def mark_first_byte(self) -> None:
         if self.outcome.ttft_ms is None:
