@@ -36,11 +36,12 @@ export CONTAINERS_CONF=$WORK/containers.conf   # our podman settings; /etc/conta
 RUN_ID=$$
 C=nmproxy-ci-$RUN_ID                      # the long-running container
 VOL=nmproxy-ci-data-$RUN_ID
-BARE_PID=
+BARE_PID= UP_PID=
 cleanup() {
   set +e
   [ -n "$BARE_PID" ] && kill "$BARE_PID" 2>/dev/null
-  podman rm -f -v -t 2 "$C" "$C-bad" >/dev/null 2>&1
+  [ -n "$UP_PID" ] && kill "$UP_PID" 2>/dev/null
+  podman rm -f -v -t 2 "$C" "$C-bad" "$C-drain" >/dev/null 2>&1
   podman volume rm -f "$VOL" >/dev/null 2>&1
   podman rmi -f "$IMAGE" >/dev/null 2>&1
   if [ -n "$CI_MODE" ]; then podman rmi -f "${BASE_TAGS[@]}" >/dev/null 2>&1; podman image prune -f >/dev/null 2>&1; fi
@@ -212,6 +213,47 @@ podman exec "$C" nmproxy spend >/dev/null || fail "nmproxy spend inside the cont
 [ "$(chat "$KEY")" = 200 ] || fail "keyed chat after restart"
 podman stop -t 5 "$C" >/dev/null 2>>"$WORK/podman.err"
 [ "$(podman inspect -f '{{.State.ExitCode}}' "$C")" = 0 ] || fail "second stop did not exit 0"
+
+# ---- drain: SIGTERM mid-stream finishes the stream and keeps its receipt -----------------------------------
+# A slow upstream (tests/fake_upstream.py, 0.2 s between chunks) on the host's 127.0.0.1, which the container
+# reaches as 10.0.2.2 through slirp4netns:allow_host_loopback.
+if [ -x .venv/bin/python ]; then
+  step "drain: podman stop while a stream is in flight"
+  UPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  .venv/bin/python tests/fake_upstream.py "$UPORT" >"$WORK/upstream.log" 2>&1 &
+  UP_PID=$!
+  cat >"$WORK/drain.yaml" <<YAML
+providers:
+  fake: {kind: openai, base_url: "http://10.0.2.2:$UPORT/v1"}
+models:
+  fake-slow: {provider: fake, price: {input: 1, output: 2}}
+YAML
+  chmod 644 "$WORK/drain.yaml"
+  D=$C-drain
+  podman run -d --name "$D" "${SECURE[@]}" --network=slirp4netns:allow_host_loopback=true \
+    -p "127.0.0.1:$PORT:8787" -v "$VOL:/data" -v "$WORK/drain.yaml:/etc/nmproxy/providers.yaml:ro" \
+    "$IMAGE" >/dev/null 2>>"$WORK/podman.err" || { cat "$WORK/podman.err"; fail "podman run (drain)"; }
+  wait_healthy >/dev/null || fail "/healthz never answered 200 (drain container)"
+  curl -s --max-time 20 -N -o "$WORK/stream" -D "$WORK/h" -H "Authorization: Bearer $KEY" \
+    -H 'Content-Type: application/json' "$URL/v1/chat/completions" \
+    -d '{"model":"fake-slow","stream":true,"messages":[{"role":"user","content":"one two three four five six seven eight nine ten"}]}' &
+  CURL_PID=$!
+  for _ in $(seq 1 50); do grep -q '^data: ' "$WORK/stream" 2>/dev/null && break; sleep 0.1; done
+  grep -q '^data: ' "$WORK/stream" || fail "the slow stream never started"
+  DRAIN_T0=$(now_ms)
+  podman stop -t 10 "$D" >/dev/null 2>>"$WORK/podman.err"
+  DRAIN_MS=$(($(now_ms) - DRAIN_T0))
+  wait "$CURL_PID" || fail "the client's stream broke during the stop"
+  kill "$UP_PID" 2>/dev/null; wait "$UP_PID" 2>/dev/null || true; UP_PID=
+  [ "$(podman inspect -f '{{.State.ExitCode}}' "$D")" = 0 ] || fail "drain: exit code after SIGTERM is not 0"
+  tail -1 "$WORK/stream" | grep -q '^data: \[DONE\]' || grep -q '^data: \[DONE\]' "$WORK/stream" \
+    || { cat "$WORK/stream"; fail "the stream in flight at SIGTERM did not finish"; }
+  DRAIN_RECEIPT=$(header x-nextmodel-receipt-id)
+  podman rm -f -v "$D" >/dev/null 2>&1
+  podman run --rm --no-healthcheck --network=none "${SECURE[@]}" -v "$VOL:/data" "$IMAGE" receipts show "$DRAIN_RECEIPT" \
+    >"$WORK/show.out" 2>&1 || { cat "$WORK/show.out"; fail "receipt $DRAIN_RECEIPT of the drained stream is missing"; }
+  printf '  stream finished and its receipt %s kept; stop took %s ms\n' "$DRAIN_RECEIPT" "$DRAIN_MS"
+fi
 
 # ---- bad input: exits non-zero with one line, no traceback, no restart loop -------------------------------
 one_line_error() {  # one_line_error WHAT EXPECTED_REGEX podman-run-args... : run once, check exit and output
