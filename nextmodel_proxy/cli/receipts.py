@@ -23,7 +23,9 @@ from nextmodel_proxy.access.budget_store import (
     spend_against_budgets,
     usage_json,
 )
+from nextmodel_proxy.access.keys import KEY_PREFIX
 from nextmodel_proxy.cli.common import config_option, db_option, existing_db, load_cli_config, resolve_db
+from nextmodel_proxy.cli.output import echo_json, echo_table
 from nextmodel_proxy.config import CurrencyConfig
 from nextmodel_proxy.ledger import schema as db
 from nextmodel_proxy.ledger.backlog import count_lines, dead_letter_path, spool_path
@@ -112,10 +114,6 @@ def _needs_migration(conn: sqlite3.Connection) -> bool:
     return any(name not in done for name, _ in db.MIGRATIONS)
 
 
-def _echo_json(value: Any) -> None:
-    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
-
-
 @click.group("receipts")
 def receipts() -> None:
     """List, show, export and verify the priced receipts in the ledger."""
@@ -148,7 +146,7 @@ def list_cmd(
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
     if as_json:
-        _echo_json(list_json(rows, next_cursor))
+        echo_json(list_json(rows, next_cursor))
         return
     _print_table(
         [
@@ -203,9 +201,7 @@ def _print_table(header: list[str], rows: list[list[str]], *, display_at: int | 
     if display_at is not None and header[display_at] == "BILLED USD":
         header = header[:display_at] + header[display_at + 1 :]
         rows = [row[:display_at] + row[display_at + 1 :] for row in rows]
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
-    for row in [header, *rows]:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    echo_table(header, rows)
 
 
 @receipts.command("show")
@@ -222,7 +218,7 @@ def show_cmd(config_path: str | None, db_path: str | None, receipt_id: str, as_j
         raise click.ClickException(f"no receipt {receipt_id!r} in the ledger")
     data = receipt_to_json(receipt)
     if as_json:
-        _echo_json({**data, "unit_prices": price})
+        echo_json({**data, "unit_prices": price})
         return
     width = max(len(k) for k in data)
     for key, value in data.items():
@@ -330,6 +326,7 @@ def spend_cmd(
     with read_ledger(db_path, config_path) as (conn, currency):
         rows = spend(conn, by, _filters(kw))
         budgets = _budgets_by_group(conn, by, config_path)
+        names = _key_names(conn) if by == "key" else {}
     if by == "day":
         rows.sort(key=lambda r: r.group or "")
     total = spend_total(rows)
@@ -338,7 +335,10 @@ def spend_cmd(
         if budgets is not None:
             for row, r in zip(out, rows, strict=True):
                 row["budgets"] = [usage_json(u) for u in budgets.get(r.group or "", [])]
-        _echo_json(
+        if by == "key":
+            for row, r in zip(out, rows, strict=True):
+                row["key_name"], row["key_prefix"] = names.get(r.group or "", (None, None))
+        echo_json(
             {
                 "by": by,
                 "display_currency": currency.display,
@@ -367,13 +367,30 @@ def spend_cmd(
     ]
     cells = [_spend_cells(r, currency) for r in rows]
     total_cells = _spend_cells(total, currency, "TOTAL")
+    display_at = 8
+    if by == "key":  # the key id alone means nothing to a reader: its name and display prefix beside it
+        header[1:1] = ["NAME", "PREFIX"]
+        for c, r in zip(cells, rows, strict=True):
+            name, prefix = names.get(r.group or "", (None, None))
+            c[1:1] = [name or "-", f"{prefix}…" if prefix else "-"]
+        total_cells[1:1] = ["", ""]
+        display_at += 2
     if budgets is not None:
         header += ["BUDGET", "PERIOD SPENT", "REMAINING"]
         cells = [c + _budget_cells(budgets.get(r.group or "", [])) for c, r in zip(cells, rows, strict=True)]
         total_cells += ["", "", ""]
-    _print_table(header, [*cells, total_cells], display_at=8)
+    _print_table(header, [*cells, total_cells], display_at=display_at)
     if currency.display != "USD":
         click.echo(f"rate: 1 USD = {format(currency.rates[currency.display], 'f')} {currency.display}")
+
+
+def _key_names(conn: sqlite3.Connection) -> dict[str, tuple[str | None, str]]:
+    """key id -> (name, display prefix) for every key ever made (revoked ones too: their spend still shows)."""
+    try:
+        found = conn.execute("SELECT key_id, name, prefix FROM api_keys").fetchall()
+    except sqlite3.OperationalError:  # a ledger from before keys existed
+        return {}
+    return {key_id: (name, KEY_PREFIX + prefix) for key_id, name, prefix in found}
 
 
 def _budgets_by_group(
