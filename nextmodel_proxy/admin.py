@@ -5,20 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from collections.abc import Callable, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 
 from nextmodel_proxy import handlers, validate
+from nextmodel_proxy.access import rules
 from nextmodel_proxy.access.auth import require_admin
 from nextmodel_proxy.access.budget_store import (
-    PERIODS,
     SCOPES,
     Budget,
-    UnknownCurrency,
-    rate_of,
     set_budget,
     spend_against_budgets,
     usage_json,
@@ -32,12 +30,11 @@ from nextmodel_proxy.access.keys import (
     get_key,
     key_json,
     list_keys,
-    parse_models,
     revoke_key,
     rotate_key,
 )
 from nextmodel_proxy.appkeys import CONFIG, PIPELINE, SERVICES
-from nextmodel_proxy.config import Config, ConfigError, parse_duration
+from nextmodel_proxy.config import Config
 from nextmodel_proxy.errors import ProxyError, bad_request
 from nextmodel_proxy.ledger.writer import LedgerUnavailable
 from nextmodel_proxy.services import Services
@@ -123,67 +120,36 @@ def _text(body: Mapping[str, Any], name: str) -> str | None:
     return value.strip()
 
 
+def _rule(name: str, check: Callable[[], T]) -> T:
+    """Run one of access.rules' checks; a broken rule is a 400 naming the field."""
+    try:
+        return check()
+    except rules.InputError as exc:
+        raise bad_request(f"{name!r}: {exc}.", exc.code, param=name) from None
+
+
 def _count(body: Mapping[str, Any], name: str) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise bad_request(f"{name!r} must be a positive integer.", "invalid_value", param=name)
-    return value
+    return _rule(name, lambda: rules.positive_count(body.get(name)))
 
 
 def _amount(value: Any, name: str) -> Decimal:
-    """An exact amount: a decimal string (preferred) or a JSON number, never negative."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise bad_request(f'{name!r} must be a decimal string such as "12.50".', "invalid_type", param=name)
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise bad_request(f"{name!r} is not a number: {value!r}.", "invalid_value", param=name) from None
-    if not amount.is_finite() or amount < 0:
-        raise bad_request(f"{name!r} must be a non-negative number.", "invalid_value", param=name)
-    return amount
+    return _rule(name, lambda: rules.amount(value))
 
 
 def _currency(value: Any, name: str, config: Config) -> str:
-    if not isinstance(value, str):
-        raise bad_request(f'{name!r} must be a currency code such as "USD".', "invalid_type", param=name)
-    try:
-        rate_of(value.upper(), config.currency.rates)
-    except UnknownCurrency:
-        raise bad_request(
-            f"Currency {value.upper()} has no rate in this proxy's currency.rates.",
-            "invalid_value",
-            param=name,
-        ) from None
-    return value.upper()
+    return _rule(name, lambda: rules.currency(value, config.currency.rates))
 
 
 def _period(value: Any, name: str) -> str:
-    if value not in PERIODS:
-        raise bad_request(f"{name!r} must be one of {', '.join(PERIODS)}.", "invalid_value", param=name)
-    return str(value)
+    return _rule(name, lambda: rules.period(value))
 
 
 def _models(value: Any, config: Config) -> frozenset[str] | None:
-    if isinstance(value, list) and all(isinstance(m, str) for m in value):
-        value = ",".join(value)
-    if value is not None and not isinstance(value, str):
-        raise bad_request("'models' must be a list of model names or 'a,b'.", "invalid_type", param="models")
-    models = parse_models(value)
-    unknown = sorted(m for m in models or () if m not in config.models and m not in config.routes)
-    if unknown:
-        raise bad_request(f"Unknown model or route: {', '.join(unknown)}.", "invalid_value", param="models")
-    return models
+    return _rule("models", lambda: rules.models(value, {*config.models, *config.routes}))
 
 
 def _expires(value: Any) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        return utc_now() + dt.timedelta(seconds=parse_duration(value, "expires"))
-    except ConfigError as exc:
-        raise bad_request(str(exc), "invalid_value", param="expires") from None
+    return _rule("expires", lambda: rules.expires_at(value, utc_now()))
 
 
 def key_settings(body: Mapping[str, Any], config: Config) -> KeySettings:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
@@ -32,7 +33,7 @@ from nextmodel_proxy.ledger.prices import PriceRecorder
 from nextmodel_proxy.ledger.receipts import Receipt
 from nextmodel_proxy.ledger.writer import LedgerUnavailable
 from nextmodel_proxy.pricing import estimate_prompt_tokens, from_pusd, replay_billed, to_pusd, usage_trusted
-from nextmodel_proxy.relay import ClientGone, StreamSink, relay_batches, start, write
+from nextmodel_proxy.relay import ClientGone, StreamSink, relay_batches, split_final, start, write
 from nextmodel_proxy.request_state import JsonObject, RequestState
 from nextmodel_proxy.services import Services
 from nextmodel_proxy.upstream.base import Target, UpstreamCall, event_batches
@@ -213,8 +214,9 @@ class Pipeline:
         if isinstance(out, list):
             await self.start_stream(state, sink)
             state.mark_first_byte()
-            await write(sink, b"".join(out))
-            await self.record(state)
+            now, final = split_final(out, wire.tee_for(state.endpoint, collect=False))
+            await write(sink, b"".join(now))
+            await self.send_final(state, sink, final)
             return None
         state.mark_first_byte()
         await self._finish(state, wait=True)
@@ -290,7 +292,8 @@ class Pipeline:
         storing = state.decision.stores_answer
         tee = wire.tee_for(state.endpoint, collect=True)
         shared = flight is not None and storing
-        lost = False
+        lost, ended = False, False
+        held: list[bytes] = []  # the final events ([DONE] ...): sent once the receipt has committed
         try:
             # Inside the try: if even the headers cannot be written, the upstream call is still released.
             await self.start_stream(state, sink)
@@ -303,6 +306,7 @@ class Pipeline:
                 on_first=state.mark_first_byte,
                 publish=flight.publish if shared else None,
                 keep_reading=(lambda: flight.has_followers) if shared else None,
+                held=held,
             )
             if not tee.done and tee.error is None:
                 # A clean close before the end: tell the client rather than let a cut answer pass as whole.
@@ -311,32 +315,53 @@ class Pipeline:
                     f"upstream {state.provider_name!r} ended the stream before it was complete",
                     "upstream_error",
                 )
+            ended = True
+            self._stream_ended(state, call, tee, flight, lost=lost)
+            if not lost:
+                await self.send_final(state, sink, held)
         except ProxyError as exc:
             state.fail(exc.status, exc.code)
             with contextlib.suppress(ClientGone):  # a client already gone needs no error event
-                await write(sink, wire.error_event(state.endpoint, exc))
+                await write(sink, wire.error_event(state.endpoint, exc, tee))
         except (ClientGone, asyncio.CancelledError):
             if not tee.done:  # a client that already has [DONE] got the whole answer
                 state.fail(499, "client_closed")
             raise
         finally:
-            call.release()
-            state.finish_stream(tee)
-            # Parsing the whole stream is only worth it when someone will reuse it.
-            reused = storing or flight is not None
-            complete = (
-                reused and state.outcome.error_code is None and wire.storable_stream(state.endpoint, tee)
-            )
-            if storing and complete:
-                state.holds.cache_payload = ("sse", b"".join(tee.events))
-            if flight is not None:
-                # An answer from a fallback candidate is not this key's answer: followers go upstream themselves.
-                flight.finish(storing and complete)
-            if lost and state.outcome.error_code is None:
-                state.outcome.error_code = (
-                    "client_closed"  # its client left; the answer was read for the others
-                )
+            if not ended:
+                self._stream_ended(state, call, tee, flight, lost=lost)
             await self.record(state)
+
+    def _stream_ended(
+        self, state: RequestState, call: UpstreamCall, tee: Any, flight: Flight | None, *, lost: bool
+    ) -> None:
+        """Release the upstream call and settle what the stream's end decides (usage, cache, followers)."""
+        storing = state.decision.stores_answer
+        call.release()
+        state.finish_stream(tee)
+        # Parsing the whole stream is only worth it when someone will reuse it.
+        reused = storing or flight is not None
+        complete = reused and state.outcome.error_code is None and wire.storable_stream(state.endpoint, tee)
+        if storing and complete:
+            state.holds.cache_payload = ("sse", b"".join(tee.events))
+        if flight is not None:
+            # An answer from a fallback candidate is not this key's answer: followers go upstream themselves.
+            flight.finish(storing and complete)
+        if lost and state.outcome.error_code is None:
+            state.outcome.error_code = "client_closed"  # its client left; the answer was read for the others
+
+    async def send_final(self, state: RequestState, sink: StreamSink, held: list[bytes]) -> None:
+        """A finished stream's final events go out only once its receipt has committed, as a non-stream
+        answer does: a client that saw `[DONE]` always has a receipt. If the commit fails (the receipt is
+        kept and written later), the stream ends with the ledger_unavailable error event instead."""
+        try:
+            await self._finish(state, wait=True)
+            out = b"".join(held)
+        except ProxyError as exc:
+            out = wire.error_event(state.endpoint, exc)
+        if out:
+            with contextlib.suppress(ClientGone):  # gone now: the answer was complete and is recorded
+                await write(sink, out)
 
     # --- 4. the receipt -------------------------------------------------------------------------
 

@@ -607,8 +607,7 @@ def _text_chars(value: Any) -> int:
 
 def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
     """Prompt size estimate: text characters / 4 plus a flat allowance per image."""
-    chars = (
-        _text_chars(body.get("messages")) + _text_chars(body.get("tools")) + _text_chars(body.get("input"))
-    )
+    # messages (chat, Messages API), input + instructions (Responses API), system (Messages API), tools
+    chars = sum(_text_chars(body.get(k)) for k in ("messages", "tools", "input", "system", "instructions"))
     images = sum(1 for part in content_parts(body) if part.get("type") in IMAGE_PART_TYPES)
     return estimate_text_tokens(chars) + images * IMAGE_TOKENS

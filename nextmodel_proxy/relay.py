@@ -83,12 +83,15 @@ async def relay_batches(
     on_first: Callable[[], None],
     publish: Callable[[bytes], None] | None = None,
     keep_reading: Callable[[], bool] | None = None,
+    held: list[bytes] | None = None,
 ) -> bool:
     """Write each upstream read's events in one write, then let the tee and followers see them.
 
     A usage-only chunk the client did not ask for is seen by the tee (and followers) but not written.
-    If the client goes away while `keep_reading()` says others still need the answer, reading goes on
-    without writing. Returns whether the client was lost on the way.
+    With `held`, the final events (a usage-only chunk the client asked for, the terminal event such as
+    `data: [DONE]`, and anything after it) are put there instead of written: the caller sends them once
+    the receipt has committed. If the client goes away while `keep_reading()` says others still need the
+    answer, reading goes on without writing. Returns whether the client was lost on the way.
     """
     keepalive = KeepAlive(sink, keepalive_s)
     first, writing = True, True
@@ -98,7 +101,7 @@ async def relay_batches(
             if first:
                 on_first()
                 first = False
-            out = [raw for raw in batch if not (tee.observe(raw) and not wants_usage)]
+            out = hold_final(batch, tee, wants_usage, held)
             if out and writing:
                 try:
                     await write(sink, out[0] if len(out) == 1 else b"".join(out))
@@ -113,3 +116,26 @@ async def relay_batches(
     finally:
         keepalive.stop()
     return not writing
+
+
+def hold_final(
+    batch: list[bytes], tee: StreamTee, wants_usage: bool, held: list[bytes] | None
+) -> list[bytes]:
+    """The events of a batch to write now; the tee sees every event. A usage-only chunk the client did not
+    ask for is dropped; with `held`, the final events from the first of them on go there instead."""
+    out = []
+    for raw in batch:
+        usage_only = tee.observe(raw)
+        if usage_only and not wants_usage:
+            continue
+        if held is not None and (held or usage_only or tee.done):
+            held.append(raw)
+        else:
+            out.append(raw)
+    return out
+
+
+def split_final(events: list[bytes], tee: StreamTee) -> tuple[list[bytes], list[bytes]]:
+    """(events to write now, final events to send once the receipt has committed) of a whole stream."""
+    held: list[bytes] = []
+    return hold_final(events, tee, True, held), held

@@ -12,22 +12,8 @@ from click.testing import CliRunner
 
 from nextmodel_proxy.cli.compare import compare_command
 from nextmodel_proxy.config import Price, load_yaml_text, parse_config
+from nextmodel_proxy.ledger import schema as db
 from nextmodel_proxy.ledger.compare import Usage, compare, load_workload, usage_cost
-
-# The receipts table as the brief defines it (created by the ledger slice's m001 in the real app).
-RECEIPTS_DDL = """
-CREATE TABLE receipts (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT, receipt_id TEXT UNIQUE NOT NULL, created_utc TEXT NOT NULL,
-  request_id TEXT, key_id TEXT, project TEXT, team TEXT, environment TEXT, tags TEXT, endpoint TEXT,
-  model_requested TEXT, model TEXT, provider TEXT, upstream_model TEXT, route TEXT, served_mode TEXT,
-  stream INTEGER, status INTEGER, error_code TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,
-  cached_tokens INTEGER, cache_write_tokens INTEGER, reasoning_tokens INTEGER, usage_source TEXT,
-  upstream_cost_pusd INTEGER, billed_cost_pusd INTEGER, fresh_cost_pusd INTEGER, savings_pusd INTEGER,
-  cost_unknown_reason TEXT, display_currency TEXT, display_rate TEXT, latency_ms REAL, ttft_ms REAL,
-  reused_receipt_id TEXT, upstream_request_id TEXT, price_version TEXT, cache_key TEXT, cache_status TEXT,
-  attempts TEXT, prev_hash TEXT, hash TEXT
-)
-"""
 
 CONFIG = """
 providers:
@@ -64,8 +50,7 @@ ROWS = [
 @pytest.fixture()
 def ledger(tmp_path):
     path = tmp_path / "ledger.db"
-    conn = sqlite3.connect(path)
-    conn.execute(RECEIPTS_DDL)
+    conn = db.open_db(path)  # the ledger's own schema, not a copy of its DDL
     for i, (created, project, endpoint, model, mode, prompt, cached, completion, billed) in enumerate(ROWS):
         conn.execute(
             "INSERT INTO receipts (receipt_id, created_utc, project, endpoint, model, served_mode, prompt_tokens,"

@@ -9,25 +9,12 @@ from pathlib import Path
 
 from nextmodel_proxy.ledger import schema as db
 
-# The receipts columns from the shared contract. IF NOT EXISTS: once the ledger's m001 is merged it wins.
-RECEIPTS_DDL = """CREATE TABLE IF NOT EXISTS receipts (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, receipt_id TEXT UNIQUE NOT NULL, created_utc TEXT NOT NULL,
-    request_id TEXT, key_id TEXT, project TEXT, team TEXT, environment TEXT, tags TEXT, endpoint TEXT,
-    model_requested TEXT, model TEXT, provider TEXT, upstream_model TEXT, route TEXT, served_mode TEXT,
-    stream INTEGER, status INTEGER, error_code TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,
-    cached_tokens INTEGER, cache_write_tokens INTEGER, reasoning_tokens INTEGER, usage_source TEXT,
-    upstream_cost_pusd INTEGER, billed_cost_pusd INTEGER, fresh_cost_pusd INTEGER, savings_pusd INTEGER,
-    cost_unknown_reason TEXT, display_currency TEXT, display_rate TEXT, latency_ms REAL, ttft_ms REAL,
-    reused_receipt_id TEXT, upstream_request_id TEXT, price_version TEXT, cache_key TEXT, cache_status TEXT,
-    attempts TEXT, prev_hash TEXT, hash TEXT)"""
-
 _receipt_ids = itertools.count(1)
 
 
 def ledger(path: Path) -> sqlite3.Connection:
-    """A migrated ledger file with a receipts table."""
+    """A migrated ledger file (its receipts table is the ledger's own m001)."""
     conn = db.open_db(path)
-    conn.execute(RECEIPTS_DDL)
     return conn
 
 

@@ -59,3 +59,18 @@ def test_migrations_apply_once(tmp_path: Path) -> None:
     assert db.migrate(conn) == []
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"receipts", "spend_daily"} <= tables
+
+
+def test_migrations_are_listed_once_in_order_and_m002_does_not_run_live_sql(tmp_path, monkeypatch):
+    from nextmodel_proxy.ledger import rows
+
+    names = [name for name, _ in db.MIGRATIONS]
+    assert names == sorted(names) and len(set(names)) == len(names)
+    # Editing the writer's live rollup must not change what the shipped m002 does.
+    for module in (rows, db):  # wherever the live rollup lives
+        monkeypatch.setattr(module, "ROLLUP_SELECT", "SELECT this is not sql", raising=False)
+    conn = db.open_db(tmp_path / "fresh.db")
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM spend_daily").fetchone()[0] == 0
+    finally:
+        conn.close()

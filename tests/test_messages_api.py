@@ -478,3 +478,40 @@ async def test_messages_and_responses_translate_to_gemini_and_the_demo(mproxy: A
     events = sse_events(body)
     assert status == 200 and events[0][0] == "response.created" and events[-1][0] == "response.completed"
     assert headers["x-nextmodel-translated"] == translated
+
+
+async def test_translated_tool_result_images_follow_as_a_user_image(mproxy: Any, fake_upstream: Any) -> None:
+    png = "iVBORw0KGgo="
+    body = {
+        "model": "fake-basic",
+        "max_tokens": 16,
+        "messages": [
+            {"role": "user", "content": "look at the screenshot"},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "toolu_9", "name": "screenshot", "input": {}}],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_9",
+                        "content": [
+                            {"type": "text", "text": "taken"},
+                            {
+                                "type": "image",
+                                "source": {"type": "base64", "media_type": "image/png", "data": png},
+                            },
+                        ],
+                    }
+                ],
+            },
+        ],
+    }
+    status, _, _ = await _post(mproxy, "/messages", body)
+    assert status == 200
+    sent = fake_upstream.state.requests[-1]["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool", "user"]
+    assert sent[2]["content"].startswith("taken[image 1")
+    assert sent[3]["content"] == [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}}]

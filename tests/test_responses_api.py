@@ -302,5 +302,6 @@ async def test_translated_stream_cut_upstream_ends_with_the_responses_error_even
     assert status == 200 and events[0][0] == "response.created"
     assert events[-1][0] == "error" and events[-1][1]["type"] == "error"
     assert "response.completed" not in [n for n, _ in events]
+    assert [obj["sequence_number"] for _, obj in events] == list(range(len(events)))  # the error's comes next
     rec = await receipt(rproxy, headers["x-nextmodel-receipt-id"])  # the connection broke: 502
     assert rec["status"] == 502 and rec["error_code"] == events[-1][1]["code"] == "upstream_unreachable"

@@ -11,12 +11,12 @@ from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
 from nextmodel_proxy.access.keys import bump_changes, key_lineage
+from nextmodel_proxy.access.rules import PERIODS
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.pricing import PUSD_PER_USD, pusd_in
 from nextmodel_proxy.timespec import format_utc, format_utc_or_none, utc_now
 
 SCOPES = ("key", "project", "team")
-PERIODS = ("day", "week", "month", "total")
 # receipts column that attributes spend to each scope (fixed names, never user input).
 _RECEIPT_COLUMN = {"key": "key_id", "project": "project", "team": "team"}
 _ADJECTIVE = {"day": "daily", "week": "weekly", "month": "monthly", "total": "total"}

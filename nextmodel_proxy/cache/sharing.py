@@ -18,7 +18,7 @@ from nextmodel_proxy.cache import plan, replay
 from nextmodel_proxy.endpoints import wire
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.pricing import usage_trusted
-from nextmodel_proxy.relay import ClientGone, KeepAlive, StreamSink, write
+from nextmodel_proxy.relay import ClientGone, KeepAlive, StreamSink, hold_final, write
 
 if TYPE_CHECKING:
     from nextmodel_proxy.request_state import JsonObject, RequestState
@@ -187,6 +187,8 @@ class Replier(Protocol[R]):
 
     async def record(self, state: RequestState) -> None: ...
 
+    async def send_final(self, state: RequestState, sink: StreamSink, held: list[bytes]) -> None: ...
+
 
 async def lead(flight: Flight, state: RequestState, serve: Callable[[], Awaitable[R]]) -> R:
     """Fetch the answer for the followers too; the flight fails if `serve` ends without finishing it.
@@ -257,6 +259,7 @@ async def _follow_stream(
     before it lets us go upstream ourselves); a failure after that ends the stream with an error event."""
     tee = wire.tee_for(state.endpoint, collect=False)
     keepalive: KeepAlive | None = None
+    held: list[bytes] = []  # the final events ([DONE] ...): sent once this receipt has committed
     try:
         async for raw in flight.events():
             if keepalive is None:
@@ -265,7 +268,7 @@ async def _follow_stream(
                 state.mark_first_byte()
                 keepalive = KeepAlive(sink, out.keepalive_s)
             keepalive.touch()
-            if not tee.observe(raw) or state.client_wants_usage:
+            if hold_final([raw], tee, state.client_wants_usage, held):
                 await write(sink, raw)
     except FlightFailed:
         if keepalive is None:
@@ -280,7 +283,7 @@ async def _follow_stream(
         result = state.outcome
         result.served_mode, result.usage, result.usage_source = "error", None, "none"
         state.fail(exc.status, exc.code)
-        await write(sink, wire.error_event(state.endpoint, exc))
+        await write(sink, wire.error_event(state.endpoint, exc, tee))
         await out.record(state)
         return None
     except (ClientGone, asyncio.CancelledError):
@@ -297,5 +300,5 @@ async def _follow_stream(
         events = replay.replay("json", flight.final, stream=True, include_usage=state.client_wants_usage)
         return await out.write_replay(state, events, sink)
     state.outcome.usage, state.outcome.response_id = tee.usage, tee.response_id
-    await out.record(state)
+    await out.send_final(state, sink, held)
     return None

@@ -6,18 +6,17 @@ import datetime as dt
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import click
 import orjson
 
+from nextmodel_proxy.access import rules
 from nextmodel_proxy.access.budget_store import (
     PERIODS,
     BudgetUsage,
-    UnknownCurrency,
     format_amount,
-    rate_of,
     set_budget,
 )
 from nextmodel_proxy.access.keys import (
@@ -29,12 +28,11 @@ from nextmodel_proxy.access.keys import (
     get_key,
     key_json,
     list_keys,
-    parse_models,
     revoke_key,
     rotate_key,
 )
 from nextmodel_proxy.cli.common import config_option, db_option, existing_db, load_cli_config, resolve_db
-from nextmodel_proxy.config import Config, ConfigError, parse_duration
+from nextmodel_proxy.config import Config
 from nextmodel_proxy.ledger import schema as db
 from nextmodel_proxy.timespec import format_utc_or_none, utc_now
 
@@ -83,43 +81,42 @@ def _ledger_errors(db_path: str) -> Iterator[None]:
 
 def parse_amount(text: str, option: str) -> Decimal:
     try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise click.BadParameter(f"{text!r} is not a number", param_hint=option) from None
-    if not amount.is_finite() or amount < 0:
-        raise click.BadParameter("must be a non-negative number", param_hint=option)
-    return amount
+        return rules.amount(text)
+    except rules.InputError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 def checked_currency(currency: str, config: Config | None) -> str:
     """A budget currency needs a rate in the config's currency.rates (USD always has one)."""
-    currency = currency.upper()
     try:
-        rate_of(currency, config.currency.rates if config else {"USD": Decimal(1)})
-    except UnknownCurrency:
-        where = (
-            f"currency.rates of {config.source_path}" if config else "a config (none loaded; pass --config)"
-        )
-        raise click.ClickException(f"budget currency {currency} has no rate in {where}") from None
-    return currency
+        return rules.currency(currency, config.currency.rates if config else {})
+    except rules.InputError as exc:
+        where = f" of {config.source_path}" if config else " (no config loaded; pass --config)"
+        raise click.ClickException(f"budget currency {exc}{where}") from None
 
 
 def _checked_models(text: str | None, config: Config | None) -> frozenset[str] | None:
-    models = parse_models(text)
-    if models and config is not None:
-        unknown = sorted(m for m in models if m not in config.models and m not in config.routes)
-        if unknown:
-            raise click.ClickException(f"--models: unknown model or route {', '.join(unknown)} in the config")
-    return models
+    try:
+        return rules.models(text, {*config.models, *config.routes} if config else _ANY)
+    except rules.InputError as exc:
+        raise click.ClickException(f"--models: {exc} in the config") from None
 
 
 def _expiry(text: str | None) -> dt.datetime | None:
-    if text is None:
-        return None
     try:
-        return utc_now() + dt.timedelta(seconds=parse_duration(text, "--expires"))
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc).removeprefix("--expires: "), param_hint="--expires") from None
+        return rules.expires_at(text, utc_now())
+    except rules.InputError as exc:
+        raise click.BadParameter(str(exc), param_hint="--expires") from None
+
+
+class _Anything:
+    """Without a config every model name is accepted (the proxy checks it against its own config)."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
+_ANY = _Anything()
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

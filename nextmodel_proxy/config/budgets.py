@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from nextmodel_proxy.access import rules
 from nextmodel_proxy.config.currency import CurrencyConfig
 from nextmodel_proxy.config.fields import (
     ConfigError,
@@ -19,7 +20,7 @@ from nextmodel_proxy.config.fields import (
     only_keys,
 )
 
-BUDGET_PERIODS = frozenset({"day", "week", "month", "total"})
+BUDGET_PERIODS = frozenset(rules.PERIODS)  # the same periods the admin API and the CLI accept
 
 
 @dataclass(frozen=True, slots=True)

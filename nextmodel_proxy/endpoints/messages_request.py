@@ -99,7 +99,7 @@ def _turn(msg: Mapping[str, Any], param: str) -> list[dict[str, Any]]:
                 {
                     "role": "tool",
                     "tool_call_id": block.get("tool_use_id"),
-                    "content": _result_text(block, where),
+                    "content": _result_text(block, where, parts),
                 }
             )
         elif kind == "text":
@@ -146,7 +146,9 @@ def _assistant(content: list[Any], param: str) -> dict[str, Any]:
     return out
 
 
-def _result_text(block: Mapping[str, Any], where: str) -> str:
+def _result_text(block: Mapping[str, Any], where: str, images: list[dict[str, Any]]) -> str:
+    """A tool result's text; its images (a chat tool message holds text only) go to the user message that
+    follows the tool messages, and the text says so."""
     content = block.get("content")
     if content is None:
         text = ""
@@ -155,9 +157,18 @@ def _result_text(block: Mapping[str, Any], where: str) -> str:
     else:
         pieces = []
         for k, part in enumerate(content):
-            if not isinstance(part, dict) or part.get("type") != "text":
-                raise unsupported(f"{where}.content[{k}]", "only text tool results can be translated to chat")
-            pieces.append(part.get("text") or "")
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text":
+                pieces.append(part.get("text") or "")
+            elif kind == "image":
+                images.append(
+                    {"type": "image_url", "image_url": {"url": _image_url(part, f"{where}.content[{k}]")}}
+                )
+                pieces.append(f"[image {len(images)} of this tool result follows in the next user message]")
+            else:
+                raise unsupported(
+                    f"{where}.content[{k}]", "only text and image tool results can be translated"
+                )
         text = "".join(pieces)
     return f"Error: {text}" if block.get("is_error") is True else text
 

@@ -25,7 +25,7 @@ _MESSAGES_PROBES = (b"message_start", b"message_delta", b"message_stop", b'"type
 
 
 class _Tee:
-    __slots__ = ("events", "usage", "done", "error", "collect", "response_id", "model", "storable")
+    __slots__ = ("events", "usage", "done", "error", "collect", "response_id", "model", "storable", "seen")
 
     def __init__(self, *, collect: bool) -> None:
         self.collect = collect
@@ -36,6 +36,7 @@ class _Tee:
         self.response_id: str | None = None
         self.model: str | None = None
         self.storable = False  # a complete answer that may be replayed
+        self.seen = 0  # events observed (a Responses stream numbers its events from 0)
 
     @property
     def complete(self) -> bool:
@@ -60,6 +61,7 @@ class ResponsesTee(_Tee):
     __slots__ = ()
 
     def observe(self, raw: bytes) -> bool:
+        self.seen += 1
         if self.collect:
             self.events.append(raw)
         if not any(p in raw for p in _RESPONSES_PROBES):

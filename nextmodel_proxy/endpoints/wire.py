@@ -33,10 +33,12 @@ def tee_for(endpoint: str, *, collect: bool) -> Any:
     return StreamTee(collect=collect)
 
 
-def error_event(endpoint: str, exc: ProxyError) -> bytes:
-    """The last event of a stream that failed after it started, in that API's error shape."""
+def error_event(endpoint: str, exc: ProxyError, tee: Any = None) -> bytes:
+    """The last event of a stream that failed after it started, in that API's error shape (a Responses error
+    event takes the next sequence number: one per event the tee has seen)."""
     if endpoint == "responses":
-        return responses_reply.error_event(exc.code, exc.message, exc.param, 0)
+        seq = getattr(tee, "seen", 0)
+        return responses_reply.error_event(exc.code, exc.message, exc.param, seq)
     if endpoint == "messages":
         return messages_reply.error_event(exc.status, exc.message)
     return chat_error_event(exc)

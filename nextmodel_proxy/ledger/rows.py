@@ -9,7 +9,6 @@ from typing import Any
 
 from nextmodel_proxy.ledger.chain import GENESIS, link
 from nextmodel_proxy.ledger.receipts import CONTENT_COLUMNS, Receipt, content_values
-from nextmodel_proxy.ledger.schema import ROLLUP_SELECT
 
 Row = tuple[Any, ...]
 _WIDTH = len(CONTENT_COLUMNS) + 2
@@ -29,6 +28,18 @@ _ROLLUP_COLUMNS = (
     "savings_pusd",
     "unknown_cost",
 )
+# The rollup of receipts with seq > ?: the writer runs it after each INSERT (m002 keeps its own frozen copy).
+ROLLUP_SELECT = """
+SELECT substr(created_utc, 1, 10), COALESCE(project, ''), COALESCE(team, ''), COALESCE(key_id, ''),
+       COALESCE(model, ''), COALESCE(provider, ''), COALESCE(served_mode, ''), COUNT(*),
+       COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cached_tokens), 0),
+       COALESCE(SUM(cache_write_tokens), 0), COALESCE(SUM(reasoning_tokens), 0),
+       COALESCE(SUM(upstream_cost_pusd), 0), COALESCE(SUM(billed_cost_pusd), 0),
+       COALESCE(SUM(fresh_cost_pusd), 0), COALESCE(SUM(savings_pusd), 0),
+       SUM(billed_cost_pusd IS NULL)
+FROM receipts WHERE seq > ? GROUP BY 1, 2, 3, 4, 5, 6, 7
+"""
+
 # ROLLUP_SELECT ends in WHERE ... GROUP BY, so SQLite cannot read ON CONFLICT as a join's ON clause.
 _ROLLUP_UPSERT = (
     "INSERT INTO spend_daily "

@@ -1,4 +1,9 @@
-"""Open and migrate the SQLite file. Migrations are named, append-only, one transaction each."""
+"""Open and migrate the SQLite file. Migrations are named, append-only, one transaction each.
+
+MIGRATIONS (at the bottom) lists every migration in order, in one literal. Each migration's SQL is frozen in
+the migration itself: live SQL used by the running code (the writer's rollup, say) is never shared with a
+migration, so editing it can never change a migration that has already shipped.
+"""
 
 from __future__ import annotations
 
@@ -16,73 +21,6 @@ def _sql(script: str) -> Callable[[sqlite3.Connection], None]:
                 conn.execute(statement)
 
     return run
-
-
-# Append only: never edit or reorder an entry that has shipped. Names sort in application order.
-# Ranges: m001-m009 receipts/ledger, m010-m019 cache, m020-m029 keys/budgets, m030-m039 ledger hardening.
-MIGRATIONS: list[Migration] = [
-    (
-        "m000_meta",
-        _sql("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"),
-    ),
-    (
-        "m010_cache_entries",
-        _sql(
-            """CREATE TABLE cache_entries (
-                key TEXT PRIMARY KEY, scope TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL,
-                endpoint TEXT NOT NULL, canonical BLOB NOT NULL,
-                response_kind TEXT NOT NULL CHECK (response_kind IN ('json', 'sse')),
-                body BLOB NOT NULL, body_hash TEXT NOT NULL, usage TEXT, fresh_receipt_id TEXT,
-                fresh_cost_pusd INTEGER, size_bytes INTEGER NOT NULL, created_at REAL NOT NULL,
-                last_used_at REAL NOT NULL, hits INTEGER NOT NULL DEFAULT 0);
-            CREATE INDEX cache_entries_last_used ON cache_entries (last_used_at);
-            CREATE INDEX cache_entries_created ON cache_entries (created_at);
-            CREATE INDEX cache_entries_model ON cache_entries (model, provider)"""
-        ),
-    ),
-    (
-        # Totals kept by triggers so eviction and `cache stats` never scan the entries (whoever writes).
-        "m011_cache_stats",
-        _sql(
-            """CREATE TABLE cache_stats (
-                id INTEGER PRIMARY KEY CHECK (id = 1), entries INTEGER NOT NULL DEFAULT 0,
-                bytes INTEGER NOT NULL DEFAULT 0, hits INTEGER NOT NULL DEFAULT 0,
-                misses INTEGER NOT NULL DEFAULT 0, verification_failures INTEGER NOT NULL DEFAULT 0,
-                bytes_saved INTEGER NOT NULL DEFAULT 0, money_saved_pusd INTEGER NOT NULL DEFAULT 0,
-                stores INTEGER NOT NULL DEFAULT 0, evictions INTEGER NOT NULL DEFAULT 0);
-            INSERT INTO cache_stats (id) VALUES (1);
-            CREATE TRIGGER cache_entries_ai AFTER INSERT ON cache_entries BEGIN
-                UPDATE cache_stats SET entries = entries + 1, bytes = bytes + NEW.size_bytes WHERE id = 1; END;
-            CREATE TRIGGER cache_entries_ad AFTER DELETE ON cache_entries BEGIN
-                UPDATE cache_stats SET entries = entries - 1, bytes = bytes - OLD.size_bytes WHERE id = 1; END;
-            CREATE TRIGGER cache_entries_au AFTER UPDATE OF size_bytes ON cache_entries BEGIN
-                UPDATE cache_stats SET bytes = bytes - OLD.size_bytes + NEW.size_bytes WHERE id = 1; END"""
-        ),
-    ),
-    # Proxy keys: only a SHA-256 of the secret is stored; `prefix` is a display fragment, not a secret.
-    (
-        "m020_keys",
-        _sql(
-            """CREATE TABLE api_keys (
-                key_id TEXT PRIMARY KEY, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
-                name TEXT, project TEXT, team TEXT, environment TEXT,
-                is_admin INTEGER NOT NULL DEFAULT 0, rpm INTEGER, tpm INTEGER, models TEXT,
-                expires_at TEXT, created_at TEXT NOT NULL, revoked_at TEXT, rotated_from TEXT);
-            CREATE INDEX api_keys_prefix ON api_keys (prefix)"""
-        ),
-    ),
-    # Budget amounts are exact decimal text in their own currency; one budget per scope, id and period.
-    (
-        "m021_budgets",
-        _sql(
-            """CREATE TABLE budgets (
-                budget_id TEXT PRIMARY KEY, scope TEXT NOT NULL CHECK (scope IN ('key', 'project', 'team')),
-                scope_id TEXT NOT NULL, amount TEXT NOT NULL, currency TEXT NOT NULL,
-                period TEXT NOT NULL CHECK (period IN ('day', 'week', 'month', 'total')),
-                created_at TEXT NOT NULL, UNIQUE (scope, scope_id, period))"""
-        ),
-    ),
-]
 
 
 def connect(path: str | Path, *, readonly: bool = False, timeout_s: float = 5.0) -> sqlite3.Connection:
@@ -135,6 +73,10 @@ def open_db(path: str | Path) -> sqlite3.Connection:
     migrate(conn)
     return conn
 
+
+# --- m000: meta ---------------------------------------------------------------------------------
+
+_M000_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
 # --- m001-m009: receipts ledger ----------------------------------------------------------------
 
@@ -192,6 +134,7 @@ CREATE INDEX receipts_key ON receipts (key_id)
 # pages straight off the index, and every index costs the writer on each INSERT. served_mode has no index:
 # with four values it narrows little, and mode filters ride on the seq order or on the other indexes.
 
+
 # Per-day spend, kept up to date by the ledger writer in the receipts' own transaction. NULL attribution is
 # stored as '' because NULLs never collide in a primary key (each NULL row would be its own group).
 _M002_SPEND_DAILY = """
@@ -217,8 +160,10 @@ CREATE TABLE spend_daily (
     PRIMARY KEY (day, project, team, key_id, model, provider, served_mode)
 ) WITHOUT ROWID
 """
-# The rollup of receipts with seq > ?: m002 backfills with it (seq > 0), the writer runs it after each INSERT.
-ROLLUP_SELECT = """
+# m002's backfill, frozen as shipped. The writer's live rollup (ledger/rows.py) started as the same text
+# but may change; this one must not.
+_M002_BACKFILL = """
+INSERT INTO spend_daily
 SELECT substr(created_utc, 1, 10), COALESCE(project, ''), COALESCE(team, ''), COALESCE(key_id, ''),
        COALESCE(model, ''), COALESCE(provider, ''), COALESCE(served_mode, ''), COUNT(*),
        COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cached_tokens), 0),
@@ -226,24 +171,68 @@ SELECT substr(created_utc, 1, 10), COALESCE(project, ''), COALESCE(team, ''), CO
        COALESCE(SUM(upstream_cost_pusd), 0), COALESCE(SUM(billed_cost_pusd), 0),
        COALESCE(SUM(fresh_cost_pusd), 0), COALESCE(SUM(savings_pusd), 0),
        SUM(billed_cost_pusd IS NULL)
-FROM receipts WHERE seq > ? GROUP BY 1, 2, 3, 4, 5, 6, 7
+FROM receipts WHERE seq > 0 GROUP BY 1, 2, 3, 4, 5, 6, 7
 """
 
 
-def _m002_spend_rollups(conn: sqlite3.Connection) -> None:
-    conn.execute(_M002_SPEND_DAILY)
-    conn.execute("INSERT INTO spend_daily " + ROLLUP_SELECT, (0,))
+# --- m010-m019: exact cache ---------------------------------------------------------------------
+
+_M010_CACHE_ENTRIES = """CREATE TABLE cache_entries (
+                key TEXT PRIMARY KEY, scope TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL,
+                endpoint TEXT NOT NULL, canonical BLOB NOT NULL,
+                response_kind TEXT NOT NULL CHECK (response_kind IN ('json', 'sse')),
+                body BLOB NOT NULL, body_hash TEXT NOT NULL, usage TEXT, fresh_receipt_id TEXT,
+                fresh_cost_pusd INTEGER, size_bytes INTEGER NOT NULL, created_at REAL NOT NULL,
+                last_used_at REAL NOT NULL, hits INTEGER NOT NULL DEFAULT 0);
+            CREATE INDEX cache_entries_last_used ON cache_entries (last_used_at);
+            CREATE INDEX cache_entries_created ON cache_entries (created_at);
+            CREATE INDEX cache_entries_model ON cache_entries (model, provider)"""
+
+# Totals kept by triggers so eviction and `cache stats` never scan the entries (whoever writes).
+_M011_CACHE_STATS = """CREATE TABLE cache_stats (
+                id INTEGER PRIMARY KEY CHECK (id = 1), entries INTEGER NOT NULL DEFAULT 0,
+                bytes INTEGER NOT NULL DEFAULT 0, hits INTEGER NOT NULL DEFAULT 0,
+                misses INTEGER NOT NULL DEFAULT 0, verification_failures INTEGER NOT NULL DEFAULT 0,
+                bytes_saved INTEGER NOT NULL DEFAULT 0, money_saved_pusd INTEGER NOT NULL DEFAULT 0,
+                stores INTEGER NOT NULL DEFAULT 0, evictions INTEGER NOT NULL DEFAULT 0);
+            INSERT INTO cache_stats (id) VALUES (1);
+            CREATE TRIGGER cache_entries_ai AFTER INSERT ON cache_entries BEGIN
+                UPDATE cache_stats SET entries = entries + 1, bytes = bytes + NEW.size_bytes WHERE id = 1; END;
+            CREATE TRIGGER cache_entries_ad AFTER DELETE ON cache_entries BEGIN
+                UPDATE cache_stats SET entries = entries - 1, bytes = bytes - OLD.size_bytes WHERE id = 1; END;
+            CREATE TRIGGER cache_entries_au AFTER UPDATE OF size_bytes ON cache_entries BEGIN
+                UPDATE cache_stats SET bytes = bytes - OLD.size_bytes + NEW.size_bytes WHERE id = 1; END"""
 
 
-MIGRATIONS += [
+# --- m020-m029: keys and budgets ---------------------------------------------------------------
+
+# Proxy keys: only a SHA-256 of the secret is stored; `prefix` is a display fragment, not a secret.
+_M020_KEYS = """CREATE TABLE api_keys (
+                key_id TEXT PRIMARY KEY, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+                name TEXT, project TEXT, team TEXT, environment TEXT,
+                is_admin INTEGER NOT NULL DEFAULT 0, rpm INTEGER, tpm INTEGER, models TEXT,
+                expires_at TEXT, created_at TEXT NOT NULL, revoked_at TEXT, rotated_from TEXT);
+            CREATE INDEX api_keys_prefix ON api_keys (prefix)"""
+
+# Budget amounts are exact decimal text in their own currency; one budget per scope, id and period.
+_M021_BUDGETS = """CREATE TABLE budgets (
+                budget_id TEXT PRIMARY KEY, scope TEXT NOT NULL CHECK (scope IN ('key', 'project', 'team')),
+                scope_id TEXT NOT NULL, amount TEXT NOT NULL, currency TEXT NOT NULL,
+                period TEXT NOT NULL CHECK (period IN ('day', 'week', 'month', 'total')),
+                created_at TEXT NOT NULL, UNIQUE (scope, scope_id, period))"""
+
+
+# --- every migration, in order. Append at the end, in your reserved range; never edit a shipped one. ---
+# Ranges: m001-m009 receipts/ledger, m010-m019 cache, m020-m029 keys/budgets, m030-m039 ledger hardening,
+# m040-m049 billing, m050-m059 dashboard, m060-m069 clients. Names sort in application order.
+MIGRATIONS: list[Migration] = [
+    ("m000_meta", _sql(_M000_META)),
     ("m001_receipts", _sql(_M001_RECEIPTS)),
-    ("m002_spend_rollups", _m002_spend_rollups),
-]
-
-
-# --- m030-m039: ledger hardening -----------------------------------------------------------------
-
-MIGRATIONS += [
+    ("m002_spend_rollups", _sql(_M002_SPEND_DAILY + ";\n" + _M002_BACKFILL)),
+    ("m010_cache_entries", _sql(_M010_CACHE_ENTRIES)),
+    ("m011_cache_stats", _sql(_M011_CACHE_STATS)),
+    ("m020_keys", _sql(_M020_KEYS)),
+    ("m021_budgets", _sql(_M021_BUDGETS)),
     # Why a receipt's usage is estimated (an upstream figure that was not trusted); NULL otherwise.
     ("m030_receipt_usage_reason", _sql("ALTER TABLE receipts ADD COLUMN usage_reason TEXT")),
 ]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -170,6 +171,36 @@ def _timeout(connect_s: float, read_s: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, connect=connect_s, sock_connect=connect_s, sock_read=read_s)
 
 
+_BROKE = {"send": "failed", "read": "broke off", "stream": "broke off mid-stream"}
+
+
+@contextlib.contextmanager
+def transport_errors(provider_name: str, stage: str) -> Iterator[None]:
+    """The one mapping of transport failures for every adapter: a timeout is 504 upstream_timeout, any
+    other aiohttp failure 502 upstream_unreachable. `stage`: "send", "read" (a whole body) or "stream"."""
+    try:
+        yield
+    except (TimeoutError, aiohttp.ServerTimeoutError):
+        during = " mid-stream" if stage == "stream" else ""
+        raise ProxyError(504, f"upstream {provider_name!r} timed out{during}", "upstream_timeout") from None
+    except aiohttp.ClientConnectorError as exc:
+        if stage != "send":
+            raise ProxyError(
+                502,
+                f"upstream {provider_name!r} {_BROKE[stage]}: {type(exc).__name__}",
+                "upstream_unreachable",
+            ) from None
+        raise ProxyError(
+            502,
+            f"upstream {provider_name!r} unreachable: {exc.strerror or exc.os_error}",
+            "upstream_unreachable",
+        ) from None
+    except aiohttp.ClientError as exc:
+        raise ProxyError(
+            502, f"upstream {provider_name!r} {_BROKE[stage]}: {type(exc).__name__}", "upstream_unreachable"
+        ) from None
+
+
 async def send(
     session: aiohttp.ClientSession,
     provider: ProviderConfig,
@@ -179,31 +210,14 @@ async def send(
 ) -> aiohttp.ClientResponse:
     """POST with the provider's timeouts, mapping transport failures to 502/504 ProxyErrors."""
     timeout = _timeout(provider.connect_timeout_s, provider.timeout_s)
-    try:
+    with transport_errors(provider.name, "send"):
         return await session.post(url, data=payload, headers=headers, timeout=timeout, allow_redirects=False)
-    except (TimeoutError, aiohttp.ServerTimeoutError):
-        raise ProxyError(504, f"upstream {provider.name!r} timed out", "upstream_timeout") from None
-    except aiohttp.ClientConnectorError as exc:
-        raise ProxyError(
-            502,
-            f"upstream {provider.name!r} unreachable: {exc.strerror or exc.os_error}",
-            "upstream_unreachable",
-        ) from None
-    except aiohttp.ClientError as exc:
-        raise ProxyError(
-            502, f"upstream {provider.name!r} failed: {type(exc).__name__}", "upstream_unreachable"
-        ) from None
 
 
 async def read_body(resp: aiohttp.ClientResponse, provider: ProviderConfig) -> bytes:
     """The whole response body, with read timeouts and broken connections as 504/502."""
     try:
-        return await resp.read()
-    except (TimeoutError, aiohttp.ServerTimeoutError):
-        raise ProxyError(504, f"upstream {provider.name!r} timed out", "upstream_timeout") from None
-    except aiohttp.ClientError as exc:
-        raise ProxyError(
-            502, f"upstream {provider.name!r} broke off: {type(exc).__name__}", "upstream_unreachable"
-        ) from None
+        with transport_errors(provider.name, "read"):
+            return await resp.read()
     finally:
         resp.release()

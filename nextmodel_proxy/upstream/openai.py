@@ -8,7 +8,6 @@ from typing import Any
 import aiohttp
 import orjson
 
-from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.sse import SSESplitter
 from nextmodel_proxy.upstream.base import (
     Target,
@@ -17,6 +16,7 @@ from nextmodel_proxy.upstream.base import (
     read_body,
     response_headers,
     send,
+    transport_errors,
     upstream_request_id,
 )
 
@@ -53,20 +53,11 @@ class HttpCall:
         """Events grouped by the upstream read they arrived in, so they can be relayed in one write."""
         splitter = SSESplitter()
         try:
-            async for chunk in self._resp.content.iter_any():
-                events = splitter.feed(chunk)
-                if events:
-                    yield events
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise ProxyError(
-                504, f"upstream {self._provider.name!r} timed out mid-stream", "upstream_timeout"
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise ProxyError(
-                502,
-                f"upstream {self._provider.name!r} broke off mid-stream: {type(exc).__name__}",
-                "upstream_unreachable",
-            ) from None
+            with transport_errors(self._provider.name, "stream"):
+                async for chunk in self._resp.content.iter_any():
+                    events = splitter.feed(chunk)
+                    if events:
+                        yield events
         finally:
             self._resp.release()
 

@@ -10,7 +10,14 @@ import aiohttp
 
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.sse import SSESplitter
-from nextmodel_proxy.upstream.base import Target, read_body, response_headers, send, upstream_request_id
+from nextmodel_proxy.upstream.base import (
+    Target,
+    read_body,
+    response_headers,
+    send,
+    transport_errors,
+    upstream_request_id,
+)
 
 
 class StreamTranslator(Protocol):
@@ -80,20 +87,15 @@ class TranslatedCall:
         splitter = SSESplitter()
         name = self._provider.name
         try:
-            async for data in self._resp.content.iter_any():
-                for raw in splitter.feed(data):
-                    for event in translator.feed(raw):
-                        yield event
-                    if translator.done:
-                        return
-            for event in translator.end():
-                yield event
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise ProxyError(504, f"upstream {name!r} timed out mid-stream", "upstream_timeout") from None
-        except aiohttp.ClientError as exc:
-            raise ProxyError(
-                502, f"upstream {name!r} broke off mid-stream: {type(exc).__name__}", "upstream_unreachable"
-            ) from None
+            with transport_errors(name, "stream"):
+                async for data in self._resp.content.iter_any():
+                    for raw in splitter.feed(data):
+                        for event in translator.feed(raw):
+                            yield event
+                        if translator.done:
+                            return
+                for event in translator.end():
+                    yield event
         finally:
             self._resp.release()
 
