@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -10,6 +11,8 @@ from nextmodel_proxy.sse import DONE, event_json
 
 # Cheap byte probes: only events that may carry a finish reason, usage or an error are JSON-parsed.
 _PROBES = (b'"finish_reason":"', b'"finish_reason": "', b'"usage":{', b'"usage": {', b'"error"')
+# An index above 0 (a second choice, or a later tool call): worth parsing to learn the choice indexes.
+_LATER_INDEX = re.compile(rb'"index":\s*[1-9]')
 
 
 class StreamTee:
@@ -25,6 +28,7 @@ class StreamTee:
         "response_id",
         "model",
         "service_tier",
+        "choices_seen",
         "_n",
     )
 
@@ -38,6 +42,7 @@ class StreamTee:
         self.response_id: str | None = None
         self.model: str | None = None
         self.service_tier: str | None = None  # as the upstream reported it (top level, or inside usage)
+        self.choices_seen: set[int] = set()  # filled once a choice index above 0 shows up (n > 1)
         self._n = 0
 
     def observe(self, raw: bytes) -> bool:
@@ -50,6 +55,8 @@ class StreamTee:
             return False
         if self._n <= 2 and self.response_id is None:
             self._note_ids(raw)
+        if self.choices_seen or _LATER_INDEX.search(raw):
+            self._note_choices(raw)
         if not any(p in raw for p in _PROBES):
             return False
         obj = event_json(raw)
@@ -74,6 +81,18 @@ class StreamTee:
             return choices == []
         return False
 
+    def _note_choices(self, raw: bytes) -> None:
+        """Which choice indexes appear. Only parsed once an index above 0 is in sight, so a one-choice
+        stream pays nothing; with n > 1, choice 0 exists from the first chunk, so it is counted too."""
+        obj = event_json(raw)
+        choices = obj.get("choices") if obj else None
+        indexes = (
+            {c.get("index", 0) for c in choices if isinstance(c, dict)} if isinstance(choices, list) else ()
+        )
+        indexes = {i for i in indexes if isinstance(i, int) and not isinstance(i, bool)}
+        if self.choices_seen or any(i > 0 for i in indexes):
+            self.choices_seen |= indexes | {0}
+
     def _note_ids(self, raw: bytes) -> None:
         obj = event_json(raw)
         if obj:
@@ -95,8 +114,10 @@ class StreamTee:
 
     @property
     def complete(self) -> bool:
-        """Ended with [DONE], no error event, and every choice seen has a finish reason."""
-        return self.done and self.error is None and bool(self.finish_reasons)
+        """Ended with [DONE], no error event, and every choice index that appeared has a finish reason."""
+        if not (self.done and self.error is None and self.finish_reasons):
+            return False
+        return all(index in self.finish_reasons for index in self.choices_seen)
 
 
 def completion_facts(body: bytes) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:

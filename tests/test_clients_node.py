@@ -101,6 +101,7 @@ def test_stream_helper_assembles_the_tool_call(node_results):
 
 def test_default_base64_embeddings_decode_to_the_real_vectors(node_results, py):
     got = result(node_results, "embeddings")
+    assert got["wire_type"] == "string"  # the SDK asked for base64 and the proxy sent base64
     assert [len(v) for v in got["default"]] == [64, 64]
     assert got["default"] == got["float"]
     expected = py.embeddings.create(model="demo-embed", input=["red apples", "tax law"], dimensions=64)

@@ -323,3 +323,16 @@ def test_a_schema_the_demo_cannot_satisfy_is_a_clean_answer_not_a_500(oa):
               "$defs": {"loop": {"$ref": "#/$defs/loop"}}}  # fmt: skip
     reply = chat(oa, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
     assert json.loads(reply.choices[0].message.content) == {"a": None}
+
+
+def test_demo_answers_are_billed_from_the_usage_they_report(oa, live):
+    from decimal import Decimal
+
+    raw = oa.chat.completions.with_raw_response.create(model="demo-chat", messages=ASK, n=2)
+    usage = raw.parse().usage
+    # demo-chat's price in the test config: $0.10 input and $0.40 output per 1M tokens.
+    expected = (
+        Decimal(usage.prompt_tokens) * Decimal("0.10") + Decimal(usage.completion_tokens) * Decimal("0.40")
+    ) / 10**6
+    assert Decimal(raw.headers["x-nextmodel-cost-usd"]) == expected
+    assert raw.headers["x-nextmodel-usage-source"] == "upstream"

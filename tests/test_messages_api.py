@@ -515,3 +515,17 @@ async def test_translated_tool_result_images_follow_as_a_user_image(mproxy: Any,
     assert [m["role"] for m in sent] == ["user", "assistant", "tool", "user"]
     assert sent[2]["content"].startswith("taken[image 1")
     assert sent[3]["content"] == [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}}]
+
+
+async def test_passthrough_prices_five_minute_and_one_hour_cache_writes_apart(mproxy: Any) -> None:
+    status, headers, body = await _post(
+        mproxy,
+        "/messages",
+        {"model": "claude-ttl", "max_tokens": 512, "messages": [{"role": "user", "content": "q"}]},
+    )
+    assert status == 200 and body == (FIXTURES / "message_cache_ttl.json").read_bytes()
+    # message_cache_ttl.json: 120 fresh input, 4000 cache reads, writes 1000 for 5 minutes + 2000 for 1 hour, 350 out
+    expected = usd([(120, "5"), (4000, "0.5"), (1000, "6.25"), (2000, "10"), (350, "25")])
+    rec = await receipt(mproxy, headers["x-nextmodel-receipt-id"])
+    assert (rec["cached_tokens"], rec["cache_write_tokens"]) == (4000, 3000)
+    assert Decimal(rec["billed_cost_usd"]) == expected

@@ -5,10 +5,12 @@ transaction via `Ledger.submit_op(fn)`; `lookup` runs on a separate read connect
 in-memory copy: every lookup is a primary-key point read of the SQLite file, so a `nmproxy cache purge`
 from another process takes effect on the very next request, with nothing to invalidate.
 
-Per request (pipeline): `cache_key.decide` -> if read: `canonical_request` + `cache_key` + `lookup` (bad
-entries reported through `on_bad` -> submit `drop_bad`); hit -> `replay.replay`, submit `record_hit`;
-miss -> submit `record_miss`, then `flight.SingleFlight`; a complete answer (`replay.is_complete_*`) ->
-submit `store_and_evict` with the fresh receipt id and cost.
+Per request (pipeline, via cache/plan.py): `key.decide` -> if read: `canonical_request` + `cache_key` +
+`lookup` (bad entries reported through `on_bad` -> submit `drop_bad`); a hit is replayed (`replay.replay`)
+and a miss goes upstream, shared by identical misses in flight (cache/sharing.py). Hits and misses are not
+written one by one: plan.CacheTally gathers them in memory and the services flush them as one writer op
+(`record_hit`/`record_miss`) every 0.5 s and before each store. A complete answer (`replay.is_complete_*`)
+-> submit `store_and_evict` with the fresh receipt id and cost.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def strategy_rows(result: Mapping[str, Any]) -> list[list[str]]:
                 _pct(s["bad_hit_rate_must_miss"]),
                 _pct(s["precision"]),
                 f"{s['tokens_saved']:,}",
-                s["usd_saved"],
+                s["usd_saved"] + (f" (+{s['unpriced_hits']} unpriced)" if s["unpriced_hits"] else ""),
                 s["usd_saved_safe"],
             ]
         )

@@ -222,22 +222,6 @@ _M021_BUDGETS = """CREATE TABLE budgets (
                 created_at TEXT NOT NULL, UNIQUE (scope, scope_id, period))"""
 
 
-# --- every migration, in order. Append at the end, in your reserved range; never edit a shipped one. ---
-# Ranges: m001-m009 receipts/ledger, m010-m019 cache, m020-m029 keys/budgets, m030-m039 ledger hardening,
-# m040-m049 billing, m050-m059 dashboard, m060-m069 clients. Names sort in application order.
-MIGRATIONS: list[Migration] = [
-    ("m000_meta", _sql(_M000_META)),
-    ("m001_receipts", _sql(_M001_RECEIPTS)),
-    ("m002_spend_rollups", _sql(_M002_SPEND_DAILY + ";\n" + _M002_BACKFILL)),
-    ("m010_cache_entries", _sql(_M010_CACHE_ENTRIES)),
-    ("m011_cache_stats", _sql(_M011_CACHE_STATS)),
-    ("m020_keys", _sql(_M020_KEYS)),
-    ("m021_budgets", _sql(_M021_BUDGETS)),
-    # Why a receipt's usage is estimated (an upstream figure that was not trusted); NULL otherwise.
-    ("m030_receipt_usage_reason", _sql("ALTER TABLE receipts ADD COLUMN usage_reason TEXT")),
-]
-
-
 # --- m040-m049: billing (issue 11) -----------------------------------------------------------------
 
 _M040_COLUMNS = (
@@ -272,7 +256,20 @@ CREATE TABLE prices (
 )
 """
 
-MIGRATIONS += [
+
+# --- every migration, in order. Append at the end, in your reserved range; never edit a shipped one. ---
+# Ranges: m001-m009 receipts/ledger, m010-m019 cache, m020-m029 keys/budgets, m030-m039 ledger hardening,
+# m040-m049 billing, m050-m059 dashboard, m060-m069 clients. Names sort in application order.
+MIGRATIONS: list[Migration] = [
+    ("m000_meta", _sql(_M000_META)),
+    ("m001_receipts", _sql(_M001_RECEIPTS)),
+    ("m002_spend_rollups", _sql(_M002_SPEND_DAILY + ";\n" + _M002_BACKFILL)),
+    ("m010_cache_entries", _sql(_M010_CACHE_ENTRIES)),
+    ("m011_cache_stats", _sql(_M011_CACHE_STATS)),
+    ("m020_keys", _sql(_M020_KEYS)),
+    ("m021_budgets", _sql(_M021_BUDGETS)),
+    # Why a receipt's usage is estimated (an upstream figure that was not trusted); NULL otherwise.
+    ("m030_receipt_usage_reason", _sql("ALTER TABLE receipts ADD COLUMN usage_reason TEXT")),
     (
         "m040_receipt_price_fields",
         _sql(";\n".join(f"ALTER TABLE receipts ADD COLUMN {col}" for col in _M040_COLUMNS)),

@@ -71,7 +71,11 @@ async function embeddings() {
   const floats = await client.embeddings.create({
     model: "demo-embed", input: ["red apples", "tax law"], dimensions: 64, encoding_format: "float",
   });
+  // What actually went over the wire when the SDK chose the encoding: base64 text, not numbers.
+  const raw = await client.embeddings.create({ model: "demo-embed", input: "red apples", dimensions: 64 }).asResponse();
+  const wire = await raw.json();
   return {
+    wire_type: typeof wire.data[0].embedding,
     default: dflt.data.map((d) => Array.from(d.embedding)),
     float: floats.data.map((d) => d.embedding),
     usage: dflt.usage,
