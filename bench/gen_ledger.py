@@ -30,6 +30,8 @@ from nextmodel_proxy.ledger.reconcile import Totals, compare, ledger_totals, sum
 from nextmodel_proxy.ledger.rows import chained_rows, insert_rows  # noqa: E402
 from nextmodel_proxy.ledger.spend import spend, spend_total  # noqa: E402
 from nextmodel_proxy.timespec import format_utc  # noqa: E402
+from nextmodel_proxy.ui import pages, views  # noqa: E402
+from nextmodel_proxy.ui.access import OPEN_VIEWER  # noqa: E402
 
 MODELS = [
     ("gpt-4o-mini", "openai"),
@@ -140,6 +142,7 @@ def main() -> None:
     _, spend_day_s = timed(lambda: spend(conn, "day"))
     window = ReceiptFilter(since=now - dt.timedelta(days=30, hours=5), until=now - dt.timedelta(hours=7))
     _, spend_window_s = timed(lambda: spend(conn, "model", window))
+    overview_s = _overview_s(conn, now)
     exported, export_s = timed(lambda: _export(conn))
     reconciled, reconcile_s = timed(lambda: _reconcile(conn))
     total = spend_total(by_project)
@@ -161,6 +164,8 @@ def main() -> None:
                 "spend_30d_window_by_model_s": round(spend_window_s, 4),
                 "export_csv_rows_per_s": round(exported[0] / export_s),
                 "export_s": round(export_s, 2),
+                "dashboard_overview_30d_s": round(overview_s["30d"], 4),
+                "dashboard_overview_90d_kolkata_s": round(overview_s["90d"], 4),
                 "reconcile_openai_s": round(reconcile_s, 3),
                 "reconcile_openai_receipts": reconciled,
                 "billed_total_usd": str(total.billed_usd),
@@ -169,6 +174,22 @@ def main() -> None:
     )
 
 
+def _overview_s(conn, now: dt.datetime) -> dict[str, float]:
+    """Server-side time to build the dashboard overview page (queries + HTML), best of 3 runs each."""
+    out = {}
+    for name, params in (
+        ("30d", {"tz": "UTC", "from": str((now - dt.timedelta(days=29)).date())}),
+        ("90d", {"tz": "Asia/Kolkata", "from": str((now - dt.timedelta(days=89)).date())}),
+    ):
+        window = views.window_of(params, "UTC", now)
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            data = views.overview(conn, window, OPEN_VIEWER, None, now)
+            pages.overview(data, params, "")
+            runs.append(time.perf_counter() - t0)
+        out[name] = min(runs)
+    return out
 def _reconcile(conn) -> int:
     """`nmproxy reconcile --provider openai` over the whole ledger against an export that matches it but for
     one line: the ledger side (every receipt of the provider read once, grouped by day and model) plus the

@@ -16,6 +16,7 @@ from nextmodel_proxy.config import Config
 from nextmodel_proxy.ledger.receipts import Receipt
 from nextmodel_proxy.price_resolve import ResolvedPrice, resolve
 from nextmodel_proxy.request_state import RequestState
+from nextmodel_proxy.text_safety import escaped
 from nextmodel_proxy.timespec import format_utc
 
 
@@ -181,7 +182,9 @@ def priced_receipt(ex: RequestState, config: Config) -> tuple[Receipt, ResolvedP
         latency_ms=round(out.latency_ms or 0.0, 3),
         ttft_ms=round(out.ttft_ms, 3) if out.ttft_ms is not None else None,
         reused_receipt_id=out.reused_receipt_id,
-        upstream_request_id=out.upstream_request_id or out.response_id,
+        # the answer's id is the upstream's text too: escaped and cut like the header (text_safety)
+        upstream_request_id=out.upstream_request_id
+        or (escaped(out.response_id) if out.response_id else None),
         price_version=price.version if price else None,
         cache_key=decision.cache_key,
         cache_status=out.cache_status,

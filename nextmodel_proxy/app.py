@@ -16,6 +16,8 @@ from nextmodel_proxy.endpoints import http as endpoint_http
 from nextmodel_proxy.errors import ProxyError, error_body, retry_headers
 from nextmodel_proxy.pipeline import Pipeline
 from nextmodel_proxy.services import running
+from nextmodel_proxy.ui import routes as ui
+from nextmodel_proxy.ui.metrics_route import metrics
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +29,19 @@ ROUTES = [
     ("POST", "/v1/messages/count_tokens", endpoint_http.count_tokens),
     ("POST", "/v1/completions", endpoint_http.completions),
     ("GET", "/v1/models", handlers.list_models),
-    ("GET", "/v1/models/{model_id}", endpoint_http.get_model),
+    ("GET", "/v1/models/{model_id:.+}", endpoint_http.get_model),
     ("GET", "/healthz", handlers.healthz),
     ("GET", "/v1/receipts", handlers.list_receipts),
     ("GET", "/v1/receipts/{receipt_id}", handlers.get_receipt),
     *admin.ROUTES,
+    ("GET", "/metrics", metrics),
+    *ui.ROUTES,
 ]
 
 # The public API, named in the 404 for any other path (admin endpoints are documented in the README).
-SERVED = ", ".join(f"{m} {p}" for m, p, _ in ROUTES if not p.startswith("/admin"))
+SERVED = ", ".join(
+    f"{m} {p.replace('{model_id:.+}', '{id}')}" for m, p, _ in ROUTES if not p.startswith("/admin")
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -91,6 +97,7 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] | None = None
     `clock` gives each request's start time (default: now, UTC); tests pass one to bill a given instant."""
     app = web.Application(middlewares=[error_middleware], client_max_size=config.server.max_body_bytes + 1)
     app[CONFIG] = config
+    app[ui.SESSIONS] = ui.Sessions()
     app[CLOCK] = clock or _utc_now
     app.cleanup_ctx.append(_client_session)
     app.cleanup_ctx.append(_services)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import urllib.parse
 from collections.abc import Mapping
 
 import orjson
@@ -122,10 +123,14 @@ async def proxy(
         created=request.app[CLOCK](),
     )
     sink = ResponseSink(request)
+    metrics = request.app[SERVICES].metrics
+    metrics.inflight += 1
     try:
         reply = await pipeline.handle(state, principal, sink)
     except ClientGone:
         reply = None
+    finally:
+        metrics.inflight -= 1
     if reply is None:
         return sink.response or web.Response(status=499)
     return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
@@ -185,7 +190,12 @@ def _reader(request: web.Request) -> sqlite3.Connection:
 
 
 async def get_receipt(request: web.Request) -> web.Response:
-    """GET /v1/receipts/{id}: one receipt, to its key's project (or an admin, or anyone in open mode)."""
+    """GET /v1/receipts/{id}: one receipt, to its key's project (or an admin, or anyone in open mode).
+    A browser (asking for HTML first) is sent to the dashboard's page for the receipt instead."""
+    accept = request.headers.get("Accept", "")
+    if accept.startswith("text/html"):
+        location = f"/ui/receipts/{urllib.parse.quote(request.match_info['receipt_id'], safe='')}"
+        return web.Response(status=303, headers={"Location": location})
     principal = request.app[PIPELINE].authenticate(request.headers)
     receipt = receipts.get_receipt(_reader(request), request.match_info["receipt_id"])
     # Open mode (no keys, principal None) reads every receipt, as it is handed every receipt URL.

@@ -21,6 +21,7 @@ from multidict import CIMultiDict
 from nextmodel_proxy import routing
 from nextmodel_proxy.access.auth import Principal, attribute, check_model
 from nextmodel_proxy.access.budgets import budget_headers
+from nextmodel_proxy.access.worst_case import worst_case_cost
 from nextmodel_proxy.accounting import priced_receipt
 from nextmodel_proxy.cache import plan as caching
 from nextmodel_proxy.cache import sharing
@@ -73,6 +74,7 @@ class Pipeline:
     def count_rejected(self, exc: ProxyError) -> None:
         """Requests refused before they have a receipt (unauthenticated, malformed): counted and logged."""
         self.services.rejected[exc.code] = self.services.rejected.get(exc.code, 0) + 1
+        self.services.metrics.rejected(exc.code)
         log.info("refused request without a receipt: %s %s", exc.status, exc.code)
 
     async def handle(
@@ -174,7 +176,8 @@ class Pipeline:
         return await self._serve_upstream(state, targets, sink, None)
 
     def _worst_case(self, state: RequestState, targets: list[Target]) -> Decimal:
-        costs = [routing.estimate_request_cost(t.model, state.body) for t in targets]
+        # A true upper bound in any language (access/worst_case.py), not routing's typical estimate.
+        costs = [worst_case_cost(t.model, state.body) for t in targets]
         # Decimal, not int: the budget book converts it with Decimal methods (an unpriced model costs 0 here).
         return max((c for c in costs if c is not None), default=Decimal(0))
 
@@ -232,6 +235,7 @@ class Pipeline:
     async def _serve_upstream(
         self, state: RequestState, targets: list[Target], sink: StreamSink, flight: Flight | None
     ) -> Reply | None:
+        state.outcome.upstream_started = time.perf_counter()
         try:
             answered = await open_first(
                 self.session,
@@ -270,7 +274,7 @@ class Pipeline:
         state.outcome.status = call.status
         obj, usage = wire.body_facts(state.endpoint, raw)
         if call.status == 200:
-            state.set_usage(usage, estimated_from=obj)
+            state.set_usage(usage, estimated_from=obj, answer_bytes=len(raw))
             state.note_service_tier(obj)
             if state.decision.stores_answer and caching.storable_body(state.endpoint, obj, call.status):
                 state.holds.cache_payload = ("json", raw)
@@ -402,6 +406,7 @@ class Pipeline:
                 holds.admission, (receipt.prompt_tokens or 0) + (receipt.completion_tokens or 0)
             )
         self._queue_cache_writes(state, receipt)
+        s.metrics.observe(receipt, state.before_upstream_s)
         if s.ledger is None:
             return
         self._prices.record(s.ledger, price, state.created)

@@ -101,6 +101,7 @@ class Outcome:
     reused_receipt_id: str | None = None
     attempts: list[JsonObject] = field(default_factory=list)
     extra_headers: dict[str, str] = field(default_factory=dict)
+    upstream_started: float | None = None  # perf_counter when the first upstream attempt began (metrics)
 
 
 @dataclass(slots=True)
@@ -161,6 +162,12 @@ class RequestState:
 
     # --- outcome ---------------------------------------------------------------------------------
 
+    @property
+    def before_upstream_s(self) -> float | None:
+        """Seconds from arrival to the first upstream attempt (None when no upstream was called)."""
+        started = self.outcome.upstream_started
+        return None if started is None else started - self.started
+
     def mark_first_byte(self) -> None:
         if self.outcome.ttft_ms is None:
             self.outcome.ttft_ms = (time.perf_counter() - self.started) * 1000.0
@@ -183,13 +190,23 @@ class RequestState:
         if isinstance(tier, str) and tier:
             self.outcome.service_tier = tier
 
-    def set_usage(self, usage: JsonObject | None, *, estimated_from: JsonObject | None = None) -> None:
+    def set_usage(
+        self,
+        usage: JsonObject | None,
+        *,
+        estimated_from: JsonObject | None = None,
+        answer_bytes: int | None = None,
+    ) -> None:
         if usage is not None:
             self.outcome.usage = usage
             self.outcome.usage_source = "upstream"
         # The answer's length, for an estimate: when there is no usage, or one the receipt may not trust.
-        if isinstance(estimated_from, dict) and not usage_trusted(usage, completion_required=self.is_chat):
+        if usage_trusted(usage, completion_required=self.is_chat):
+            return
+        if isinstance(estimated_from, dict):
             self.outcome.completion_chars = completion_chars(estimated_from)
+        elif answer_bytes is not None:  # an answer that is not a JSON object: estimated from its length
+            self.outcome.completion_chars = answer_bytes
 
     def served_from(
         self,

@@ -51,10 +51,9 @@ def detect_requirements(body: Mapping[str, Any]) -> frozenset[str]:
 
 def requested_max_output(model: ModelConfig, body: Mapping[str, Any]) -> int:
     """max_completion_tokens / max_tokens when given, else min(model max output, 4096)."""
-    for key in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
-        value = body.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
+    asked = requested_max_tokens(body)
+    if asked is not None:
+        return asked
     if model.mode == "embedding":
         return 0
     return min(model.max_output or DEFAULT_MAX_OUTPUT, DEFAULT_MAX_OUTPUT)
@@ -299,3 +298,12 @@ def _plan_name(
     if name in config.routes:
         return _plan_route(config, config.routes[name], body, mode, today, latency_stats, rng, prefix)
     return _plan_model(config, config.models[name], mode, today, prefix)
+
+
+def requested_max_tokens(body: Mapping[str, Any]) -> int | None:
+    """max_completion_tokens / max_tokens / max_output_tokens when the request names a positive one."""
+    for key in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None

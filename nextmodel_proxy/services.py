@@ -16,9 +16,10 @@ from nextmodel_proxy.access.budgets import BudgetBook
 from nextmodel_proxy.access.ratelimit import RateLimiter
 from nextmodel_proxy.cache.plan import CacheTally
 from nextmodel_proxy.cache.sharing import SingleFlight
-from nextmodel_proxy.config import Config
+from nextmodel_proxy.config import Config, MetricsConfig
 from nextmodel_proxy.ledger import schema as db
 from nextmodel_proxy.ledger.writer import Ledger
+from nextmodel_proxy.metrics import Metrics
 
 log = logging.getLogger(__name__)
 LATENCY_REFRESH_S = 30.0
@@ -39,6 +40,7 @@ class Services:
     latency_ms: dict[str, float] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)  # requests answered without a receipt, by code
     cache_tally: CacheTally = field(default_factory=CacheTally)
+    metrics: Metrics = field(default_factory=lambda: Metrics(MetricsConfig()))
 
     def flush_cache_tally(self) -> None:
         op = self.cache_tally.take()
@@ -98,7 +100,9 @@ async def running(config: Config) -> AsyncIterator[Services]:
                 cache_reader = db.connect(config.cache.path)
         keys = KeyStore.from_db(reader) if reader is not None else KeyStore()
         budgets = BudgetBook.load(reader, config) if reader is not None else BudgetBook(config.currency.rates)
-        services = Services(ledger, reader, cache_writer, cache_reader, keys, budgets)
+        services = Services(
+            ledger, reader, cache_writer, cache_reader, keys, budgets, metrics=Metrics(config.metrics)
+        )
         # A non-stream leader publishes nothing until it finishes: followers wait as long as it may take.
         slowest = max((p.timeout_s for p in config.providers.values()), default=600.0)
         services.flights = SingleFlight(idle_timeout_s=slowest + 5.0)

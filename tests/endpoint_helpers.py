@@ -22,6 +22,7 @@ EXTRA_MODELS = f"""  resp-native: {{provider: fake, upstream_id: resp-cached-rea
   resp-failed: {NATIVE}
   resp-midstream-error: {NATIVE}
   resp-error-400: {NATIVE}
+  acme/fim-model: {{provider: fake, upstream_id: fim-model, price: {{input: 1, output: 2}}}}
   fim-model: {{provider: fake, price: {{input: 1, output: 2}}}}
   claude-ttl: {{provider: anthropic, upstream_id: claude-opus-cachettl, price: {{input: 5, output: 25, cached_input: 0.5, cache_write: 6.25, cache_write_1h: 10}}}}
   claude-native: {{provider: anthropic, upstream_id: claude-sonnet-4-5, price: {{input: 3, output: 15, cached_input: 0.30, cache_write: 3.75}}}}

@@ -34,6 +34,8 @@ async def test_models_retrieve_has_openai_shape_and_pricing(cclient: Any) -> Non
     assert (native.model_extra or {})["endpoints"] == ["chat", "responses"]  # as configured
     claude = await cclient.models.retrieve("claude-sonnet-4-5")
     assert (claude.model_extra or {})["endpoints"] == ["messages"]
+    slashed = await cclient.models.retrieve("acme/fim-model")  # ids with a slash, as OpenRouter-style names
+    assert slashed.id == "acme/fim-model"
     route = await cclient.models.retrieve("resilient")
     assert (route.model_extra or {})["route"]["strategy"] == "fallback"
     with pytest.raises(openai.NotFoundError) as info:
@@ -107,6 +109,6 @@ async def test_unknown_path_lists_what_the_proxy_serves(cproxy: Any) -> None:
         "POST /v1/chat/completions",
         "POST /v1/responses",
         "POST /v1/messages",
-        "GET /v1/models/{model_id}",
+        "GET /v1/models/{id}",
     ):
         assert path in body["error"]["message"]

@@ -272,7 +272,8 @@ async def test_project_past_its_switch_share_is_served_by_the_switch_route(make_
 async def test_project_under_its_switch_share_keeps_the_requested_route(make_client, fake_upstream):
     spent = [seeded("r-out-cheap", project="thrifty", billed=Decimal("0.2"))]
     client = await make_client(BUDGET_YAML, seed=spent, headers={"x-nextmodel-project": "thrifty"})
-    _, receipt = await chat(client, "r-fallback")
+    # max_tokens: without it the budget holds the model's whole maximum output (issue 10), past this budget
+    _, receipt = await chat(client, "r-fallback", max_tokens=1000)
     assert receipt["route"] == "r-fallback" and "switched" not in receipt["attempts"][0]["decision"]
 
 

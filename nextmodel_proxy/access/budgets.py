@@ -58,6 +58,19 @@ class Reservation:
     amount_pusd: int
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetLine:
+    """A budget's current period plus the amount held by requests in flight (in the budget's currency)."""
+
+    usage: BudgetUsage
+    reserved: Decimal
+    rate: Decimal = Decimal(1)  # units of the budget's currency per USD
+
+    @property
+    def remaining_usd(self) -> Decimal:
+        return self.usage.budget.amount / self.rate - self.usage.spent_usd
+
+
 _NO_HOLD = Reservation(0, (), 0)  # settling it changes nothing (it is never in the open holds)
 
 
@@ -185,6 +198,20 @@ class BudgetBook:
         with self._lock:
             return [
                 usage_of(b, self._spent[window_of(b, now)], self._rates, now) for b in self.applicable(who)
+            ]
+
+    def snapshot(self, now: dt.datetime | None = None) -> list[BudgetLine]:
+        """Every budget against its current period, with what requests in flight hold on it (dashboard)."""
+        now = now or utc_now()
+        with self._lock:
+            budgets = [b for group in self._by_scope.values() for b in group]
+            return [
+                BudgetLine(
+                    usage_of(b, self._spent[window_of(b, now)], self._rates, now),
+                    pusd_in(rate_of(b.currency, self._rates), self._reserved[window_of(b, now)]),
+                    rate_of(b.currency, self._rates),
+                )
+                for b in sorted(budgets, key=lambda b: (b.scope, b.scope_id, b.period))
             ]
 
     def status(self, who: Attributed, now: dt.datetime | None = None) -> BudgetUsage | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-import orjson
 
 from nextmodel_proxy.access.budget_store import (
     PERIODS,
@@ -21,10 +20,10 @@ from nextmodel_proxy.cli.keys import (
     lookup_key,
     parse_amount,
     read_connection,
-    table,
     usage_row,
     write_transaction,
 )
+from nextmodel_proxy.cli.output import echo_json, table
 
 
 @click.group("budgets")
@@ -87,7 +86,7 @@ def list_cmd(as_json: bool, config_path: str | None, db_path: str | None) -> Non
         except UnknownCurrency as exc:
             raise click.ClickException(str(exc)) from None
     if as_json:
-        click.echo(orjson.dumps([usage_json(u) for u in usages], option=orjson.OPT_INDENT_2).decode())
+        echo_json([usage_json(u) for u in usages])
     elif usages:
         click.echo(table(USAGE_HEADERS, [usage_row(u) for u in usages]))
     else:

@@ -15,6 +15,7 @@ from nextmodel_proxy.cache import store as cache_store
 from nextmodel_proxy.cache.key import explain as explain_key
 from nextmodel_proxy.cache.key import scope_for
 from nextmodel_proxy.cli.common import config_option, db_option, existing_db, load_cli_config, resolve_db
+from nextmodel_proxy.cli.output import echo_json
 from nextmodel_proxy.config import CacheConfig, Config, ConfigError, parse_duration
 from nextmodel_proxy.ledger import schema as db
 
@@ -112,7 +113,7 @@ def explain_cmd(
     endpoint = endpoint or ("embeddings" if "input" in body and "messages" not in body else "chat")
     result = explain_key(body, scope=scope, provider=prov, upstream_model=upstream, endpoint=endpoint)
     if as_json:
-        click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        echo_json(result)
         return
     click.echo(f"key: {result['key']}")
     click.echo(f"not in the key: {', '.join(result['excluded']) or '(none present)'}")
@@ -141,7 +142,7 @@ def stats_cmd(as_json: bool, config_path: str | None, db_path: str | None) -> No
     config = load_cli_config(config_path)
     result = _stats_or_empty(existing_db(_cache_db(db_path, config)))
     if as_json:
-        click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        echo_json(result)
         return
     rate = "n/a" if result["hit_rate"] is None else f"{result['hit_rate'] * 100:.1f}%"
     rows = [

@@ -10,6 +10,7 @@ import click
 import orjson
 
 from nextmodel_proxy.cli.common import config_option, db_option, existing_db, load_cli_config, resolve_db
+from nextmodel_proxy.cli.output import table
 from nextmodel_proxy.config import Config, ModelConfig
 from nextmodel_proxy.ledger import schema as db
 from nextmodel_proxy.ledger.compare import Repriced, Workload, compare, load_workload
@@ -61,14 +62,8 @@ def _vs(value: Decimal, billed: Decimal) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    lines = [header, *rows]
-    return "\n".join(
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
-        ).rstrip()
-        for line in lines
-    )
+    """The first column names the row; the others are figures, right-aligned."""
+    return table(header, rows, right=range(1, len(header)))
 
 
 def render(workload: Workload, repriced: list[Repriced], ratio: Decimal, scope: str) -> str:

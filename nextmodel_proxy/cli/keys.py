@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
 import click
-import orjson
 
 from nextmodel_proxy.access import rules
 from nextmodel_proxy.access.budget_store import (
@@ -32,6 +31,7 @@ from nextmodel_proxy.access.keys import (
     rotate_key,
 )
 from nextmodel_proxy.cli.common import config_option, db_option, existing_db, load_cli_config, resolve_db
+from nextmodel_proxy.cli.output import echo_json, table
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.ledger import schema as db
 from nextmodel_proxy.timespec import format_utc_or_none, utc_now
@@ -117,13 +117,6 @@ class _Anything:
 
 
 _ANY = _Anything()
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Left-aligned columns; None shows as '-'."""
-    cells = [list(headers)] + [["-" if v is None else str(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
 
 
 def _echo_new_key(verb: str, new: NewKey, record: KeyRecord) -> None:
@@ -224,7 +217,7 @@ def list_cmd(as_json: bool, config_path: str | None, db_path: str | None) -> Non
     with read_connection(resolve_db(db_path, load_cli_config(config_path))) as conn:
         records = list_keys(conn)
     if as_json:
-        click.echo(orjson.dumps([key_json(r, now) for r in records], option=orjson.OPT_INDENT_2).decode())
+        echo_json([key_json(r, now) for r in records])
         return
     if not records:
         click.echo(

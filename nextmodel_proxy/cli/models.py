@@ -12,6 +12,7 @@ import orjson
 
 from nextmodel_proxy.catalog import blended_price, model_row, model_status
 from nextmodel_proxy.cli.common import config_option, load_cli_config
+from nextmodel_proxy.cli.output import table
 from nextmodel_proxy.config import CAPABILITIES, Config, ModelConfig
 
 _CAP_LETTERS = {"tools": "T", "vision": "V", "json_schema": "J", "reasoning": "R", "embeddings": "E"}
@@ -93,13 +94,8 @@ def _flags(model: ModelConfig, today: dt.date) -> list[str]:
 
 
 def render_table(rows: list[dict[str, str]]) -> str:
-    widths = {c: max([len(c), *(len(r[c]) for r in rows)]) for c in _COLUMNS}
-
-    def line(cells: dict[str, str]) -> str:
-        out = [cells[c].rjust(widths[c]) if c in _NUMERIC else cells[c].ljust(widths[c]) for c in _COLUMNS]
-        return "  ".join(out).rstrip()
-
-    return "\n".join([line({c: c for c in _COLUMNS}), *(line(r) for r in rows)])
+    right = {i for i, c in enumerate(_COLUMNS) if c in _NUMERIC}
+    return table(list(_COLUMNS), [[r[c] for c in _COLUMNS] for r in rows], right=right)
 
 
 def _json_rows(models: list[ModelConfig], today: dt.date) -> bytes:

@@ -9,6 +9,7 @@ import click
 import orjson
 
 from nextmodel_proxy.cli.common import config_option, db_option, load_cli_config
+from nextmodel_proxy.cli.output import echo_json
 from nextmodel_proxy.cli.receipts import read_ledger
 from nextmodel_proxy.ledger.prices import get_price, unit_prices_line
 from nextmodel_proxy.price_checks import check
@@ -31,7 +32,7 @@ def show_cmd(config_path: str | None, db_path: str | None, version: str, as_json
     if price is None:
         raise click.ClickException(f"no price version {version!r} in the ledger")
     if as_json:
-        click.echo(orjson.dumps(price, option=orjson.OPT_INDENT_2).decode())
+        echo_json(price)
         return
     click.echo(f"price_version  {price['price_version']}")
     click.echo(f"model          {price['model']}")

@@ -24,6 +24,7 @@ from nextmodel_proxy.access.budget_store import (
     usage_json,
 )
 from nextmodel_proxy.cli.common import config_option, db_option, existing_db, load_cli_config, resolve_db
+from nextmodel_proxy.cli.output import echo_json, echo_table
 from nextmodel_proxy.config import CurrencyConfig
 from nextmodel_proxy.ledger import schema as db
 from nextmodel_proxy.ledger.backlog import count_lines, dead_letter_path, spool_path
@@ -112,10 +113,6 @@ def _needs_migration(conn: sqlite3.Connection) -> bool:
     return any(name not in done for name, _ in db.MIGRATIONS)
 
 
-def _echo_json(value: Any) -> None:
-    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
-
-
 @click.group("receipts")
 def receipts() -> None:
     """List, show, export and verify the priced receipts in the ledger."""
@@ -148,7 +145,7 @@ def list_cmd(
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
     if as_json:
-        _echo_json(list_json(rows, next_cursor))
+        echo_json(list_json(rows, next_cursor))
         return
     _print_table(
         [
@@ -203,9 +200,7 @@ def _print_table(header: list[str], rows: list[list[str]], *, display_at: int | 
     if display_at is not None and header[display_at] == "BILLED USD":
         header = header[:display_at] + header[display_at + 1 :]
         rows = [row[:display_at] + row[display_at + 1 :] for row in rows]
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
-    for row in [header, *rows]:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    echo_table(header, rows)
 
 
 @receipts.command("show")
@@ -222,7 +217,7 @@ def show_cmd(config_path: str | None, db_path: str | None, receipt_id: str, as_j
         raise click.ClickException(f"no receipt {receipt_id!r} in the ledger")
     data = receipt_to_json(receipt)
     if as_json:
-        _echo_json({**data, "unit_prices": price})
+        echo_json({**data, "unit_prices": price})
         return
     width = max(len(k) for k in data)
     for key, value in data.items():
@@ -338,7 +333,7 @@ def spend_cmd(
         if budgets is not None:
             for row, r in zip(out, rows, strict=True):
                 row["budgets"] = [usage_json(u) for u in budgets.get(r.group or "", [])]
-        _echo_json(
+        echo_json(
             {
                 "by": by,
                 "display_currency": currency.display,

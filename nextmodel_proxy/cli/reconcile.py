@@ -11,6 +11,7 @@ import click
 import orjson
 
 from nextmodel_proxy.cli.common import config_option, db_option, load_cli_config
+from nextmodel_proxy.cli.output import echo_table
 from nextmodel_proxy.cli.receipts import read_ledger
 from nextmodel_proxy.ledger.reconcile import (
     FORMATS,
@@ -139,9 +140,7 @@ def _print(lines: list[Line], total: dict[str, Any]) -> None:
                 f"{_n(p and p.cost)}/{_n(q and q.cost)} {cur} ({_signed(d.get('cost'))})",
             ]
         )
-    widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=False)]
-    for row in [header, *rows]:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    echo_table(header, rows)
     click.echo(
         f"TOTAL: {total['matched']} matched, {total['mismatch']} mismatch, {total['provider-only']} provider-only, "
         f"{total['proxy-only']} proxy-only; cost proxy {total['proxy_cost']} provider {total['provider_cost']} "

@@ -10,10 +10,10 @@ import click
 
 from nextmodel_proxy.access.budget_store import usage_json
 from nextmodel_proxy.cli.common import load_cli_config
+from nextmodel_proxy.cli.output import echo_json
 from nextmodel_proxy.cli.receipts import (
     _budget_cells,
     _budgets_by_group,
-    _echo_json,
     _print_table,
     read_ledger,
 )
@@ -59,7 +59,7 @@ def spend_per_receipt(
         if budgets is not None:
             for row, r in zip(out, rows, strict=True):
                 row["budgets"] = [usage_json(u) for u in budgets.get(r.row.group or "", [])]
-        _echo_json(
+        echo_json(
             {
                 "by": by,
                 "display_currency": code,

@@ -8,6 +8,7 @@ from nextmodel_proxy.config.currency import CurrencyConfig
 from nextmodel_proxy.config.fields import ConfigError, parse_duration
 from nextmodel_proxy.config.loader import DEFAULT_CONFIG, Config, load_config, parse_config
 from nextmodel_proxy.config.models import CAPABILITIES, Latency, ModelConfig, Price
+from nextmodel_proxy.config.observability import MetricsConfig, UIConfig
 from nextmodel_proxy.config.providers import PROVIDER_KINDS, ProviderConfig
 from nextmodel_proxy.config.routes import ROUTE_STRATEGIES, Candidate, RouteConfig
 from nextmodel_proxy.config.service import DEFAULT_DB, LedgerConfig, ServerConfig
@@ -30,6 +31,7 @@ __all__ = [
     "CurrencyConfig",
     "Latency",
     "LedgerConfig",
+    "MetricsConfig",
     "ModelConfig",
     "Price",
     "ProjectConfig",
@@ -37,6 +39,7 @@ __all__ = [
     "RouteConfig",
     "ServerConfig",
     "TeamConfig",
+    "UIConfig",
     "load_config",
     "load_yaml_text",
     "parse_config",

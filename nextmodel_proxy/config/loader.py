@@ -16,6 +16,7 @@ from nextmodel_proxy.config.cache import CacheConfig, read_cache
 from nextmodel_proxy.config.currency import CurrencyConfig, read_currency
 from nextmodel_proxy.config.fields import ConfigError, as_mapping, only_keys
 from nextmodel_proxy.config.models import ModelConfig, Price, read_model
+from nextmodel_proxy.config.observability import MetricsConfig, UIConfig, read_metrics, read_ui
 from nextmodel_proxy.config.prices import FxTable, parse_fx
 from nextmodel_proxy.config.providers import ProviderConfig, read_provider
 from nextmodel_proxy.config.routes import RouteConfig, read_route
@@ -25,6 +26,7 @@ from nextmodel_proxy.config.yaml_text import load_yaml_text
 DEFAULT_CONFIG = "providers.yaml"
 SECTIONS = frozenset(
     {"server", "ledger", "currency", "fx", "cache", "providers", "models", "routes", "projects", "teams"}
+    | {"ui", "metrics"}
 )
 
 
@@ -39,6 +41,8 @@ class Config:
     routes: Mapping[str, RouteConfig] = field(default_factory=dict)
     projects: Mapping[str, ProjectConfig] = field(default_factory=dict)
     teams: Mapping[str, TeamConfig] = field(default_factory=dict)
+    ui: UIConfig = field(default_factory=UIConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source_path: str | None = None
     fx: FxTable = field(default_factory=FxTable)  # dated rates (fx:) over the undated currency.rates
 
@@ -78,6 +82,8 @@ def parse_config(data: Any, source_path: str | None = None) -> Config:
         routes=MappingProxyType(routes),
         projects=MappingProxyType(projects),
         teams=MappingProxyType(teams),
+        ui=read_ui(root.get("ui")),
+        metrics=read_metrics(root.get("metrics")),
         source_path=source_path,
         fx=fx,
     )

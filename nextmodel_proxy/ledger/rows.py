@@ -1,4 +1,5 @@
-"""Synchronous ledger writes inside an open transaction: chained receipt INSERTs and the per-day rollups."""
+"""Synchronous ledger writes inside an open transaction: chained receipt INSERTs and the rollups (per UTC day
+for `spend`, per quarter hour for the dashboard)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from nextmodel_proxy.ledger.chain import GENESIS, link
+from nextmodel_proxy.ledger.dash_rollups import UPSERTS as DASHBOARD_UPSERTS
 from nextmodel_proxy.ledger.receipts import CONTENT_COLUMNS, Receipt, content_values
 
 Row = tuple[Any, ...]
@@ -47,8 +49,6 @@ _ROLLUP_UPSERT = (
     + " ON CONFLICT (day, project, team, key_id, model, provider, served_mode) DO UPDATE SET "
     + ", ".join(f"{c} = {c} + excluded.{c}" for c in _ROLLUP_COLUMNS)
 )
-
-
 def ledger_head(conn: sqlite3.Connection) -> str:
     """The hash the next receipt chains onto."""
     row = conn.execute("SELECT hash FROM receipts ORDER BY seq DESC LIMIT 1").fetchone()
@@ -81,6 +81,8 @@ def insert_rows(conn: sqlite3.Connection, rows: Sequence[Row], *, rollups: bool 
         conn.execute(_insert_sql(len(part)), [value for row in part for value in row])
     if rollups:
         conn.execute(_ROLLUP_UPSERT, (before,))
+        for statement in DASHBOARD_UPSERTS:
+            conn.execute(statement, (before,))
 
 
 @functools.lru_cache(maxsize=8)

@@ -276,3 +276,127 @@ MIGRATIONS: list[Migration] = [
     ),
     ("m041_prices", _sql(_M041_PRICES)),
 ]
+
+
+# --- m050-m059: dashboard rollups ------------------------------------------------------------------
+# Tables and backfill as shipped in m050, frozen (the writer's live upserts are ledger/dash_rollups.py).
+_M050_WIDE = """
+CREATE TABLE {name} (
+    bucket TEXT NOT NULL, project TEXT NOT NULL, team TEXT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL,
+    provider TEXT NOT NULL, served_mode TEXT NOT NULL, n INTEGER NOT NULL, errors INTEGER NOT NULL,
+    estimated INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL, cache_write_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL,
+    upstream_pusd INTEGER NOT NULL, billed_pusd INTEGER NOT NULL, fresh_pusd INTEGER NOT NULL,
+    savings_pusd INTEGER NOT NULL, unknown_cost INTEGER NOT NULL,
+    PRIMARY KEY (bucket, project, team, key_id, model, provider, served_mode)
+) WITHOUT ROWID;"""
+_M050_TABLES = (
+    _M050_WIDE.format(name="spend_q15")
+    + "\nCREATE INDEX spend_q15_key ON spend_q15 (key_id, bucket);"
+    + _M050_WIDE.format(name="spend_d")
+    + """
+CREATE TABLE series_q15 (
+    bucket TEXT NOT NULL, model TEXT NOT NULL, served_mode TEXT NOT NULL, n INTEGER NOT NULL,
+    billed_pusd INTEGER NOT NULL, PRIMARY KEY (bucket, model, served_mode)
+) WITHOUT ROWID;
+CREATE TABLE latency_q15 (
+    bucket TEXT NOT NULL, kind TEXT NOT NULL, bin INTEGER NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (bucket, kind, bin)
+) WITHOUT ROWID;
+CREATE TABLE latency_key_q15 (
+    key_id TEXT NOT NULL, bucket TEXT NOT NULL, kind TEXT NOT NULL, bin INTEGER NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (key_id, bucket, kind, bin)
+) WITHOUT ROWID
+"""
+)
+
+
+_M050_BACKFILL = (
+    """
+INSERT INTO spend_q15 (bucket, project, team, key_id, model, provider, served_mode, n, errors, estimated,
+prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, upstream_pusd,
+billed_pusd, fresh_pusd, savings_pusd, unknown_cost) SELECT substr(created_utc, 1, 14) || CASE WHEN
+substr(created_utc, 15, 2) < '15' THEN '00' WHEN substr(created_utc, 15, 2) < '30' THEN '15' WHEN
+substr(created_utc, 15, 2) < '45' THEN '30' ELSE '45' END, COALESCE(project, ''), COALESCE(team, ''),
+COALESCE(key_id, ''), COALESCE(model, ''), COALESCE(provider, ''), COALESCE(served_mode, ''), COUNT(*),
+SUM(served_mode = 'error'), SUM(usage_source = 'estimated'), COALESCE(SUM(prompt_tokens), 0),
+COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(cache_write_tokens), 0),
+COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(upstream_cost_pusd), 0), COALESCE(SUM(billed_cost_pusd),
+0), COALESCE(SUM(fresh_cost_pusd), 0), COALESCE(SUM(savings_pusd), 0), SUM(billed_cost_pusd IS NULL) FROM
+receipts WHERE seq > 0 GROUP BY 1, 2, 3, 4, 5, 6, 7
+""",
+    """
+INSERT INTO spend_d (bucket, project, team, key_id, model, provider, served_mode, n, errors, estimated,
+prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, upstream_pusd,
+billed_pusd, fresh_pusd, savings_pusd, unknown_cost) SELECT substr(created_utc, 1, 10), COALESCE(project,
+''), COALESCE(team, ''), COALESCE(key_id, ''), COALESCE(model, ''), COALESCE(provider, ''),
+COALESCE(served_mode, ''), COUNT(*), SUM(served_mode = 'error'), SUM(usage_source = 'estimated'),
+COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cached_tokens), 0),
+COALESCE(SUM(cache_write_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(upstream_cost_pusd),
+0), COALESCE(SUM(billed_cost_pusd), 0), COALESCE(SUM(fresh_cost_pusd), 0), COALESCE(SUM(savings_pusd), 0),
+SUM(billed_cost_pusd IS NULL) FROM receipts WHERE seq > 0 GROUP BY 1, 2, 3, 4, 5, 6, 7
+""",
+    """
+INSERT INTO series_q15 (bucket, model, served_mode, n, billed_pusd) SELECT substr(created_utc, 1, 14) ||
+CASE WHEN substr(created_utc, 15, 2) < '15' THEN '00' WHEN substr(created_utc, 15, 2) < '30' THEN '15' WHEN
+substr(created_utc, 15, 2) < '45' THEN '30' ELSE '45' END, COALESCE(model, ''), served_mode, COUNT(*),
+COALESCE(SUM(billed_cost_pusd), 0) FROM receipts WHERE seq > 0 GROUP BY 1, 2, 3
+""",
+    """
+INSERT INTO latency_q15 (bucket, kind, bin, n) SELECT substr(created_utc, 1, 14) || CASE WHEN
+substr(created_utc, 15, 2) < '15' THEN '00' WHEN substr(created_utc, 15, 2) < '30' THEN '15' WHEN
+substr(created_utc, 15, 2) < '45' THEN '30' ELSE '45' END, 'latency', CASE WHEN latency_ms <= 1 THEN 0 WHEN
+latency_ms <= 2 THEN 1 WHEN latency_ms <= 3 THEN 2 WHEN latency_ms <= 5 THEN 3 WHEN latency_ms <= 10 THEN 4
+WHEN latency_ms <= 20 THEN 5 WHEN latency_ms <= 30 THEN 6 WHEN latency_ms <= 50 THEN 7 WHEN latency_ms <=
+100 THEN 8 WHEN latency_ms <= 200 THEN 9 WHEN latency_ms <= 300 THEN 10 WHEN latency_ms <= 500 THEN 11 WHEN
+latency_ms <= 1000 THEN 12 WHEN latency_ms <= 2000 THEN 13 WHEN latency_ms <= 3000 THEN 14 WHEN latency_ms
+<= 5000 THEN 15 WHEN latency_ms <= 10000 THEN 16 WHEN latency_ms <= 20000 THEN 17 WHEN latency_ms <= 30000
+THEN 18 WHEN latency_ms <= 60000 THEN 19 WHEN latency_ms <= 120000 THEN 20 ELSE 21 END, COUNT(*) FROM
+receipts WHERE seq > 0 AND latency_ms IS NOT NULL GROUP BY 1, 2, 3
+""",
+    """
+INSERT INTO latency_key_q15 (key_id, bucket, kind, bin, n) SELECT COALESCE(key_id, ''), substr(created_utc,
+1, 14) || CASE WHEN substr(created_utc, 15, 2) < '15' THEN '00' WHEN substr(created_utc, 15, 2) < '30' THEN
+'15' WHEN substr(created_utc, 15, 2) < '45' THEN '30' ELSE '45' END, 'latency', CASE WHEN latency_ms <= 1
+THEN 0 WHEN latency_ms <= 2 THEN 1 WHEN latency_ms <= 3 THEN 2 WHEN latency_ms <= 5 THEN 3 WHEN latency_ms
+<= 10 THEN 4 WHEN latency_ms <= 20 THEN 5 WHEN latency_ms <= 30 THEN 6 WHEN latency_ms <= 50 THEN 7 WHEN
+latency_ms <= 100 THEN 8 WHEN latency_ms <= 200 THEN 9 WHEN latency_ms <= 300 THEN 10 WHEN latency_ms <= 500
+THEN 11 WHEN latency_ms <= 1000 THEN 12 WHEN latency_ms <= 2000 THEN 13 WHEN latency_ms <= 3000 THEN 14 WHEN
+latency_ms <= 5000 THEN 15 WHEN latency_ms <= 10000 THEN 16 WHEN latency_ms <= 20000 THEN 17 WHEN latency_ms
+<= 30000 THEN 18 WHEN latency_ms <= 60000 THEN 19 WHEN latency_ms <= 120000 THEN 20 ELSE 21 END, COUNT(*)
+FROM receipts WHERE seq > 0 AND latency_ms IS NOT NULL GROUP BY 1, 2, 3, 4
+""",
+    """
+INSERT INTO latency_q15 (bucket, kind, bin, n) SELECT substr(created_utc, 1, 14) || CASE WHEN
+substr(created_utc, 15, 2) < '15' THEN '00' WHEN substr(created_utc, 15, 2) < '30' THEN '15' WHEN
+substr(created_utc, 15, 2) < '45' THEN '30' ELSE '45' END, 'ttft', CASE WHEN ttft_ms <= 1 THEN 0 WHEN
+ttft_ms <= 2 THEN 1 WHEN ttft_ms <= 3 THEN 2 WHEN ttft_ms <= 5 THEN 3 WHEN ttft_ms <= 10 THEN 4 WHEN ttft_ms
+<= 20 THEN 5 WHEN ttft_ms <= 30 THEN 6 WHEN ttft_ms <= 50 THEN 7 WHEN ttft_ms <= 100 THEN 8 WHEN ttft_ms <=
+200 THEN 9 WHEN ttft_ms <= 300 THEN 10 WHEN ttft_ms <= 500 THEN 11 WHEN ttft_ms <= 1000 THEN 12 WHEN ttft_ms
+<= 2000 THEN 13 WHEN ttft_ms <= 3000 THEN 14 WHEN ttft_ms <= 5000 THEN 15 WHEN ttft_ms <= 10000 THEN 16 WHEN
+ttft_ms <= 20000 THEN 17 WHEN ttft_ms <= 30000 THEN 18 WHEN ttft_ms <= 60000 THEN 19 WHEN ttft_ms <= 120000
+THEN 20 ELSE 21 END, COUNT(*) FROM receipts WHERE seq > 0 AND stream = 1 AND ttft_ms IS NOT NULL GROUP BY 1,
+2, 3
+""",
+    """
+INSERT INTO latency_key_q15 (key_id, bucket, kind, bin, n) SELECT COALESCE(key_id, ''), substr(created_utc,
+1, 14) || CASE WHEN substr(created_utc, 15, 2) < '15' THEN '00' WHEN substr(created_utc, 15, 2) < '30' THEN
+'15' WHEN substr(created_utc, 15, 2) < '45' THEN '30' ELSE '45' END, 'ttft', CASE WHEN ttft_ms <= 1 THEN 0
+WHEN ttft_ms <= 2 THEN 1 WHEN ttft_ms <= 3 THEN 2 WHEN ttft_ms <= 5 THEN 3 WHEN ttft_ms <= 10 THEN 4 WHEN
+ttft_ms <= 20 THEN 5 WHEN ttft_ms <= 30 THEN 6 WHEN ttft_ms <= 50 THEN 7 WHEN ttft_ms <= 100 THEN 8 WHEN
+ttft_ms <= 200 THEN 9 WHEN ttft_ms <= 300 THEN 10 WHEN ttft_ms <= 500 THEN 11 WHEN ttft_ms <= 1000 THEN 12
+WHEN ttft_ms <= 2000 THEN 13 WHEN ttft_ms <= 3000 THEN 14 WHEN ttft_ms <= 5000 THEN 15 WHEN ttft_ms <= 10000
+THEN 16 WHEN ttft_ms <= 20000 THEN 17 WHEN ttft_ms <= 30000 THEN 18 WHEN ttft_ms <= 60000 THEN 19 WHEN
+ttft_ms <= 120000 THEN 20 ELSE 21 END, COUNT(*) FROM receipts WHERE seq > 0 AND stream = 1 AND ttft_ms IS
+NOT NULL GROUP BY 1, 2, 3, 4
+""",
+)
+
+
+def _m050_dashboard_rollups(conn: sqlite3.Connection) -> None:
+    _sql(_M050_TABLES)(conn)
+    for statement in _M050_BACKFILL:
+        conn.execute(statement)
+
+
+MIGRATIONS += [("m050_dashboard_rollups", _m050_dashboard_rollups)]

@@ -123,11 +123,17 @@ class Ledger:
         self._conn: sqlite3.Connection | None = None
         self._head = ""
         self._failures = 0  # consecutive failed commits, for the backoff
+        self.write_errors = 0  # failed commits since start (/metrics)
 
     @property
     def healthy(self) -> bool:
         """False after a failed commit until a later commit succeeds."""
         return self._healthy
+
+    @property
+    def queue_depth(self) -> int:
+        """Receipts and operations waiting for the writer (approximate: read across threads)."""
+        return self._queue.qsize() + self.pending
 
     async def start(self) -> None:
         """Open and migrate the file in the writer thread; raises what opening raised."""
@@ -396,6 +402,7 @@ class Ledger:
             log.error("ledger write failed, failing closed until it recovers: %s", exc)
         self._healthy = False
         self._failures += 1
+        self.write_errors += 1
         error = LedgerUnavailable(f"the ledger cannot be written: {exc}")
         outcomes: list[Outcome] = []
         for item in batch:
