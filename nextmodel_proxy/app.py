@@ -14,6 +14,7 @@ from nextmodel_proxy.appkeys import CLOCK, CONFIG, PIPELINE, SERVICES, SESSION
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.endpoints import http as endpoint_http
 from nextmodel_proxy.errors import ProxyError, error_body, retry_headers
+from nextmodel_proxy.listener import guard_middleware
 from nextmodel_proxy.pipeline import Pipeline
 from nextmodel_proxy.services import running
 from nextmodel_proxy.ui import routes as ui
@@ -95,15 +96,42 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 def create_app(config: Config, *, clock: Callable[[], dt.datetime] | None = None) -> web.Application:
     """The proxy as an aiohttp application; resources open in cleanup_ctx and close in reverse order.
     `clock` gives each request's start time (default: now, UTC); tests pass one to bill a given instant."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.server.max_body_bytes + 1)
+    app = web.Application(
+        middlewares=[guard_middleware, error_middleware], client_max_size=config.server.max_body_bytes + 1
+    )
     app[CONFIG] = config
     app[ui.SESSIONS] = ui.Sessions()
     app[CLOCK] = clock or _utc_now
     app.cleanup_ctx.append(_client_session)
     app.cleanup_ctx.append(_services)
+    app.on_shutdown.append(_drain_at_grace)
     for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
+        app.router.add_route(method, path, handler, expect_handler=_expect)
     return app
+
+
+async def _expect(request: web.Request) -> web.StreamResponse | None:
+    """`Expect: 100-continue` as aiohttp does; any other expectation an OpenAI-shaped 417 (aiohttp's own
+    would echo the value into a text body, a 500 when its bytes are not UTF-8)."""
+    expect = request.headers.get("Expect", "")
+    if request.version != aiohttp.HttpVersion11 or not expect:
+        return None
+    if expect.lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+        return None
+    return _json_error(
+        417,
+        f"Unsupported Expect header {ascii(expect)}: only 100-continue is understood.",
+        "invalid_request_error",
+        "expectation_failed",
+    )
+
+
+async def _drain_at_grace(app: web.Application) -> None:
+    """Shutdown began: requests still running near the end of the grace get a clean ending (drain.py)."""
+    if PIPELINE in app:
+        app[PIPELINE].drain.schedule(app[CONFIG].server.shutdown_grace_s)
 
 
 def _utc_now() -> dt.datetime:
@@ -124,3 +152,4 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[SERVICES] = services
         app[PIPELINE] = Pipeline(app[CONFIG], app[SESSION], services)
         yield
+        app[PIPELINE].drain.close()

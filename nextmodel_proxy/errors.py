@@ -13,6 +13,7 @@ _TYPE_FOR_STATUS = {
     403: "permission_error",
     404: "invalid_request_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
     502: "api_error",
@@ -50,6 +51,8 @@ CODES = frozenset(
         "server_busy",
         "server_shutting_down",
         "upstream_too_large",
+        "request_timeout",
+        "expectation_failed",
     }
 )
 # Codes a retry of the same request may fix; every other error answers `x-should-retry: false`, so the
@@ -64,6 +67,7 @@ RETRYABLE_CODES = frozenset(
         "internal_error",
         "server_busy",
         "server_shutting_down",
+        "request_timeout",
     }
 )
 NO_RETRY = {"x-should-retry": "false"}

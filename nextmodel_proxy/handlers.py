@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import sqlite3
 import urllib.parse
@@ -51,8 +52,16 @@ async def read_body(request: web.Request) -> bytes:
     limit = request.app[CONFIG].server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise validate.too_large(limit)
+    timeout_s = request.app[CONFIG].server.body_timeout_s
     try:
-        return await request.read()  # the app's client_max_size stops a chunked body past the limit
+        async with asyncio.timeout(timeout_s):
+            return await request.read()  # the app's client_max_size stops a chunked body past the limit
+    except TimeoutError:
+        raise ProxyError(
+            408,
+            f"The request body did not arrive within {timeout_s:g} s (server.body_timeout_s).",
+            "request_timeout",
+        ) from None
     except web.HTTPRequestEntityTooLarge:
         raise validate.too_large(limit) from None
     except (RequestPayloadError, BadHttpMessage):  # e.g. Content-Encoding: gzip on a body that is not gzip

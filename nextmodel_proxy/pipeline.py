@@ -28,6 +28,7 @@ from nextmodel_proxy.cache import sharing
 from nextmodel_proxy.cache import store as cache
 from nextmodel_proxy.cache.sharing import Flight
 from nextmodel_proxy.config import Config
+from nextmodel_proxy.drain import Drain, shutting_down
 from nextmodel_proxy.endpoints import wire
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger.prices import PriceRecorder
@@ -35,6 +36,7 @@ from nextmodel_proxy.ledger.receipts import Receipt
 from nextmodel_proxy.ledger.writer import LedgerUnavailable
 from nextmodel_proxy.pricing import estimate_prompt_tokens, from_pusd, replay_billed, to_pusd, usage_trusted
 from nextmodel_proxy.relay import ClientGone, StreamSink, relay_batches, split_final, start, write
+from nextmodel_proxy.request_log import log_receipt
 from nextmodel_proxy.request_state import JsonObject, RequestState
 from nextmodel_proxy.services import Services
 from nextmodel_proxy.upstream.base import Target, UpstreamCall, event_batches
@@ -60,6 +62,7 @@ class Pipeline:
         self.services = services
         self.keepalive_s = config.server.keepalive_s
         self._prices = PriceRecorder()  # each resolved price stored once in the ledger's prices table
+        self.drain = Drain()
 
     # --- 1. admission ---------------------------------------------------------------------------
 
@@ -81,6 +84,12 @@ class Pipeline:
         self, state: RequestState, principal: Principal | None, sink: StreamSink
     ) -> Reply | None:
         """Serve one request; returns the reply for non-streams, None when it streamed into `sink`."""
+        with self.drain.track(state.receipt_id):
+            return await self._handle(state, principal, sink)
+
+    async def _handle(
+        self, state: RequestState, principal: Principal | None, sink: StreamSink
+    ) -> Reply | None:
         try:
             self.admit(state, principal)
             return await self._serve(state, sink)
@@ -91,7 +100,9 @@ class Pipeline:
             exc.headers.update(state.headers(final=True))  # a refusal is a complete non-stream answer
             exc.headers.update(self._budget_headers(state))
             raise
-        except (asyncio.CancelledError, ClientGone):
+        except (asyncio.CancelledError, ClientGone) as exc:
+            if isinstance(exc, asyncio.CancelledError) and self.drain.stopped(state.receipt_id):
+                return await self._end_stopped(state, sink)
             if not state.holds.detached:  # a detached leader records its own receipt when its answer ends
                 state.fail(499, "client_closed")
                 await self._finish(state, wait=False)
@@ -101,6 +112,24 @@ class Pipeline:
             state.fail(500, "internal_error")
             await self._finish(state, wait=False)
             raise
+
+    async def _end_stopped(self, state: RequestState, sink: StreamSink) -> None:
+        """Shutdown stopped this request (drain.py): end its started stream with an error event, or refuse it."""
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        err = shutting_down()
+        if state.outcome.error_code != err.code and state.stream and state.outcome.status == 200:
+            state.fail(err.status, err.code)
+            with contextlib.suppress(ClientGone):
+                await write(sink, wire.error_event(state.endpoint, err))
+        if state.outcome.error_code == err.code:
+            await self.record(state)
+            return None
+        state.fail(err.status, err.code)
+        await self._finish(state, wait=True, raise_on_ledger=False)
+        err.headers.update(state.headers(final=True))
+        raise err
 
     def admit(self, state: RequestState, principal: Principal | None) -> None:
         """Attribute the request, then check model permission, ledger health and rate limits."""
@@ -327,8 +356,15 @@ class Pipeline:
             state.fail(exc.status, exc.code)
             with contextlib.suppress(ClientGone):  # a client already gone needs no error event
                 await write(sink, wire.error_event(state.endpoint, exc, tee))
-        except (ClientGone, asyncio.CancelledError):
-            if not tee.done:  # a client that already has [DONE] got the whole answer
+        except (ClientGone, asyncio.CancelledError) as exc:
+            if tee.done:  # a client that already has [DONE] got the whole answer
+                raise
+            if isinstance(exc, asyncio.CancelledError) and self.drain.stopped(state.receipt_id):
+                err = shutting_down()  # the proxy is stopping: say so, to the client and on the receipt
+                state.fail(err.status, err.code)
+                with contextlib.suppress(ClientGone):
+                    await write(sink, wire.error_event(state.endpoint, err, tee))
+            else:
                 state.fail(499, "client_closed")
             raise
         finally:
@@ -397,6 +433,7 @@ class Pipeline:
         state.finish()
         receipt, price = priced_receipt(state, self.config)
         state.receipt = receipt
+        log_receipt(receipt)
         s, holds = self.services, state.holds
         billed = to_pusd(receipt.billed_cost_usd) if receipt.billed_cost_usd is not None else None
         if holds.reservation is not None:

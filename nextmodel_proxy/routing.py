@@ -77,7 +77,7 @@ def _exclusion(
     """Why `model` cannot serve this request through `route`, or None if it can."""
     if model.retires is not None and today >= model.retires:
         return f"retired {model.retires.isoformat()}"
-    if model.mode != mode:
+    if model.mode is not None and model.mode != mode:
         return f"{model.mode} model"
     missing = needs - model.capabilities
     if missing:
@@ -167,7 +167,7 @@ def _target(config: Config, model: ModelConfig) -> Target:
 
 def _plan_model(config: Config, model: ModelConfig, mode: str, today: dt.date, prefix: str) -> RoutePlan:
     check_not_retired(model, today)
-    if model.mode != mode:
+    if model.mode is not None and model.mode != mode:
         endpoint = "/v1/embeddings" if model.mode == "embedding" else "/v1/chat/completions"
         raise ProxyError(
             400, f"model {model.id!r} is a {model.mode} model; use {endpoint}", "invalid_value", param="model"
@@ -258,7 +258,11 @@ def plan(
     if name not in config.models and name not in config.routes:
         raise _not_found(config, name)
     target = _switch_target(config, name, project, budget_share, switch_route, switch_at)
-    if target is None or mode != "chat" or (name in config.models and config.models[name].mode != "chat"):
+    if (
+        target is None
+        or mode != "chat"
+        or (name in config.models and config.models[name].mode not in (None, "chat"))
+    ):
         return _plan_name(config, name, body, mode, today, latency_stats, rng, "")
     share = format(budget_share.normalize(), "f") if budget_share is not None else "?"
     try:

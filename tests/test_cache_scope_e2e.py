@@ -235,3 +235,18 @@ async def test_model_policy_never_bypasses_a_deterministic_request(
             assert resp.headers["x-nextmodel-served-mode"] == "fresh"
     assert fake_upstream.state.calls == 3
     assert rows(tmp_path / "ledger.db", "SELECT COUNT(*) FROM cache_entries") == [(1,)]
+
+
+async def test_purge_reaches_a_separate_cache_file_even_with_db_or_nmproxy_db(
+    write_config, start_proxy, fake_upstream, tmp_path, monkeypatch
+):
+    ledger, cache_file = tmp_path / "ledger.db", tmp_path / "cache.db"
+    monkeypatch.setenv("NMPROXY_DB", str(ledger))  # as a deployment that sets it for `serve` would
+    config = write_config(f"cache: {{path: {cache_file}}}\n")
+    proxy = await start_proxy(config)
+    async with sdk(proxy) as client:
+        await until_stored(cache_file, await ask(client))
+        assert (await ask(client)).headers["x-nextmodel-cache"] == "hit"
+        out = cli("cache", "purge", "--all", "--config", str(config.source_path), "--db", str(ledger))
+        assert "purged 1 cache entry" in out
+        assert (await ask(client)).headers["x-nextmodel-cache"] == "miss"

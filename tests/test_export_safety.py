@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -73,3 +74,28 @@ def test_export_escapes_formula_cells_and_jsonl_keeps_them(tmp_path: Path) -> No
     record = orjson.loads(out.stdout.splitlines()[0])
     for column, value in HOSTILE.items():
         assert record[column] == value
+
+
+async def test_spend_by_key_shows_the_keys_name_and_prefix(write_config: Any, start_proxy: Any) -> None:
+    import openai
+
+    config = write_config()
+    runner = CliRunner()
+    made = runner.invoke(
+        main,
+        ["keys", "create", "--project", "web", "--name", "ci-bot", "--config", str(config.source_path)],
+        catch_exceptions=False,
+    )
+    assert made.exit_code == 0, made.output
+    key = next(w for w in made.output.split() if w.startswith("nm-") and len(w) > 20)
+    proxy = await start_proxy(config)
+    async with openai.AsyncOpenAI(base_url=proxy.base, api_key=key, max_retries=0) as c:
+        await c.chat.completions.create(model="fake-basic", messages=[{"role": "user", "content": "hi"}])
+    args = ["spend", "--by", "key", "--config", str(config.source_path)]
+    table = runner.invoke(main, args, catch_exceptions=False).output
+    header, row = table.splitlines()[:2]
+    assert header.split()[:3] == ["KEY", "NAME", "PREFIX"]
+    assert row.split()[1] == "ci-bot" and key.startswith(row.split()[2].rstrip("…"))
+    rows = orjson.loads(runner.invoke(main, [*args, "--json"], catch_exceptions=False).output)["rows"]
+    assert rows[0]["key_name"] == "ci-bot" and key.startswith(rows[0]["key_prefix"])
+    assert key not in table  # the prefix, never the key

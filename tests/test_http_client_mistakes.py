@@ -154,4 +154,29 @@ async def test_headers_named_in_connection_are_not_forwarded(proxy: Any, fake_up
     sent = {k.lower(): v for k, v in fake_upstream.state.headers[-1].items()}
     assert sent.get("x-kept") == "yes"
     assert "x-hop-one" not in sent and "x-hop-two" not in sent
-    assert "x-bytes" not in sent  # bytes that are not UTF-8 cannot be re-sent faithfully
+    assert sent["x-bytes"] == "\\xff\\xfe"  # bytes that are not UTF-8 go on escaped
+
+
+async def test_a_model_without_mode_serves_both_endpoints_and_mode_restricts(client: Any) -> None:
+    emb = await client.embeddings.create(model="fake-basic", input="hello")
+    assert emb.data and emb.data[0].embedding
+    chat = await client.chat.completions.create(
+        model="fake-basic", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert chat.choices[0].message.content
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as info:  # mode: embedding still restricts
+        await client.chat.completions.create(model="fake-embed", messages=[{"role": "user", "content": "hi"}])
+    assert "/v1/embeddings" in info.value.body["message"]
+
+
+async def test_an_unknown_expect_value_is_a_417_even_in_bytes_that_are_not_utf8(proxy: Any) -> None:
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nExpect: \xf1\x9f\r\n"
+        b"Content-Type: application/json\r\nContent-Length: " + str(len(CHAT)).encode() + b"\r\n\r\n" + CHAT
+    )
+    answer = await raw_exchange(proxy.port, request)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 417"), answer[:300]
+    assert orjson.loads(body)["error"]["code"] == "expectation_failed"

@@ -10,10 +10,10 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from aiohttp import web
 from click.testing import CliRunner
 from test_keys_e2e import EXTRA, METERED, ask, direct_key, http, sdk, works
 
+from nextmodel_proxy import listener
 from nextmodel_proxy.access.keys import KeySettings
 from nextmodel_proxy.cli.main import main
 from nextmodel_proxy.cli.serve import ledger_has_keys
@@ -163,7 +163,7 @@ async def test_a_bad_json_body_is_an_openai_shaped_400(config: Config, start_pro
 def no_serving(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     """Record where `serve` would listen instead of binding (tests never bind a non-loopback address)."""
     binds: list[tuple[str, int]] = []
-    monkeypatch.setattr(web, "run_app", lambda app, host, port, **kw: binds.append((host, port)))
+    monkeypatch.setattr(listener, "run", lambda app, host, port, **kw: binds.append((host, port)))
     return binds
 
 

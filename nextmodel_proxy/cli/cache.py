@@ -26,8 +26,10 @@ def cache_group() -> None:
 
 
 def _cache_db(db_path: str | None, config: Config | None) -> str:
-    """--db wins, then cache.path from the config, then the ledger file (where the cache lives by default)."""
-    if not db_path and config is not None and config.cache.path:
+    """The file a proxy run with this config keeps its cache in: cache.path when the config sets one (`serve
+    --db` / NMPROXY_DB move only the ledger, so they must not move the cache here either), else the ledger
+    file (--db, NMPROXY_DB, ledger.path), where the cache lives by default."""
+    if config is not None and config.cache.path:
         return config.cache.path
     return resolve_db(db_path, config)
 

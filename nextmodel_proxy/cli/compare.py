@@ -30,7 +30,7 @@ def _since_utc(since: str | None, now: dt.datetime) -> str | None:
 
 def _chosen_models(config: Config, names: str | None) -> list[ModelConfig]:
     if not names:
-        return [m for m in config.models.values() if m.mode == "chat" and m.price is not None]
+        return [m for m in config.models.values() if m.mode in (None, "chat") and m.price is not None]
     wanted = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in wanted if n not in config.models]
     if unknown:

@@ -23,6 +23,7 @@ from nextmodel_proxy.access.budget_store import (
     spend_against_budgets,
     usage_json,
 )
+from nextmodel_proxy.access.keys import KEY_PREFIX
 from nextmodel_proxy.cli.common import config_option, db_option, existing_db, load_cli_config, resolve_db
 from nextmodel_proxy.cli.output import echo_json, echo_table
 from nextmodel_proxy.config import CurrencyConfig
@@ -325,6 +326,7 @@ def spend_cmd(
     with read_ledger(db_path, config_path) as (conn, currency):
         rows = spend(conn, by, _filters(kw))
         budgets = _budgets_by_group(conn, by, config_path)
+        names = _key_names(conn) if by == "key" else {}
     if by == "day":
         rows.sort(key=lambda r: r.group or "")
     total = spend_total(rows)
@@ -333,6 +335,9 @@ def spend_cmd(
         if budgets is not None:
             for row, r in zip(out, rows, strict=True):
                 row["budgets"] = [usage_json(u) for u in budgets.get(r.group or "", [])]
+        if by == "key":
+            for row, r in zip(out, rows, strict=True):
+                row["key_name"], row["key_prefix"] = names.get(r.group or "", (None, None))
         echo_json(
             {
                 "by": by,
@@ -362,13 +367,30 @@ def spend_cmd(
     ]
     cells = [_spend_cells(r, currency) for r in rows]
     total_cells = _spend_cells(total, currency, "TOTAL")
+    display_at = 8
+    if by == "key":  # the key id alone means nothing to a reader: its name and display prefix beside it
+        header[1:1] = ["NAME", "PREFIX"]
+        for c, r in zip(cells, rows, strict=True):
+            name, prefix = names.get(r.group or "", (None, None))
+            c[1:1] = [name or "-", f"{prefix}…" if prefix else "-"]
+        total_cells[1:1] = ["", ""]
+        display_at += 2
     if budgets is not None:
         header += ["BUDGET", "PERIOD SPENT", "REMAINING"]
         cells = [c + _budget_cells(budgets.get(r.group or "", [])) for c, r in zip(cells, rows, strict=True)]
         total_cells += ["", "", ""]
-    _print_table(header, [*cells, total_cells], display_at=8)
+    _print_table(header, [*cells, total_cells], display_at=display_at)
     if currency.display != "USD":
         click.echo(f"rate: 1 USD = {format(currency.rates[currency.display], 'f')} {currency.display}")
+
+
+def _key_names(conn: sqlite3.Connection) -> dict[str, tuple[str | None, str]]:
+    """key id -> (name, display prefix) for every key ever made (revoked ones too: their spend still shows)."""
+    try:
+        found = conn.execute("SELECT key_id, name, prefix FROM api_keys").fetchall()
+    except sqlite3.OperationalError:  # a ledger from before keys existed
+        return {}
+    return {key_id: (name, KEY_PREFIX + prefix) for key_id, name, prefix in found}
 
 
 def _budgets_by_group(

@@ -70,7 +70,7 @@ class ModelConfig:
     source: str | None = None
     as_of: dt.date | None = None
     retires: dt.date | None = None
-    mode: str = "chat"
+    mode: str | None = None  # "chat" or "embedding" restricts the model to that endpoint; None serves both
     cache_policy: str | None = None
     replacement: str | None = None  # model to suggest once this one retires
     verified: str | None = None  # research note on how solid the figures are

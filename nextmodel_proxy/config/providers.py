@@ -34,16 +34,31 @@ class ProviderConfig:
     connect_timeout_s: float = 10.0
     max_retries: int = 2
     tags: tuple[str, ...] = ()
+    max_answer_bytes: int = 64 * 1024 * 1024  # a whole answer (JSON body or every event of a stream)
+    max_event_bytes: int = 8 * 1024 * 1024  # one SSE event, complete or still arriving
 
 
 _PROVIDER_KEYS = frozenset(
-    {"kind", "base_url", "api_key_env", "headers", "timeout_s", "connect_timeout_s", "max_retries", "tags"}
+    {
+        "kind",
+        "base_url",
+        "api_key_env",
+        "headers",
+        "timeout_s",
+        "connect_timeout_s",
+        "max_retries",
+        "tags",
+        "max_answer_bytes",
+        "max_event_bytes",
+    }
 )
 _PROVIDER_NUMBERS = {
     "timeout_s": ("timeout_s", lambda v, p: as_float(v, p, 0.001)),
     "connect_timeout_s": ("connect_timeout_s", lambda v, p: as_float(v, p, 0.001)),
     "max_retries": ("max_retries", lambda v, p: as_int(v, p, 0)),
     "tags": ("tags", as_str_list),
+    "max_answer_bytes": ("max_answer_bytes", lambda v, p: as_int(v, p, 1024)),
+    "max_event_bytes": ("max_event_bytes", lambda v, p: as_int(v, p, 1024)),
 }
 
 

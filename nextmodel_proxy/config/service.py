@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nextmodel_proxy.config.fields import (
+    ConfigError,
     as_bool,
     as_float,
     as_int,
@@ -25,6 +26,11 @@ class ServerConfig:
     max_body_bytes: int = 10 * 1024 * 1024
     keepalive_s: float = 15.0
     shutdown_grace_s: float = 30.0
+    header_timeout_s: float = (
+        10.0  # from a request's first byte (or the connection opening) to its last header
+    )
+    body_timeout_s: float = 60.0  # to read the whole request body once the headers are in
+    max_connections: int | None = None  # None: from the open-file limit (listener.auto_max_connections)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +42,13 @@ class LedgerConfig:
 
 _SERVER_KEYS = {
     "host": ("host", as_str),
-    "port": ("port", lambda v, p: as_int(v, p, 0)),
+    "port": ("port", lambda v, p: _port(as_int(v, p, 0), p)),
     "max_body_bytes": ("max_body_bytes", lambda v, p: as_int(v, p, 1)),
     "keepalive_s": ("keepalive_s", lambda v, p: as_float(v, p, 0.01)),
     "shutdown_grace_s": ("shutdown_grace_s", as_float),
+    "header_timeout_s": ("header_timeout_s", lambda v, p: as_float(v, p, 0.01)),
+    "body_timeout_s": ("body_timeout_s", lambda v, p: as_float(v, p, 0.01)),
+    "max_connections": ("max_connections", lambda v, p: as_int(v, p, 1)),
 }
 
 _LEDGER_KEYS = {
@@ -47,6 +56,12 @@ _LEDGER_KEYS = {
     "enabled": ("enabled", as_bool),
     "busy_timeout_s": ("busy_timeout_s", lambda v, p: as_float(v, p, 0.001)),
 }
+
+
+def _port(value: int, path: str) -> int:
+    if value > 65535:
+        raise ConfigError(path, "must be a TCP port, 0 to 65535")
+    return value
 
 
 def read_server(raw: Any) -> ServerConfig:

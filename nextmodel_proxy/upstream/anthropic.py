@@ -9,10 +9,11 @@ from typing import Any
 import aiohttp
 import orjson
 
+from nextmodel_proxy import text_safety
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.upstream.anthropic_stream import AnthropicStream
 from nextmodel_proxy.upstream.anthropic_translate import from_error, from_message, to_messages_request
-from nextmodel_proxy.upstream.base import Target, connection_named, provider_key, sendable
+from nextmodel_proxy.upstream.base import Target, connection_named, provider_key
 from nextmodel_proxy.upstream.translated import TranslatedCall, Translation, open_translated
 
 API_VERSION = "2023-06-01"
@@ -22,9 +23,9 @@ def anthropic_headers(target: Target, client_headers: Mapping[str, str]) -> dict
     """Auth and version headers; of the client's headers only anthropic-* (e.g. anthropic-beta) go through."""
     named = connection_named(client_headers)
     headers = {
-        k: v
+        k: text_safety.encodable(v)  # bytes that are not UTF-8 go on escaped, as for other providers
         for k, v in client_headers.items()
-        if k.lower().startswith("anthropic-") and k.lower() not in named and sendable(k, v)
+        if k.lower().startswith("anthropic-") and k.lower() not in named
     }
     headers.update(target.provider.headers)
     headers.setdefault("anthropic-version", API_VERSION)

@@ -15,6 +15,7 @@ from multidict import CIMultiDict
 from nextmodel_proxy import text_safety
 from nextmodel_proxy.config import ModelConfig, ProviderConfig
 from nextmodel_proxy.errors import ProxyError
+from nextmodel_proxy.sse import SSESplitter
 
 # RFC 7230 hop-by-hop headers plus ones aiohttp must compute itself.
 HOP_BY_HOP = frozenset(
@@ -111,19 +112,9 @@ def connection_named(client_headers: Mapping[str, str]) -> frozenset[str]:
     return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
 
 
-def sendable(name: str, value: str) -> bool:
-    """Whether a header survives re-encoding: undecodable bytes reach us as surrogates, which cannot go on."""
-    try:
-        name.encode("utf-8")
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def forwardable_client_headers(client_headers: Mapping[str, str]) -> dict[str, str]:
     """Client headers that may go upstream: no credentials, no hop-by-hop (including every header the client's
-    Connection header names), none of our own x-nextmodel-*, none with bytes that are not UTF-8."""
+    Connection header names), none of our own x-nextmodel-*."""
     out = {}
     named = connection_named(client_headers)
     for name, value in client_headers.items():
@@ -133,7 +124,7 @@ def forwardable_client_headers(client_headers: Mapping[str, str]) -> dict[str, s
             or low in named
             or low.startswith("x-nextmodel-")
             or low.startswith("x-stainless")
-            or not sendable(name, value)
+            or not name.isascii()
         ):
             continue
         # bytes that are not UTF-8 cannot be re-sent as they came: forwarded escaped (`\\xNN`) instead
@@ -214,10 +205,54 @@ async def send(
         return await session.post(url, data=payload, headers=headers, timeout=timeout, allow_redirects=False)
 
 
+def too_large(provider: ProviderConfig, what: str, key: str, limit: int) -> ProxyError:
+    return ProxyError(
+        502,
+        f"upstream {provider.name!r} sent {what} larger than {limit} bytes (providers.{provider.name}.{key}); "
+        "it was not relayed further",
+        "upstream_too_large",
+    )
+
+
+class BoundedSplitter:
+    """SSESplitter under the provider's caps: no event, even one still arriving (a 10 MB line with no newline),
+    grows past max_event_bytes, and the whole stream stops at max_answer_bytes (502 upstream_too_large)."""
+
+    __slots__ = ("_splitter", "_provider", "_total")
+
+    def __init__(self, provider: ProviderConfig) -> None:
+        self._splitter = SSESplitter()
+        self._provider = provider
+        self._total = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        p = self._provider
+        self._total += len(data)
+        if self._total > p.max_answer_bytes:
+            raise too_large(p, "a stream", "max_answer_bytes", p.max_answer_bytes)
+        events = self._splitter.feed(data)
+        limit = p.max_event_bytes
+        if len(self._splitter.tail()) > limit or (len(data) > limit and any(len(e) > limit for e in events)):
+            raise too_large(p, "one stream event", "max_event_bytes", limit)
+        return events
+
+
 async def read_body(resp: aiohttp.ClientResponse, provider: ProviderConfig) -> bytes:
-    """The whole response body, with read timeouts and broken connections as 504/502."""
+    """The whole response body up to providers.<name>.max_answer_bytes, with read timeouts and broken
+    connections as 504/502 and a larger body as 502 upstream_too_large (the connection is dropped)."""
+    limit = provider.max_answer_bytes
     try:
+        if resp.content_length is not None and resp.content_length > limit:
+            resp.close()
+            raise too_large(provider, "an answer", "max_answer_bytes", limit)
         with transport_errors(provider.name, "read"):
-            return await resp.read()
+            chunks, total = [], 0
+            async for chunk in resp.content.iter_any():
+                total += len(chunk)
+                if total > limit:
+                    resp.close()
+                    raise too_large(provider, "an answer", "max_answer_bytes", limit)
+                chunks.append(chunk)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
         resp.release()

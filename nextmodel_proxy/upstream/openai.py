@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from nextmodel_proxy.sse import SSESplitter
 from nextmodel_proxy.upstream.base import (
+    BoundedSplitter,
     Target,
     forwardable_client_headers,
     provider_key,
@@ -51,7 +51,7 @@ class HttpCall:
 
     async def batches(self) -> AsyncIterator[list[bytes]]:
         """Events grouped by the upstream read they arrived in, so they can be relayed in one write."""
-        splitter = SSESplitter()
+        splitter = BoundedSplitter(self._provider)
         try:
             with transport_errors(self._provider.name, "stream"):
                 async for chunk in self._resp.content.iter_any():

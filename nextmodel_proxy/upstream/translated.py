@@ -9,8 +9,8 @@ from typing import Protocol
 import aiohttp
 
 from nextmodel_proxy.errors import ProxyError
-from nextmodel_proxy.sse import SSESplitter
 from nextmodel_proxy.upstream.base import (
+    BoundedSplitter,
     Target,
     read_body,
     response_headers,
@@ -84,7 +84,7 @@ class TranslatedCall:
         translator = self._translator
         if translator is None:
             return
-        splitter = SSESplitter()
+        splitter = BoundedSplitter(self._provider)
         name = self._provider.name
         try:
             with transport_errors(name, "stream"):
