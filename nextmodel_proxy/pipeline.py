@@ -32,7 +32,6 @@ from nextmodel_proxy.drain import Drain, shutting_down
 from nextmodel_proxy.endpoints import wire
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger.prices import PriceRecorder
-from nextmodel_proxy.ledger.receipts import Receipt
 from nextmodel_proxy.ledger.writer import LedgerUnavailable
 from nextmodel_proxy.pricing import estimate_prompt_tokens, from_pusd, replay_billed, to_pusd, usage_trusted
 from nextmodel_proxy.relay import ClientGone, StreamSink, relay_batches, split_final, start, write
@@ -442,7 +441,7 @@ class Pipeline:
             s.limiter.correct(
                 holds.admission, (receipt.prompt_tokens or 0) + (receipt.completion_tokens or 0)
             )
-        self._queue_cache_writes(state, receipt)
+        s.queue_cache_writes(state, receipt, self.config.cache)
         s.metrics.observe(receipt, state.before_upstream_s)
         if s.ledger is None:
             return
@@ -456,27 +455,6 @@ class Pipeline:
         except LedgerUnavailable as exc:
             if raise_on_ledger:
                 raise exc.proxy_error() from None
-
-    def _queue_cache_writes(self, state: RequestState, receipt: Receipt) -> None:
-        writer, plan, holds = self.services.cache_writer, state.decision.cache_plan, state.holds
-        if writer is None or plan is None or not plan.active:
-            return
-        tally = self.services.cache_tally
-        if holds.cache_hit is not None:
-            saved = to_pusd(receipt.savings_usd) if receipt.savings_usd is not None else 0
-            tally.hit(holds.cache_hit.key, len(holds.cache_hit.body), saved)
-            return
-        if plan.decision.read and state.outcome.served_mode == "fresh":
-            tally.miss()
-        if holds.cache_payload is not None and state.decision.target is not None:
-            cfg = self.config.cache
-            entry = caching.entry_for(plan, state.decision.target, state, receipt, *holds.cache_payload)
-            self.services.flush_cache_tally()  # recency first: eviction below must see the latest hits
-            writer.submit_op(
-                lambda c: cache.store_and_evict(
-                    c, entry, max_entries=cfg.max_entries, max_bytes=cfg.max_bytes, ttl_s=cfg.ttl_s
-                )
-            )
 
 
 def _log_ledger_failure(future: asyncio.Future[None]) -> None:

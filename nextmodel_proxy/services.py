@@ -10,16 +10,23 @@ import statistics
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nextmodel_proxy.access.auth import KeyStore, run_refresher
 from nextmodel_proxy.access.budgets import BudgetBook
 from nextmodel_proxy.access.ratelimit import RateLimiter
-from nextmodel_proxy.cache.plan import CacheTally
+from nextmodel_proxy.cache.plan import CacheTally, entry_for
 from nextmodel_proxy.cache.sharing import SingleFlight
-from nextmodel_proxy.config import Config, MetricsConfig
+from nextmodel_proxy.cache.store import store_and_evict
+from nextmodel_proxy.config import CacheConfig, Config, MetricsConfig
 from nextmodel_proxy.ledger import schema as db
+from nextmodel_proxy.ledger.receipts import Receipt
 from nextmodel_proxy.ledger.writer import Ledger
 from nextmodel_proxy.metrics import Metrics
+from nextmodel_proxy.pricing import to_pusd
+
+if TYPE_CHECKING:
+    from nextmodel_proxy.request_state import RequestState
 
 log = logging.getLogger(__name__)
 LATENCY_REFRESH_S = 30.0
@@ -46,6 +53,26 @@ class Services:
         op = self.cache_tally.take()
         if op is not None and self.cache_writer is not None:
             self.cache_writer.submit_op(op)
+
+    def queue_cache_writes(self, state: RequestState, receipt: Receipt, cfg: CacheConfig) -> None:
+        """After a receipt: tally a hit or a miss, and queue a complete fresh answer to be stored."""
+        writer, plan, holds = self.cache_writer, state.decision.cache_plan, state.holds
+        if writer is None or plan is None or not plan.active:
+            return
+        if holds.cache_hit is not None:
+            saved = to_pusd(receipt.savings_usd) if receipt.savings_usd is not None else 0
+            self.cache_tally.hit(holds.cache_hit.key, len(holds.cache_hit.body), saved)
+            return
+        if plan.decision.read and state.outcome.served_mode == "fresh":
+            self.cache_tally.miss()
+        if holds.cache_payload is not None and state.decision.target is not None:
+            entry = entry_for(plan, state.decision.target, state, receipt, *holds.cache_payload)
+            self.flush_cache_tally()  # recency first: eviction below must see the latest hits
+            writer.submit_op(
+                lambda c: store_and_evict(
+                    c, entry, max_entries=cfg.max_entries, max_bytes=cfg.max_bytes, ttl_s=cfg.ttl_s
+                )
+            )
 
 
 def observed_latency(conn: sqlite3.Connection) -> dict[str, float]:

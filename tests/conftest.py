@@ -10,6 +10,7 @@ import openai
 import pytest
 from aiohttp.test_utils import TestServer
 from fake_upstream import FakeState, create_fake_app
+from sdk_clients import close_all
 
 from nextmodel_proxy.app import create_app
 from nextmodel_proxy.config import Config, load_config
@@ -195,3 +196,11 @@ async def client(proxy: Any) -> Any:
         base_url=proxy.base, api_key="sk-client-not-forwarded", max_retries=0, timeout=20
     ) as c:
         yield c
+
+
+@pytest.fixture
+async def close_sdk_clients() -> Any:
+    """Clients made with sdk_clients.sdk() are closed after the test (no sockets left for the GC); modules
+    that use sdk() name this in their pytestmark."""
+    yield
+    await close_all()

@@ -14,6 +14,7 @@ import openai
 import orjson
 import pytest
 from click.testing import CliRunner
+from sdk_clients import sdk
 
 from nextmodel_proxy.access.keys import KeySettings, create_key
 from nextmodel_proxy.appkeys import SERVICES
@@ -21,30 +22,13 @@ from nextmodel_proxy.cli.main import main as nmproxy
 from nextmodel_proxy.config import Config, load_config
 from nextmodel_proxy.ledger import schema as db
 
+pytestmark = pytest.mark.usefixtures("close_sdk_clients")
+
 POLL_S = 3.0
 POLICY_MODELS = (
     "  sampled-ok: {provider: fake, upstream_id: fake-basic, cache_policy: always, price: {input: 1, output: 2}}\n"
     "  never-cached: {provider: fake, upstream_id: fake-basic, cache_policy: never, price: {input: 1, output: 2}}\n"
 )
-
-
-_CLIENTS: list[openai.AsyncOpenAI] = []
-
-
-@pytest.fixture(autouse=True)
-async def _close_clients() -> Any:
-    """Every client sdk() made in a test is closed after it (no sockets left for the GC to find)."""
-    yield
-    while _CLIENTS:
-        await _CLIENTS.pop().close()
-
-
-def sdk(proxy: Any, api_key: str = "sk-open-mode", **headers: str) -> openai.AsyncOpenAI:
-    client = openai.AsyncOpenAI(
-        base_url=proxy.base, api_key=api_key, max_retries=0, timeout=10, default_headers=headers or None
-    )
-    _CLIENTS.append(client)
-    return client
 
 
 async def ask(

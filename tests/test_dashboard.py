@@ -376,3 +376,31 @@ async def test_a_multi_day_range_reads_whole_days_and_edges_and_still_equals_spe
         "2026-11-10",
         "2026-11-11",
     ]
+
+
+async def test_hostile_dashboard_input_gets_4xx_and_no_open_redirect(
+    config: Config, start_proxy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NMPROXY_ADMIN_KEY", raising=False)
+    conn = db.open_db(config.ledger.path)
+    admin, _ = create_key(conn, KeySettings(name="ops", is_admin=True))
+    conn.close()
+    server = await start_proxy(config)
+    bearer = {"Authorization": f"Bearer {admin.plaintext}"}
+    for query in ("tz=" + "A" * 5000, "tz=%ff%fe", "from=9999999-01-01", "to=2026-02-30"):
+        status, body, _ = await get(server, f"/ui/api/overview?{query}", headers=bearer)
+        assert status == 400, query
+    for query in ("cursor=%00%ff", "limit=10000000000", "limit=-1", "status=9xx", "mode=%ff"):
+        status, _, _ = await get(server, f"/ui/api/receipts?{query}", headers=bearer)
+        assert status == 400, query
+    status, _, resp = await get(server, "/ui", cookies={"nmproxy_ui": "\u00ff" * 300})
+    assert status == 303 and resp.headers["Location"].startswith("/ui/login")
+    async with aiohttp.ClientSession() as session:
+        for target in ("//evil.example/x", "https://evil.example", "/ui\\@evil", "/other"):
+            form = {"key": admin.plaintext, "next": target}
+            async with session.post(server.make_url("/ui/login"), data=form, allow_redirects=False) as r:
+                assert r.status == 303 and r.headers["Location"] == "/ui", target
+        async with session.post(server.make_url("/ui/login"), data={"key": "x" * 100_000}) as r:
+            assert r.status in (401, 413)
+    status, _, _ = await get(server, "/ui/static/../../../../etc/passwd")
+    assert status == 404

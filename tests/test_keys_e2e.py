@@ -15,11 +15,14 @@ import openai
 import orjson
 import pytest
 from click.testing import CliRunner
+from sdk_clients import sdk
 
 from nextmodel_proxy.access.keys import KeySettings, create_key, revoke_key
 from nextmodel_proxy.cli.main import main
 from nextmodel_proxy.config import Config, load_config
 from nextmodel_proxy.ledger import schema as db
+
+pytestmark = pytest.mark.usefixtures("close_sdk_clients")
 
 # Every answer to "xx" (two letters) is "Echo: xx": 3 completion tokens upstream. With input free and output at
 # 1000 USD per million, each request costs exactly 0.003 USD, and max_tokens=3 makes the reservation equal it.
@@ -69,25 +72,6 @@ def direct_key(path: Path, settings: KeySettings, *, revoked: bool = False) -> s
         return new.plaintext
     finally:
         conn.close()
-
-
-_CLIENTS: list[openai.AsyncOpenAI] = []
-
-
-@pytest.fixture(autouse=True)
-async def _close_clients() -> Any:
-    """Every client sdk() made in a test is closed after it (no sockets left for the GC to find)."""
-    yield
-    while _CLIENTS:
-        await _CLIENTS.pop().close()
-
-
-def sdk(proxy: Any, key: str = "sk-open-mode", **headers: str) -> openai.AsyncOpenAI:
-    client = openai.AsyncOpenAI(
-        base_url=proxy.base, api_key=key, max_retries=0, timeout=10, default_headers=headers or None
-    )
-    _CLIENTS.append(client)
-    return client
 
 
 async def ask(client: openai.AsyncOpenAI, word: str = "ab", model: str = "metered", **kw: Any) -> Any:

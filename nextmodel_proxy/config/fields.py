@@ -112,7 +112,7 @@ def as_date(value: Any, path: str) -> dt.date:
             return dt.date.fromisoformat(value)
         except ValueError:
             pass
-    raise ConfigError(path, "must be a date (YYYY-MM-DD)")
+    raise ConfigError(path, f"must be a date (YYYY-MM-DD), got {value!r}")
 
 
 def parse_duration(value: Any, path: str = "") -> float:

@@ -10,11 +10,11 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
-from nextmodel_proxy.config.fields import ConfigError
+from nextmodel_proxy.config.fields import ConfigError, as_date, as_decimal
 
 # ISO 4217 active codes (2026). A code outside this list is "unknown currency" in check-config.
 ISO_4217 = frozenset(
@@ -161,29 +161,9 @@ class FxTable:
 # --- parsing -----------------------------------------------------------------------------------
 
 
-def _amount(value: Any, path: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ConfigError(path, "must be a number")
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise ConfigError(path, f"must be a number, got {value!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise ConfigError(path, "must be a finite number, not negative")
-    return amount
-
-
-def _day(value: Any, path: str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    if isinstance(value, str):
-        try:
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise ConfigError(path, f"must be a date (YYYY-MM-DD), got {value!r}")
+# The shared field validators, under the names this module reads with.
+_amount = as_decimal
+_day = as_date
 
 
 def _keys(m: Any, path: str, allowed: set[str]) -> Mapping[str, Any]:

@@ -49,6 +49,8 @@ _ROLLUP_UPSERT = (
     + " ON CONFLICT (day, project, team, key_id, model, provider, served_mode) DO UPDATE SET "
     + ", ".join(f"{c} = {c} + excluded.{c}" for c in _ROLLUP_COLUMNS)
 )
+
+
 def ledger_head(conn: sqlite3.Connection) -> str:
     """The hash the next receipt chains onto."""
     row = conn.execute("SELECT hash FROM receipts ORDER BY seq DESC LIMIT 1").fetchone()
