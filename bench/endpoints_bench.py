@@ -108,6 +108,7 @@ def _micro(n: int) -> dict[str, float]:
         messages_request,
         responses_reply,
         responses_request,
+        responses_stream,
         wire,
     )
     from nextmodel_proxy.sse import SSESplitter
@@ -126,9 +127,9 @@ def _micro(n: int) -> dict[str, float]:
         responses_request.to_chat_request(RESPONSES, "bench")
         responses_reply.from_completion_bytes(chat_json, RESPONSES)
 
-    def responses_stream() -> None:
+    def responses_streamed() -> None:
         responses_request.to_chat_request({**RESPONSES, "stream": True}, "bench")
-        t = responses_reply.ChatToResponsesStream(RESPONSES)
+        t = responses_stream.ChatToResponsesStream(RESPONSES)
         for e in events:
             t.feed(e)
 
@@ -162,7 +163,7 @@ def _micro(n: int) -> dict[str, float]:
             lambda: observed("messages", msg_events, orjson.dumps(ANTHROPIC)), n
         ),
         "responses_non_stream_us": _median_us(responses_body, n),
-        "responses_stream_us": _median_us(responses_stream, n),
+        "responses_stream_us": _median_us(responses_streamed, n),
         "messages_non_stream_us": _median_us(messages_body, n),
         "messages_stream_us": _median_us(messages_stream, n),
         "stream_events": len(events),

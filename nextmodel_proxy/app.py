@@ -107,7 +107,23 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] | None = None
     app.on_shutdown.append(_drain_at_grace)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler, expect_handler=_expect)
+    # Last: every other method and path, so that a 404/405 also goes through _expect (aiohttp's own
+    # expect handler on its 404/405 answers would echo a non-UTF-8 Expect value into a 500).
+    app.router.add_route("*", "/{unmatched:.*}", _unmatched, expect_handler=_expect)
     return app
+
+
+async def _unmatched(request: web.Request) -> web.StreamResponse:
+    """A path or method no route has: the 404 or 405 (with Allow) aiohttp would give, via error_middleware."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is request.match_info.route.resource:
+            continue
+        _match, methods = await resource.resolve(request)
+        allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
 
 
 async def _expect(request: web.Request) -> web.StreamResponse | None:

@@ -171,9 +171,16 @@ async def test_a_model_without_mode_serves_both_endpoints_and_mode_restricts(cli
     assert "/v1/embeddings" in info.value.body["message"]
 
 
-async def test_an_unknown_expect_value_is_a_417_even_in_bytes_that_are_not_utf8(proxy: Any) -> None:
+@pytest.mark.parametrize(
+    "line",
+    [b"POST /v1/chat/completions", b"PUT /v1/embeddings", b"POST /v1/nowhere"],
+    ids=["ok", "405", "404"],
+)
+async def test_an_unknown_expect_value_is_a_417_even_in_bytes_that_are_not_utf8(
+    proxy: Any, line: bytes
+) -> None:
     request = (
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nExpect: \xf1\x9f\r\n"
+        line + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nExpect: \xf1\x9f\r\n"
         b"Content-Type: application/json\r\nContent-Length: " + str(len(CHAT)).encode() + b"\r\n\r\n" + CHAT
     )
     answer = await raw_exchange(proxy.port, request)

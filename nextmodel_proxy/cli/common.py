@@ -41,6 +41,16 @@ def load_cli_config(config_path: str | None, *, required: bool = False) -> Confi
     path = config_path or (DEFAULT_CONFIG if (required or Path(DEFAULT_CONFIG).exists()) else None)
     if path is None:
         return None
+    if not Path(path).exists():
+        given = (
+            "from --config or NMPROXY_CONFIG"
+            if config_path
+            else f"no --config or NMPROXY_CONFIG: ./{DEFAULT_CONFIG}"
+        )
+        raise click.ClickException(
+            f"no config file at {path!r} ({given}): pass --config PATH or set NMPROXY_CONFIG=PATH "
+            "(the shipped providers.yaml is a good start)"
+        )
     try:
         return load_config(path)
     except ConfigError as exc:

@@ -122,4 +122,11 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("", f"cannot read config file {str(p)!r}: {exc.strerror or exc}") from None
-    return parse_config(load_yaml_text(text), str(p))
+    data = load_yaml_text(text, str(p))
+    if data is None or data == {}:
+        raise ConfigError(
+            "",
+            f"config file {str(p)!r} is empty: it needs at least providers: and models: "
+            "(start from the shipped providers.yaml)",
+        )
+    return parse_config(data, str(p))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import yaml
@@ -50,13 +51,18 @@ def _find_path(node: yaml.Node, target: yaml.Node) -> list[str] | None:
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def load_yaml_text(text: str) -> Any:
-    loader = _UniqueKeyLoader(text)
+def load_yaml_text(text: str, name: str | None = None) -> Any:
+    """The YAML document in `text`; errors name `name` (the file) and the line, not `<unicode string>`."""
+    stream: Any = text
+    if name is not None:
+        stream = io.StringIO(text)
+        stream.name = name  # yaml's reader takes the mark's file name from the stream
+    loader = _UniqueKeyLoader(stream)
     try:
         root = loader.get_single_node()
         loader._nm_root = root  # type: ignore[attr-defined]
         return loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
-        raise ConfigError("", f"not valid YAML: {exc}") from None
+        raise ConfigError("", f"not valid YAML: {' '.join(str(exc).split())}") from None
     finally:
         loader.dispose()

@@ -8,7 +8,13 @@ from typing import Any
 import aiohttp
 import orjson
 
-from nextmodel_proxy.endpoints import messages_reply, messages_request, responses_reply, responses_request
+from nextmodel_proxy.endpoints import (
+    messages_reply,
+    messages_request,
+    responses_reply,
+    responses_request,
+    responses_stream,
+)
 from nextmodel_proxy.endpoints.native import UPSTREAM_WIRE, native_endpoints
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.upstream.anthropic import anthropic_headers
@@ -122,7 +128,7 @@ class BridgedCall:
 
     async def batches(self) -> AsyncIterator[list[bytes]]:
         translator: Any = (
-            responses_reply.ChatToResponsesStream(self._request)
+            responses_stream.ChatToResponsesStream(self._request)
             if self._endpoint == "responses"
             else messages_reply.ChatToMessagesStream(self._request)
         )

@@ -7,7 +7,8 @@ from typing import Any
 
 import orjson
 
-from nextmodel_proxy.sse import event_json, is_done, named_event
+from nextmodel_proxy.endpoints.chat_chunks import ChatStreamTranslator
+from nextmodel_proxy.sse import named_event
 
 STOP_REASONS = {
     "stop": "end_turn",
@@ -120,7 +121,7 @@ def from_completion_bytes(raw: bytes, request: Mapping[str, Any]) -> bytes:
     return orjson.dumps(from_completion(orjson.loads(raw), request))
 
 
-class ChatToMessagesStream:
+class ChatToMessagesStream(ChatStreamTranslator):
     """Feed chat.completion.chunk events; get message_start ... message_stop back (input_json_delta for tools)."""
 
     __slots__ = ("done", "_request", "_started", "_block", "_blocks", "_calls", "_finish", "_usage")
@@ -135,37 +136,20 @@ class ChatToMessagesStream:
         self._finish: Any = None
         self._usage: Any = None
 
-    def feed(self, raw: bytes) -> list[bytes]:
-        if self.done:
-            return []
-        if is_done(raw):
-            return self._complete()
-        obj = event_json(raw)
-        if obj is None:
-            return []
-        out = self._start(obj)
-        if isinstance(obj.get("error"), dict):
-            self.done = True
-            err = obj["error"]
-            status = 529 if err.get("type") == "overloaded_error" else 500
-            return out + [error_event(status, str(err.get("message") or "upstream error"))]
-        if isinstance(obj.get("usage"), dict):
-            self._usage = obj["usage"]
-        for choice in obj.get("choices") or []:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-            if isinstance(delta.get("content"), str) and delta["content"]:
-                out += self._text(delta["content"])
-            for call in delta.get("tool_calls") or []:
-                if isinstance(call, dict):
-                    out += self._tool(call)
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
-        return out
+    def _error(self, err: Mapping[str, Any]) -> list[bytes]:
+        status = 529 if err.get("type") == "overloaded_error" else 500
+        return [error_event(status, str(err.get("message") or "upstream error"))]
 
-    def end(self) -> list[bytes]:
-        return []
+    def _part(self, kind: str, value: Any) -> list[bytes]:
+        if kind == "text":
+            return self._text(value)
+        if kind == "call":
+            return self._tool(value)
+        if kind == "usage":
+            self._usage = value
+        elif kind == "finish":
+            self._finish = value
+        return []  # reasoning text has no unsigned thinking block to go into
 
     def _start(self, obj: Mapping[str, Any]) -> list[bytes]:
         if self._started:
