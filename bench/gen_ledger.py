@@ -190,6 +190,8 @@ def _overview_s(conn, now: dt.datetime) -> dict[str, float]:
             runs.append(time.perf_counter() - t0)
         out[name] = min(runs)
     return out
+
+
 def _reconcile(conn) -> int:
     """`nmproxy reconcile --provider openai` over the whole ledger against an export that matches it but for
     one line: the ledger side (every receipt of the provider read once, grouped by day and model) plus the

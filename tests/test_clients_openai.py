@@ -152,3 +152,30 @@ def test_responses_stream_text(oa):
     events = list(oa.responses.create(model="demo-chat", input="hello", stream=True))
     text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert "hello" in text and events[-1].response.output_text == text
+
+
+def test_legacy_completions_with_suffix_stream_and_logprobs(oa):
+    done = oa.completions.create(model="demo-chat", prompt="def fib(n):", suffix="return a", logprobs=2, n=2)
+    assert [c.index for c in done.choices] == [0, 1] and done.choices[0].text != done.choices[1].text
+    first = done.choices[0]
+    assert first.finish_reason == "length" and len(first.logprobs.tokens) == 16  # the default max_tokens
+    assert "".join(first.logprobs.tokens) == first.text and all(
+        len(t) == 2 for t in first.logprobs.top_logprobs
+    )
+    assert done.usage.completion_tokens == 32 and done.usage.prompt_tokens == estimate_tokens("def fib(n):")
+    whole = oa.completions.create(model="demo-chat", prompt="def fib(n):", suffix="return a", max_tokens=100)
+    assert (
+        whole.choices[0].finish_reason == "stop"
+        and "def fib(n): and before: return a" in whole.choices[0].text
+    )
+    chunks = list(
+        oa.completions.create(
+            model="demo-chat", prompt="def fib(n):", suffix="return a", max_tokens=100, stream=True,
+            stream_options={"include_usage": True},
+        )
+    )  # fmt: skip
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == whole.choices[0].text
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    with pytest.raises(openai.BadRequestError) as err:
+        oa.completions.create(model="demo-chat", prompt="x", logprobs=9)
+    assert err.value.body["param"] == "logprobs"

@@ -34,7 +34,7 @@ NATIVE_BY_KIND = {
     "openai": frozenset({"chat", "responses", "embeddings", "completions"}),
     "anthropic": frozenset({"messages"}),
     "gemini": frozenset(),
-    "demo": frozenset({"chat", "embeddings"}),
+    "demo": frozenset({"chat", "embeddings", "completions"}),
 }
 
 

@@ -21,7 +21,7 @@ UPSTREAM_WIRE = {
 def default_endpoints(provider: ProviderConfig) -> frozenset[str]:
     """When a model has no `endpoints:`: OpenAI itself serves all four OpenAI endpoints; other OpenAI-compatible
     APIs chat, embeddings and completions (Responses is translated to chat); Anthropic serves messages; Gemini
-    none of these natively (its adapter translates chat); the demo provider chat and embeddings."""
+    none of these natively (its adapter translates chat); the demo provider chat, embeddings and completions."""
     if provider.kind == "openai":
         host = urlsplit(provider.base_url).hostname or ""
         if host in OPENAI_HOSTS:

@@ -256,35 +256,42 @@ class Answer:
         return "; ".join(reversed(parts))
 
     def _cut(self, text: str) -> tuple[str, str]:
-        """The text after `stop` and the token limit, with the finish_reason that explains its end."""
-        stop = self.body.get("stop")
-        for s in [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []:
-            at = text.find(s)
-            if at >= 0:
-                text = text[:at]
         limit = self.body.get("max_completion_tokens") or self.body.get("max_tokens")
-        if isinstance(limit, int) and len(text) > limit * CHARS_PER_TOKEN:
-            return text[: limit * CHARS_PER_TOKEN], "length"
-        return text, "stop"
+        return cut(text, self.body.get("stop"), limit)
 
     def _logprobs(self, choice: Choice, index: int) -> dict[str, Any]:
         top = self.body.get("top_logprobs") or 0
-        entries = []
-        for position, token in enumerate(choice.tokens):
-            h = xxhash.xxh3_64_intdigest(
-                token.encode(), seed=(self.seed + index * 7919 + position) & 0xFFFF_FFFF_FFFF_FFFF
-            )
-            chosen = -round((h % 5000) / 10000 + 0.0001, 6)
-            alternatives = []
-            for rank, alt in enumerate(a for a in _ALTERNATIVES if a != token):
-                if len(alternatives) >= top - 1:
-                    break
-                drop = 1.0 + rank * 0.75 + (h >> (rank % 48) & 0xFF) / 1000
-                alternatives.append(_token_entry(alt, round(chosen - drop, 6)))
-            entry = _token_entry(token, chosen)
-            entry["top_logprobs"] = [_token_entry(token, chosen), *alternatives] if top else []
-            entries.append(entry)
+        entries = token_logprobs(choice.tokens, self.seed + index * 7919, top)
         return {"content": entries, "refusal": None}
+
+
+def cut(text: str, stop: Any, limit: Any) -> tuple[str, str]:
+    """The text ended before the first stop string and at the token limit, with the finish_reason saying why."""
+    for s in [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []:
+        at = text.find(s) if isinstance(s, str) and s else -1
+        if at >= 0:
+            text = text[:at]
+    if isinstance(limit, int) and len(text) > limit * CHARS_PER_TOKEN:
+        return text[: limit * CHARS_PER_TOKEN], "length"
+    return text, "stop"
+
+
+def token_logprobs(tokens: list[str], seed: int, top: int) -> list[dict[str, Any]]:
+    """Per token: its logprob (the highest) and `top` alternatives ranked below it, deterministic per seed."""
+    entries = []
+    for position, token in enumerate(tokens):
+        h = xxhash.xxh3_64_intdigest(token.encode(), seed=(seed + position) & 0xFFFF_FFFF_FFFF_FFFF)
+        chosen = -round((h % 5000) / 10000 + 0.0001, 6)
+        alternatives = []
+        for rank, alt in enumerate(a for a in _ALTERNATIVES if a != token):
+            if len(alternatives) >= top - 1:
+                break
+            drop = 1.0 + rank * 0.75 + (h >> (rank % 48) & 0xFF) / 1000
+            alternatives.append(_token_entry(alt, round(chosen - drop, 6)))
+        entry = _token_entry(token, chosen)
+        entry["top_logprobs"] = [_token_entry(token, chosen), *alternatives] if top else []
+        entries.append(entry)
+    return entries
 
 
 def _token_entry(token: str, logprob: float) -> dict[str, Any]:

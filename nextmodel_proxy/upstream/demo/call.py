@@ -14,10 +14,13 @@ import xxhash
 from nextmodel_proxy.errors import error_body
 from nextmodel_proxy.sse import DONE, data_event
 from nextmodel_proxy.upstream.base import Target
-from nextmodel_proxy.upstream.demo import answer, embed
+from nextmodel_proxy.upstream.demo import answer, completion, embed
 from nextmodel_proxy.upstream.demo.answer import Answer, Choice, DemoInputError
 
 _ARGUMENT_PIECE = 16  # characters of tool-call arguments per stream chunk
+
+
+_CHECKS = {"embeddings": embed.check, "completions": completion.check}
 
 
 class DemoCall:
@@ -32,20 +35,20 @@ class DemoCall:
         self._body = body
         self._endpoint = endpoint
         self.status = 200
-        self.is_stream = bool(body.get("stream")) and endpoint == "chat"
+        self.is_stream = bool(body.get("stream")) and endpoint in ("chat", "completions")
         seed = xxhash.xxh3_64_hexdigest(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
         self.upstream_request_id = f"demo-{seed[:16]}"
         try:
-            (embed.check if endpoint == "embeddings" else answer.check)(body)
+            _CHECKS.get(endpoint, answer.check)(body)
             self._error: bytes | None = None
         except DemoInputError as exc:
             self.status, self.is_stream = 400, False
             self._error = error_body(exc.message, "invalid_request_error", "invalid_value", exc.param)
         self.headers = {"Content-Type": "text/event-stream" if self.is_stream else "application/json"}
 
-    def _base(self, obj: str) -> dict[str, Any]:
+    def _base(self, obj: str, prefix: str = "chatcmpl") -> dict[str, Any]:
         return {
-            "id": f"chatcmpl-{self.upstream_request_id}",
+            "id": f"{prefix}-{self.upstream_request_id}",
             "object": obj,
             "created": int(time.time()),
             "model": self._target.model.upstream_id,
@@ -57,6 +60,9 @@ class DemoCall:
             return self._error
         if self._endpoint == "embeddings":
             return orjson.dumps(embed.embeddings(self._body, self._target.model.upstream_id))
+        if self._endpoint == "completions":
+            choices, usage = completion.completion(self._body)
+            return orjson.dumps({**self._base("text_completion", "cmpl"), "choices": choices, "usage": usage})
         reply = Answer(self._body)
         obj = self._base("chat.completion")
         obj["choices"] = [_json_choice(c) for c in reply.choices]
@@ -64,20 +70,35 @@ class DemoCall:
         return orjson.dumps(obj)
 
     async def events(self) -> AsyncIterator[bytes]:
-        reply = Answer(self._body)
-        base = self._base("chat.completion.chunk")
-        per_choice = [list(_deltas(c)) for c in reply.choices]
-        for row in zip_longest(*per_choice):
+        if self._endpoint == "completions":
+            choices, usage = completion.completion({**self._body, "logprobs": None})
+            base = self._base("text_completion", "cmpl")
+            per_choice = [_completion_pieces(c) for c in choices]
+        else:
+            reply = Answer(self._body)
+            base, usage = self._base("chat.completion.chunk"), reply.usage()
+            per_choice = [list(_deltas(c)) for c in reply.choices]
+        for row in zip_longest(*per_choice):  # choices interleaved, as n > 1 streams arrive
             for item in row:
                 if item is not None:
                     yield data_event({**base, "choices": [item]})
         opts = self._body.get("stream_options")
         if isinstance(opts, dict) and opts.get("include_usage"):
-            yield data_event({**base, "choices": [], "usage": reply.usage()})
+            yield data_event({**base, "choices": [], "usage": usage})
         yield DONE
 
     def release(self) -> None:
         return None
+
+
+def _completion_pieces(c: dict[str, Any]) -> list[dict[str, Any]]:
+    """Legacy completion stream choices: the text a token at a time, then the finish_reason."""
+    pieces = [
+        {"text": t, "index": c["index"], "logprobs": None, "finish_reason": None}
+        for t in answer.split_tokens(c["text"])
+    ]
+    pieces.append({"text": "", "index": c["index"], "logprobs": None, "finish_reason": c["finish_reason"]})
+    return pieces
 
 
 def _json_choice(c: Choice) -> dict[str, Any]:
