@@ -279,10 +279,10 @@ step "bad input"
 printf 'server: {port: lots}\nproviders: {}\n' >"$WORK/bad.yaml"
 chmod 644 "$WORK/bad.yaml"
 mkdir -m 0755 "$WORK/rodata"   # owned by root: UID 10001 cannot write it
-one_line_error "missing config" '^Error: config error: .*/etc/nmproxy/missing\.yaml' -e NMPROXY_CONFIG=/etc/nmproxy/missing.yaml "$IMAGE"
+one_line_error "missing config" '^Error: .*/etc/nmproxy/missing\.yaml' -e NMPROXY_CONFIG=/etc/nmproxy/missing.yaml "$IMAGE"
 podman run --rm --no-healthcheck --network=none -e NMPROXY_CONFIG=/etc/nmproxy/missing.yaml "$IMAGE" check-config >"$WORK/cc.out" 2>&1 || true
 cmp -s "$WORK/bad.out" "$WORK/cc.out" || { cat "$WORK/cc.out"; fail "serve's message differs from check-config's"; }
-one_line_error "invalid config" '^Error: config error: .*server\.port' -v "$WORK/bad.yaml:/etc/nmproxy/providers.yaml:ro" "$IMAGE"
+one_line_error "invalid config" '^Error: .*server\.port' -v "$WORK/bad.yaml:/etc/nmproxy/providers.yaml:ro" "$IMAGE"
 podman run --rm --no-healthcheck --network=none -v "$WORK/bad.yaml:/etc/nmproxy/providers.yaml:ro" "$IMAGE" check-config >"$WORK/cc.out" 2>&1 || true
 cmp -s "$WORK/bad.out" "$WORK/cc.out" || { cat "$WORK/cc.out"; fail "serve's message differs from check-config's"; }
 one_line_error "read-only /data" "'/data' is not writable by UID $UID_EXPECTED" -v "$WORK/rodata:/data" "$IMAGE"
