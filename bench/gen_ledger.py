@@ -29,6 +29,7 @@ from nextmodel_proxy.ledger.receipts import Receipt, ReceiptFilter  # noqa: E402
 from nextmodel_proxy.ledger.reconcile import Totals, compare, ledger_totals, summary  # noqa: E402
 from nextmodel_proxy.ledger.rows import chained_rows, insert_rows  # noqa: E402
 from nextmodel_proxy.ledger.spend import spend, spend_total  # noqa: E402
+from nextmodel_proxy.ledger.spend_fx import spend_converted  # noqa: E402
 from nextmodel_proxy.timespec import format_utc  # noqa: E402
 from nextmodel_proxy.ui import pages, views  # noqa: E402
 from nextmodel_proxy.ui.access import OPEN_VIEWER  # noqa: E402
@@ -145,6 +146,11 @@ def main() -> None:
     overview_s = _overview_s(conn, now)
     exported, export_s = timed(lambda: _export(conn))
     reconciled, reconcile_s = timed(lambda: _reconcile(conn))
+    # spend in another currency reads receipt by receipt (each at its own day's rate), not the rollups
+    (gbp_rows, _rates), spend_gbp_s = timed(
+        lambda: spend_converted(conn, "project", ReceiptFilter(), "GBP", lambda code, day: Decimal("0.79"))
+    )
+    assert sum(r.row.count for r in gbp_rows) == args.n
     total = spend_total(by_project)
     assert exported[0] == total.count and exported[1] == total.billed_usd, "export and spend disagree"
     size = path.stat().st_size
@@ -167,6 +173,7 @@ def main() -> None:
                 "dashboard_overview_30d_s": round(overview_s["30d"], 4),
                 "dashboard_overview_90d_kolkata_s": round(overview_s["90d"], 4),
                 "reconcile_openai_s": round(reconcile_s, 3),
+                "spend_by_project_in_gbp_s": round(spend_gbp_s, 3),
                 "reconcile_openai_receipts": reconciled,
                 "billed_total_usd": str(total.billed_usd),
             }

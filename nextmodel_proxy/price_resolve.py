@@ -77,9 +77,9 @@ def _with_version(price: ResolvedPrice) -> ResolvedPrice:
     return price
 
 
-# (id of the PriceModel, model id, source, as_of, entry, tier, window, service tier) -> ResolvedPrice.
-# PriceModels are frozen config values kept alive by the config, so their id is stable while in use.
-_CACHE: dict[tuple[Any, ...], ResolvedPrice] = {}
+# (id of the PriceModel, model id, source, as_of, entry, tier, window, service tier) -> (the PriceModel,
+# ResolvedPrice). The entry holds the PriceModel itself, so its id cannot be reused while it is cached.
+_CACHE: dict[tuple[Any, ...], tuple[PriceModel, ResolvedPrice]] = {}
 _CACHE_MAX = 4096
 
 
@@ -119,12 +119,13 @@ def resolve(
     st = service_tier if service_tier in pm.service_tiers else None
     key = (id(pm), model_id, source, as_of, entry_i, tier_i, window_i, st)
     found = _CACHE.get(key)
-    if found is None:
-        found = _build(model_id, pm, entry_i, tier_i, window_i, st, source, as_of)
-        if len(_CACHE) >= _CACHE_MAX:
-            _CACHE.clear()
-        _CACHE[key] = found
-    return found
+    if found is not None and found[0] is pm:
+        return found[1]
+    price = _build(model_id, pm, entry_i, tier_i, window_i, st, source, as_of)
+    if len(_CACHE) >= _CACHE_MAX:
+        _CACHE.clear()
+    _CACHE[key] = (pm, price)
+    return price
 
 
 def _apply(rates: Rates, pm: PriceModel, window_i: int, st: str | None) -> Rates:

@@ -25,7 +25,18 @@ from nextmodel_proxy.cli.main import main as cli_main
 from nextmodel_proxy.config import load_config
 
 SHIPPED = Path(__file__).resolve().parents[1] / "providers.yaml"
-PRICE_KEYS = ("currency", "price", "prices", "tiers", "windows", "service_tiers", "source", "as_of")
+PRICE_KEYS = (
+    "currency",
+    "price",
+    "prices",
+    "tiers",
+    "windows",
+    "service_tiers",
+    "source",
+    "as_of",
+    "retires",
+    "replacement",
+)
 MILLION = Decimal(1_000_000)
 
 # (our id, shipped catalog id whose price model it carries, provider in the test config, upstream id)
@@ -41,6 +52,12 @@ MODELS = [
     ("qwen37", "qwen3.7-plus", "fake", "fake-basic"),
     ("doubao", "doubao-seed-2-0-mini-260215", "fake", "fake-basic"),
     ("opus55", "claude-opus-5-5", "anthropic", "claude-opus-5-5-cachettl"),
+    # retired ids (and their replacements) under their shipped names: the 410 must name the replacement
+    ("claude-sonnet-4-5", "claude-sonnet-4-5", "anthropic", "claude-sonnet-4-5"),
+    ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5-20250929", "anthropic", "claude-sonnet-4-5-20250929"),
+    ("claude-sonnet-5-5", "claude-sonnet-5-5", "anthropic", "claude-sonnet-5-5"),
+    ("gemini-2.5-flash", "gemini-2.5-flash", "fake", "fake-basic"),
+    ("gemini-3.5-flash-lite", "gemini-3.5-flash-lite", "fake", "fake-basic"),
 ]
 
 

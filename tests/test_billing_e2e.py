@@ -235,3 +235,29 @@ async def test_malformed_usage_is_estimated_with_a_reason_and_spend_separates_it
     assert Decimal(rows[("sol", "upstream")]["billed_cost_usd"]) == usd(floats)
     table = billing.cli("spend", "--by", "model", "--usage-source")
     assert "USAGE SOURCE" in table.output and "estimated" in table.output
+
+
+# --- retired ids ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "replacement"),
+    [
+        ("claude-sonnet-4-5", "claude-sonnet-5-5"),
+        ("claude-sonnet-4-5-20250929", "claude-sonnet-5-5"),  # the dated id answers the same 410 as its alias
+        ("gemini-2.5-flash", "gemini-3.5-flash-lite"),
+    ],
+)
+async def test_retired_ids_answer_410_naming_the_replacement(
+    billing: Billing, model: str, replacement: str
+) -> None:
+    import openai
+
+    assert billing.client is not None
+    billing.clock.set("2026-12-06T12:00:00Z")
+    with pytest.raises(openai.APIStatusError) as err:
+        await billing.client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert err.value.status_code == 410
+    assert err.value.code == "model_retired" and replacement in err.value.message

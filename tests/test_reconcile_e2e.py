@@ -133,3 +133,37 @@ async def test_a_file_it_cannot_read_is_one_line_and_exit_2(
     )
     missing = ledger.cli("reconcile", "--provider", "fake", "--file", str(tmp_path / "nope.csv"))
     assert missing.exit_code == 2 and "cannot read" in missing.output
+
+
+async def test_a_cny_invoice_is_compared_with_the_native_cost(
+    tmp_path: Path, fake_upstream: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NMPROXY_TEST_FAKE_KEY", "sk-upstream-secret")
+    b = Billing(tmp_path, fake_upstream.url)
+    await b.start(FX)
+    try:
+        for _ in range(3):  # Doubao Seed 2.0 Mini, CNY 0.2 in / 2 out / 0.04 cached: CNY 0.0092 each
+            await b.chat(
+                "doubao",
+                "2026-12-02T10:00:00Z",
+                {
+                    "prompt_tokens": 20_000,
+                    "completion_tokens": 3_000,
+                    "prompt_tokens_details": {"cached_tokens": 5_000},
+                },
+            )
+        invoice = tmp_path / "volcengine.csv"
+        invoice.write_text(
+            "date,model,input_tokens,output_tokens,cached_input_tokens,cost,currency\n"
+            "2026-12-02,fake-basic,60000,9000,15000,0.0276,CNY\n"
+        )
+        result = b.cli("reconcile", "--provider", "fake", "--file", str(invoice), "--json")
+        assert result.exit_code == 0, result.output
+        line = orjson.loads(result.output)["lines"][0]
+        assert (line["status"], line["proxy"]["cost"], line["proxy"]["currency"]) == (
+            "matched",
+            "0.0276",
+            "CNY",
+        )
+    finally:
+        await b.stop()

@@ -24,8 +24,7 @@ def test_a_missing_ledger_directory_is_one_line_naming_it(write_config, tmp_path
     result = serve(config, tmp_path / "no-such-dir" / "ledger.db")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip().splitlines() == [
-        f"Error: cannot write the ledger '{tmp_path / 'no-such-dir' / 'ledger.db'}': "
-        f"directory '{tmp_path / 'no-such-dir'}' does not exist"
+        f"Error: the ledger's folder '{tmp_path / 'no-such-dir'}' does not exist: create it, or point --db elsewhere"
     ]
     assert not (tmp_path / "no-such-dir").exists()
 

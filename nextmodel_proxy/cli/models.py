@@ -90,6 +90,17 @@ def _flags(model: ModelConfig, today: dt.date) -> list[str]:
     flags = model_status(model, today).labels(model)
     if model.verified and model.verified.startswith("unverified"):
         flags.append("UNVERIFIED")
+    pm = model.pricing
+    if pm is not None:
+        if pm.currency != "USD":  # listed in USD at today's fx rate; billed in its own currency
+            flags.append(pm.currency)
+        for entry in pm.schedule:  # a dated price change within 30 days either side of today
+            if (
+                entry.start is not None
+                and entry is not pm.schedule[0]
+                and abs((entry.start - today).days) <= 30
+            ):
+                flags.append(f"PRICE {'CHANGES' if entry.start > today else 'CHANGED'} {entry.start}")
     return flags
 
 
@@ -169,4 +180,7 @@ def models_command(
         click.echo("no models match these filters")
         return
     click.echo(render_table([table_row(m, day) for m in chosen]))
-    click.echo(f"\n{len(chosen)} models. {_LEGEND} STALE: price older than 60 days.")
+    click.echo(
+        f"\n{len(chosen)} models. {_LEGEND} STALE: price older than 60 days. A currency flag (CNY): billed in it,"
+        " listed here in USD at today's fx rate. Full price rules: nmproxy prices check."
+    )

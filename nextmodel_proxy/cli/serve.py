@@ -167,9 +167,7 @@ def check_writable(db_path: str) -> None:
     target = Path(db_path)
     folder = target.parent
     if not folder.is_dir():
-        raise click.ClickException(
-            f"cannot write the ledger {db_path!r}: directory {str(folder)!r} does not exist"
-        )
+        return  # check_ledger_path says so
     blocked = target if target.exists() and not os.access(target, os.W_OK) else None
     if blocked is None and not os.access(folder, os.W_OK | os.X_OK):
         blocked = folder

@@ -89,6 +89,9 @@ def parse_config(data: Any, source_path: str | None = None) -> Config:
     )
 
 
+_MICRO = Decimal("0.000001")
+
+
 def _priced_in_usd(model: ModelConfig, fx: FxTable) -> ModelConfig:
     """Check the model's currency has a rate; set `price` to the USD equivalent of today's entry when the
     model is priced by a schedule or in another currency (routing and listings compare USD)."""
@@ -105,12 +108,14 @@ def _priced_in_usd(model: ModelConfig, fx: FxTable) -> ModelConfig:
     entry = pm.entry_on(today) or pm.schedule[0]
     rate = found[0]
 
-    def usd(value: Decimal | None) -> Decimal | None:
-        return None if value is None else value / rate
+    def usd(value: Decimal) -> Decimal:  # an estimate for routing and listings: 6 decimal places
+        return value if rate == 1 else (value / rate).quantize(_MICRO).normalize()
 
     r = entry.rates
     price = Price(
-        r.input / rate, r.output / rate, usd(r.cached_input), usd(r.cache_write), usd(r.cache_write_1h)
+        usd(r.input),
+        usd(r.output),
+        *(None if v is None else usd(v) for v in (r.cached_input, r.cache_write, r.cache_write_1h)),
     )
     return replace(model, price=price)
 

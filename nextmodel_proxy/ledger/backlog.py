@@ -111,6 +111,22 @@ class Backlog:
         self.dropped += 1
         log.error("receipt backlog full and spool not writable (%s): dropped receipt %s", spool_error, row[0])
 
+    def spill(self) -> int:
+        """Append every row held in memory to the spool (at close, when the ledger still cannot be written),
+        so the next start writes them; returns how many could not be saved."""
+        if not self._memory:
+            return 0
+        try:
+            with self.path.open("ab") as f:
+                f.write(b"".join(orjson.dumps(safe_json(row)) + b"\n" for row in self._memory))
+        except OSError as exc:
+            log.error("could not save %d kept receipt(s) to %s: %s", len(self._memory), self.path, exc)
+            return len(self._memory)
+        self._spooled += len(self._memory)
+        self.spooled_total += len(self._memory)
+        self._memory.clear()
+        return 0
+
     def take(self, n: int) -> list[Row]:
         """Up to n rows, oldest first (memory, then spool). Then done(True) after a commit, done(False) to put
         them back."""

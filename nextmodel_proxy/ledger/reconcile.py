@@ -280,17 +280,14 @@ def _generic(text: str) -> dict[tuple[str, str], Totals]:
 
 # --- the ledger side ----------------------------------------------------------------------------
 
-# Calls that reached the upstream: fresh answers and upstream errors (replays never reach it).
+# Calls that reached the upstream: fresh answers and upstream errors (replays never reach it). One pass over
+# the provider's receipts: a non-USD group also brings its exact native costs (decimal text) to sum here.
 _LEDGER_SQL = """
 SELECT substr(created_utc, 1, 10), upstream_model, COALESCE(currency, 'USD'), COUNT(*),
-       SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), SUM(upstream_cost_pusd)
+       SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), SUM(upstream_cost_pusd),
+       group_concat(CASE WHEN currency IS NOT NULL AND currency != 'USD' THEN native_cost END, ' ')
 FROM receipts WHERE provider = ? AND served_mode IN ('fresh', 'error') {where}
 GROUP BY 1, 2, 3
-"""
-_NATIVE_SQL = """
-SELECT substr(created_utc, 1, 10), upstream_model, currency, native_cost FROM receipts
-WHERE provider = ? AND served_mode IN ('fresh', 'error') AND currency IS NOT NULL AND currency != 'USD'
-  AND native_cost IS NOT NULL {where}
 """
 
 
@@ -306,21 +303,19 @@ def ledger_totals(
         where += " AND created_utc < ?"
         params.append(until)
     out: dict[tuple[str, str, str], Totals] = {}
-    for day, model, currency, n, p, c, cached, up in conn.execute(_LEDGER_SQL.format(where=where), params):
+    rows = conn.execute(_LEDGER_SQL.format(where=where), params)
+    for day, model, currency, n, p, c, cached, up, natives in rows:
+        cost = from_pusd(up or 0)
+        if currency != "USD":
+            cost = sum((Decimal(text) for text in (natives or "").split()), Decimal(0))
         out[(day, model or "", currency)] = Totals(
             input_tokens=p or 0,
             output_tokens=c or 0,
             cached_tokens=cached or 0,
-            cost=from_pusd(up or 0),
+            cost=cost,
             currency=currency,
             requests=n,
         )
-    native: dict[tuple[str, str, str], Decimal] = {}
-    for day, model, currency, text in conn.execute(_NATIVE_SQL.format(where=where), params):
-        key = (day, model or "", currency)
-        native[key] = native.get(key, Decimal(0)) + Decimal(text)
-    for key, amount in native.items():
-        out[key].cost = amount
     return out
 
 

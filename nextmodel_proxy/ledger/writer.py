@@ -217,9 +217,14 @@ class Ledger:
             # at close: drain what is kept while commits succeed (bounded batches), without backoff waits
             while len(self.backlog) and self._commit([]):
                 pass
-            if len(self.backlog):
-                where = f" ({self.backlog.spooled} in {self.backlog.path})" if self.backlog.spooled else ""
-                log.error("ledger closed with %d receipt(s) it could not write%s", len(self.backlog), where)
+            if len(self.backlog):  # still not writable: keep them in the spool for the next start
+                lost = self.backlog.spill()
+                log.error(
+                    "ledger closed with %d receipt(s) it could not write, kept in %s for the next start%s",
+                    len(self.backlog),
+                    self.backlog.path,
+                    f"; {lost} could not be saved" if lost else "",
+                )
         finally:
             self._conn.close()
 
