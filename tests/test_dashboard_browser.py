@@ -176,7 +176,7 @@ class Page:
 
     def __init__(self, browser: Any, tmp: Path, **context: Any) -> None:
         self.context = browser.new_context(**context)
-        self.context.set_default_timeout(10_000)
+        self.context.set_default_timeout(30_000)  # generous: CI machines can be loaded
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.outside: list[str] = []
