@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nextmodel_proxy.config import load_config  # noqa: E402
 from nextmodel_proxy.price_resolve import resolve  # noqa: E402
-from nextmodel_proxy.pricing import Usage, native_cost, to_usd  # noqa: E402
+from nextmodel_proxy.pricing import native_cost, to_usd  # noqa: E402
+from nextmodel_proxy.usage import Usage  # noqa: E402
 
 MODELS = [
     "gemini-4-argon",

@@ -11,7 +11,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from nextmodel_proxy import pricing
+from nextmodel_proxy import estimate, pricing, usage
 from nextmodel_proxy.config import Config
 from nextmodel_proxy.ledger.receipts import Receipt
 from nextmodel_proxy.price_resolve import ResolvedPrice, resolve
@@ -20,16 +20,16 @@ from nextmodel_proxy.text_safety import escaped
 from nextmodel_proxy.timespec import format_utc
 
 
-def usage_of(ex: RequestState) -> tuple[pricing.Usage | None, str, str | None]:
+def usage_of(ex: RequestState) -> tuple[usage.Usage | None, str, str | None]:
     """The request's usage in OpenAI semantics, its source, and why it was estimated (if it was).
 
-    Upstream figures go through the one sanitizer (pricing.check_usage); we estimate when a successful
+    Upstream figures go through the one sanitizer (usage.check_usage); we estimate when a successful
     answer reported none or a figure that cannot be trusted.
     """
     out = ex.outcome
     reason = None
     if out.usage is not None:
-        checked = pricing.check_usage(out.usage, "openai", completion_required=ex.is_chat)
+        checked = usage.check_usage(out.usage, "openai", completion_required=ex.is_chat)
         if checked.usage is not None:
             return checked.usage, out.usage_source, None
         reason = checked.reason
@@ -38,9 +38,9 @@ def usage_of(ex: RequestState) -> tuple[pricing.Usage | None, str, str | None]:
     if (out.completion_chars is not None or reason) and out.served_mode in ("fresh", "error", "exact-cache"):
         if reason and out.completion_chars is None:
             reason = f"{reason}; answer text not at hand, completion counted 0"
-        prompt = pricing.estimate_prompt_tokens(ex.body) if ex.is_chat else _embedding_tokens(ex.body)
+        prompt = estimate.estimate_prompt_tokens(ex.body) if ex.is_chat else _embedding_tokens(ex.body)
         return (
-            pricing.Usage(prompt, pricing.estimate_text_tokens(out.completion_chars or 0)),
+            usage.Usage(prompt, estimate.estimate_text_tokens(out.completion_chars or 0)),
             "estimated",
             reason,
         )
@@ -49,14 +49,14 @@ def usage_of(ex: RequestState) -> tuple[pricing.Usage | None, str, str | None]:
 
 def _embedding_tokens(body: Mapping[str, Any]) -> int:
     """At least one token: an embedding of nothing is still a billed request."""
-    return max(1, pricing.estimate_tokens(body.get("input")))
+    return max(1, estimate.estimate_tokens(body.get("input")))
 
 
 # prompt_cache_retention values that ask OpenAI for extended (longer than in-memory) cache retention.
 _EXTENDED_RETENTION = frozenset({"24h", "12h", "extended"})
 
 
-def _with_retention(ex: RequestState, usage: pricing.Usage | None) -> pricing.Usage | None:
+def _with_retention(ex: RequestState, usage: usage.Usage | None) -> usage.Usage | None:
     """OpenAI reports no split of cache writes by retention: a request that asked for extended retention
     wrote all its cache writes at the extended (cache_write_1h) rate."""
     if usage is None or usage.cache_write_1h_tokens or not usage.cache_write_tokens:
@@ -74,7 +74,7 @@ def service_tier_of(ex: RequestState) -> str | None:
     return asked if isinstance(asked, str) and asked else None
 
 
-def resolved_price(ex: RequestState, usage: pricing.Usage | None) -> ResolvedPrice | None:
+def resolved_price(ex: RequestState, usage: usage.Usage | None) -> ResolvedPrice | None:
     """The price this request is billed at: schedule entry in force when it started, its tier by prompt size,
     the UTC window it started in, and the service tier served."""
     model = ex.decision.target.model if ex.decision.target else None
@@ -92,7 +92,7 @@ def resolved_price(ex: RequestState, usage: pricing.Usage | None) -> ResolvedPri
 
 
 def _costs(
-    ex: RequestState, usage: pricing.Usage | None, price: ResolvedPrice | None, config: Config
+    ex: RequestState, usage: usage.Usage | None, price: ResolvedPrice | None, config: Config
 ) -> dict[str, Any]:
     model = ex.decision.target.model if ex.decision.target else None
     # An error with no usage consumed nothing we know of: priced as 0 (like a refusal), not as unknown.

@@ -31,15 +31,17 @@ from nextmodel_proxy.config import Config
 from nextmodel_proxy.drain import Drain, shutting_down
 from nextmodel_proxy.endpoints import wire
 from nextmodel_proxy.errors import ProxyError
+from nextmodel_proxy.estimate import estimate_prompt_tokens
 from nextmodel_proxy.ledger.prices import PriceRecorder
 from nextmodel_proxy.ledger.writer import LedgerUnavailable
-from nextmodel_proxy.pricing import estimate_prompt_tokens, from_pusd, replay_billed, to_pusd, usage_trusted
+from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd
 from nextmodel_proxy.relay import ClientGone, StreamSink, relay_batches, split_final, start, write
 from nextmodel_proxy.request_log import log_receipt
 from nextmodel_proxy.request_state import JsonObject, RequestState
 from nextmodel_proxy.services import Services
 from nextmodel_proxy.upstream.base import Target, UpstreamCall, event_batches
 from nextmodel_proxy.upstream.failover import Unanswered, open_first
+from nextmodel_proxy.usage import usage_trusted
 
 log = logging.getLogger(__name__)
 TRANSLATED_HEADER = "x-nextmodel-translated"

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nextmodel_proxy.ledger.receipts import Receipt, new_receipt_id
-from nextmodel_proxy.pricing import format_usd, usage_trusted
+from nextmodel_proxy.pricing import format_usd
 from nextmodel_proxy.upstream.base import Target
+from nextmodel_proxy.usage import usage_trusted
 
 if TYPE_CHECKING:
     from nextmodel_proxy.access.budgets import Reservation

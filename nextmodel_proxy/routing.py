@@ -14,7 +14,7 @@ from typing import Any
 from nextmodel_proxy.catalog import check_not_retired
 from nextmodel_proxy.config import Config, ModelConfig, RouteConfig
 from nextmodel_proxy.errors import ProxyError
-from nextmodel_proxy.pricing import IMAGE_PART_TYPES, content_parts, estimate_prompt_tokens
+from nextmodel_proxy.estimate import IMAGE_PART_TYPES, content_parts, estimate_prompt_tokens
 from nextmodel_proxy.upstream.base import Target
 
 DEFAULT_MAX_OUTPUT = 4096  # assumed completion size when the request names no max tokens

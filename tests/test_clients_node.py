@@ -17,7 +17,7 @@ import openai
 import pytest
 from live_proxy import live_proxy_fixture
 
-from nextmodel_proxy.pricing import estimate_tokens
+from nextmodel_proxy.estimate import estimate_tokens
 
 NODE_DIR = Path(__file__).parent / "node"
 INSTALL_TIMEOUT_S = 300

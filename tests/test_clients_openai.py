@@ -14,7 +14,7 @@ import pytest
 from live_proxy import live_proxy_fixture
 from pydantic import BaseModel
 
-from nextmodel_proxy.pricing import estimate_tokens
+from nextmodel_proxy.estimate import estimate_tokens
 
 live = live_proxy_fixture("openai-python")
 ASK = "What is the weather in Paris today?"

@@ -14,7 +14,7 @@ import pytest
 from live_proxy import live_proxy_fixture
 from pydantic import BaseModel, Field
 
-from nextmodel_proxy.pricing import estimate_tokens
+from nextmodel_proxy.estimate import estimate_tokens
 from nextmodel_proxy.upstream.demo.schema import Prompt, from_pattern, instance
 
 ASK = [{"role": "user", "content": "What is the weather in Paris for John Smith, aged 30?"}]

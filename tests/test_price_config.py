@@ -14,7 +14,8 @@ from nextmodel_proxy.cli.main import main as cli
 from nextmodel_proxy.config import ConfigError, load_config, load_yaml_text, parse_config
 from nextmodel_proxy.price_checks import check
 from nextmodel_proxy.price_resolve import resolve
-from nextmodel_proxy.pricing import Usage, native_cost
+from nextmodel_proxy.pricing import native_cost
+from nextmodel_proxy.usage import Usage
 
 HEAD = """
 providers: {p: {kind: demo}}

@@ -7,20 +7,19 @@ from decimal import Decimal
 import pytest
 
 from nextmodel_proxy.config import CurrencyConfig, Price
+from nextmodel_proxy.estimate import estimate_tokens
 from nextmodel_proxy.pricing import (
-    Usage,
     cost,
-    estimate_tokens,
     format_pusd,
     format_usd,
     from_pusd,
-    normalise_usage,
     price_version,
     receipt_costs,
     replay_billed,
     to_display,
     to_pusd,
 )
+from nextmodel_proxy.usage import Usage, normalise_usage
 
 D = Decimal
 GPT_4O = Price(input=D("2.50"), output=D("10.00"), cached_input=D("1.25"))

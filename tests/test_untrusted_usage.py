@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from ledger_helpers import healthz, receipt_of
 
-from nextmodel_proxy import pricing
+from nextmodel_proxy import pricing, usage
 
 PRICE_IN, PRICE_OUT = Decimal("0.15"), Decimal("0.60")  # gpt-test in conftest: USD per 1M tokens
 MESSAGES = [{"role": "user", "content": "hello there world"}]
@@ -90,21 +90,21 @@ async def test_whole_number_floats_are_counts(proxy: Any, fake_upstream: Any) ->
 
 
 def test_sanitizer_table() -> None:
-    ok = pricing.check_usage({"prompt_tokens": 10, "completion_tokens": 2.0})
-    assert ok.usage == pricing.Usage(10, 2) and ok.reason is None
-    bound = pricing.MAX_TOKEN_COUNT
-    assert pricing.check_usage({"prompt_tokens": bound, "completion_tokens": 0}).usage is not None
-    assert pricing.check_usage({"prompt_tokens": bound + 1, "completion_tokens": 0}).usage is None
-    assert pricing.check_usage({"prompt_tokens": float("nan"), "completion_tokens": 0}).usage is None
-    assert pricing.check_usage({"prompt_tokens": float("inf"), "completion_tokens": 0}).usage is None
-    assert pricing.check_usage("8753").reason == "usage is not an object (str)"
+    ok = usage.check_usage({"prompt_tokens": 10, "completion_tokens": 2.0})
+    assert ok.usage == usage.Usage(10, 2) and ok.reason is None
+    bound = usage.MAX_TOKEN_COUNT
+    assert usage.check_usage({"prompt_tokens": bound, "completion_tokens": 0}).usage is not None
+    assert usage.check_usage({"prompt_tokens": bound + 1, "completion_tokens": 0}).usage is None
+    assert usage.check_usage({"prompt_tokens": float("nan"), "completion_tokens": 0}).usage is None
+    assert usage.check_usage({"prompt_tokens": float("inf"), "completion_tokens": 0}).usage is None
+    assert usage.check_usage("8753").reason == "usage is not an object (str)"
     # Embeddings report no completion count; DeepSeek's hit + miss stand in for prompt_tokens.
-    assert pricing.check_usage({"prompt_tokens": 7}, completion_required=False).usage == pricing.Usage(7, 0)
+    assert usage.check_usage({"prompt_tokens": 7}, completion_required=False).usage == usage.Usage(7, 0)
     deepseek = {"prompt_cache_hit_tokens": 3, "prompt_cache_miss_tokens": 4, "completion_tokens": 1}
-    assert pricing.check_usage(deepseek, "deepseek").usage == pricing.Usage(7, 1, 3)
+    assert usage.check_usage(deepseek, "deepseek").usage == usage.Usage(7, 1, 3)
     anthropic = {"input_tokens": 5, "output_tokens": "2"}
-    assert "output_tokens is not a whole number" in (pricing.check_usage(anthropic, "anthropic").reason or "")
-    assert pricing.check_usage({"promptTokenCount": 4}, "gemini").usage == pricing.Usage(4, 0)
+    assert "output_tokens is not a whole number" in (usage.check_usage(anthropic, "anthropic").reason or "")
+    assert usage.check_usage({"promptTokenCount": 4}, "gemini").usage == usage.Usage(4, 0)
     # The cost bound: a price no provider charges cannot overflow the picodollar column either.
     huge = pricing.Price(input=Decimal(10**12), output=Decimal(0))
-    assert pricing.cost(pricing.Usage(bound, 0), huge).amount is None
+    assert pricing.cost(usage.Usage(bound, 0), huge).amount is None

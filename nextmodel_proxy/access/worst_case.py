@@ -1,6 +1,6 @@
 """The worst case a request can cost: a true upper bound for budget holds, in any language (pure).
 
-Routing's estimate (pricing.estimate_prompt_tokens, ~4 characters a token) is a typical figure, good for
+Routing's estimate (estimate.estimate_prompt_tokens, ~4 characters a token) is a typical figure, good for
 ordering candidates but ~4x low for Chinese, Japanese, Hindi or Vietnamese text, where a token is about one
 character. A budget hold must be an upper bound instead, so it rests on what holds for every tokenizer:
 
@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from nextmodel_proxy.config import ModelConfig
-from nextmodel_proxy.pricing import IMAGE_PART_TYPES
+from nextmodel_proxy.estimate import IMAGE_PART_TYPES
 from nextmodel_proxy.routing import requested_max_tokens
 
 PER_MESSAGE = 8

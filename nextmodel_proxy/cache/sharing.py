@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from nextmodel_proxy.cache import plan, replay
 from nextmodel_proxy.endpoints import wire
 from nextmodel_proxy.errors import ProxyError
-from nextmodel_proxy.pricing import usage_trusted
 from nextmodel_proxy.relay import ClientGone, KeepAlive, StreamSink, hold_final, write
+from nextmodel_proxy.usage import usage_trusted
 
 if TYPE_CHECKING:
     from nextmodel_proxy.request_state import JsonObject, RequestState

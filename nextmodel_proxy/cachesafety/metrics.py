@@ -6,7 +6,7 @@ O(pairs) for every strategy. A hit is safe when `same_answer` is true and bad wh
 
 Savings of a hit: `b`'s fresh cost minus what a replay bills (fresh x cache.replay_price_ratio), priced with
 the config's price for `b`'s model like receipts are (pricing.receipt_costs); prompt tokens are estimated
-from the body (pricing.estimate_tokens), completion tokens are `b`'s max_tokens when set below
+from the body (estimate.estimate_tokens), completion tokens are `b`'s max_tokens when set below
 ASSUMED_COMPLETION_TOKENS, else that figure (the bench has no real answers).
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from nextmodel_proxy import pricing
+from nextmodel_proxy import estimate, pricing, usage
 from nextmodel_proxy.cachesafety.dataset import Pair
 from nextmodel_proxy.cachesafety.strategies import Strategy, jaccard, prompt_text, trigrams
 from nextmodel_proxy.config import Config
@@ -51,14 +51,14 @@ def completion_tokens(body: Mapping[str, Any]) -> int:
 
 def saving_of(body: Mapping[str, Any], config: Config | None) -> tuple[int, Decimal | None]:
     """(tokens, USD saved) if `body` were replayed instead of answered fresh; USD None when unpriced."""
-    usage = pricing.Usage(pricing.estimate_tokens(body.get("messages")), completion_tokens(body))
+    used = usage.Usage(estimate.estimate_tokens(body.get("messages")), completion_tokens(body))
     name = body.get("model")
     model = config.models.get(name) if config is not None and isinstance(name, str) else None
     if model is None or model.price is None:
-        return usage.total_tokens, None
+        return used.total_tokens, None
     ratio = config.cache.replay_price_ratio if config is not None else DEFAULT_REPLAY_RATIO
-    costs = pricing.receipt_costs("exact-cache", usage, model.price, replay_ratio=ratio, model=model.id)
-    return usage.total_tokens, costs.savings
+    costs = pricing.receipt_costs("exact-cache", used, model.price, replay_ratio=ratio, model=model.id)
+    return used.total_tokens, costs.savings
 
 
 def cosine(x: Sequence[float], y: Sequence[float]) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from nextmodel_proxy.pricing import estimate_text_tokens
+from nextmodel_proxy.estimate import estimate_text_tokens
 
 IMAGE_TOKENS = 1600  # Anthropic's guide: about (width x height) / 750 tokens, ~1600 for a 1092x1092 image
 TOOL_OVERHEAD = 350  # the tool-use system prompt Anthropic adds when tools are present (documented 313-346)

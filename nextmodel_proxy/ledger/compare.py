@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from nextmodel_proxy import pricing
+from nextmodel_proxy import pricing, usage
 from nextmodel_proxy.config import ModelConfig, Price
 
 # Rows that are real traffic with usage: answered upstream (fresh) or replayed from the exact cache.
@@ -43,9 +43,9 @@ class Usage:
             self.completion_tokens + other.completion_tokens,
         )
 
-    def tokens(self) -> pricing.Usage:
+    def tokens(self) -> usage.Usage:
         """The summed counts as pricing's Usage, so compare and receipts price with one formula."""
-        return pricing.Usage(
+        return usage.Usage(
             self.prompt_tokens, self.completion_tokens, self.cached_tokens, self.cache_write_tokens
         )
 

@@ -1,6 +1,6 @@
 """What the demo model answers to a chat request: checks, choices, tokens, logprobs and usage (pure).
 
-A token here is four characters of the reply, so `completion_tokens` equals `pricing.estimate_tokens` of the
+A token here is four characters of the reply, so `completion_tokens` equals `estimate.estimate_tokens` of the
 text, logprobs list exactly the returned text, and `max_tokens` cuts where a client would expect.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import xxhash
 
-from nextmodel_proxy.pricing import CHARS_PER_TOKEN, estimate_tokens
+from nextmodel_proxy.estimate import CHARS_PER_TOKEN, estimate_tokens
 from nextmodel_proxy.upstream.demo.schema import Prompt, instance
 
 MAX_N = 128

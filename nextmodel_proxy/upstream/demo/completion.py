@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import xxhash
 
-from nextmodel_proxy.pricing import estimate_tokens
+from nextmodel_proxy.estimate import estimate_tokens
 from nextmodel_proxy.upstream.demo.answer import MAX_N, DemoInputError, cut, split_tokens, token_logprobs
 
 DEFAULT_MAX_TOKENS = 16

@@ -16,7 +16,7 @@ from typing import Any
 
 import xxhash
 
-from nextmodel_proxy.pricing import estimate_tokens
+from nextmodel_proxy.estimate import estimate_tokens
 from nextmodel_proxy.upstream.demo.answer import DemoInputError
 
 DEFAULT_DIMENSIONS = 1536
