@@ -38,8 +38,15 @@ container-test:  ## build the Dockerfile with podman and smoke-test the image on
 fmt: $(VENV)/.test-deps
 	$(BIN)/ruff format nextmodel_proxy tests bench
 
-bench: $(VENV)/.test-deps  ## measure throughput and added latency (see BENCHMARKS.md)
-	$(BIN)/python bench/run.py
+$(VENV)/.bench-deps: pyproject.toml $(VENV)/.test-deps
+	$(BIN)/python -m pip install --quiet -e '.[fast,test,bench]'
+	@touch $@
+
+# wrk (Debian package) drives the non-stream scenarios: installed here when we are root on Debian, else asked for.
+bench: $(VENV)/.bench-deps  ## measure throughput and added latency against the floor and direct (BENCHMARKS.md)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get install -y wrk; } \
+	  || { echo "make bench needs wrk: run 'sudo apt-get install -y wrk' (Debian/Ubuntu) and retry" >&2; exit 1; }
+	$(BIN)/python bench/run.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info build dist bench/out

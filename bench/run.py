@@ -1,17 +1,22 @@
-"""`make bench`: the proxy against the upstream hit directly and a bare aiohttp floor, in one run.
+"""`make bench`: nmproxy against the upstream hit directly and a bare aiohttp floor, in one bounded run (issue 16).
 
-Servers are pinned to core 0 one at a time; the fast upstream and the load generator share core 1.
-Every scenario is bounded in time; only 127.0.0.1 is used. Results: printed, and bench/out/results.json.
+Cores (2-core VM): the servers under test (floor; nmproxy with keys, in open mode, without a ledger) all run
+pinned to core 0 but only one is loaded at a time; the paced upstream (bench/paced_upstream.py) and the load
+generator share core 1. For `direct` the load generator moves to core 0, idle then, so the upstream keeps core 1.
+Each scenario runs direct, floor, nmproxy back to back, `--rounds` times; medians are reported. Load generators: `wrk` (one thread, Lua script for the
+POST body) for non-stream scenarios; bench/streamgen.py (raw asyncio protocols, uvloop) for streams, timing the
+first SSE event. Every scenario is bounded in time; only 127.0.0.1 is used.
+Results: printed, bench/out/results.json; `--profile` adds py-spy flame graphs in bench/out/.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -19,42 +24,67 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import loadgen  # noqa: E402
+import report  # noqa: E402
+import wrkgen  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 PY = sys.executable
 HOST = "127.0.0.1"
-BODY = json.dumps(
+SUT_CORE, AUX_CORE = 0, 1
+CHAT = "/v1/chat/completions"
+
+
+def _body(
+    model: str = "bench-model", stream: bool = False, temperature: float = 0.7, text: str = ""
+) -> bytes:
+    return json.dumps(
+        {
+            "model": model,
+            "temperature": temperature,
+            **({"stream": True} if stream else {}),
+            "messages": [{"role": "user", "content": text or "Summarise the benchmark in one line."}],
+        }
+    ).encode()
+
+
+BODY = _body()
+STREAM_BODY = _body(stream=True, text="Stream the benchmark.")
+SLOW_BODY = _body(text="A slow question (the upstream answers after 100 ms).")
+HIT_BODY = _body(temperature=0, text="A cacheable question.")
+HIT_STREAM_BODY = _body(temperature=0, stream=True, text="A cacheable stream.")
+RESPONSES_BODY = json.dumps(
+    {"model": "bench-native", "temperature": 0.7, "input": "Summarise the benchmark."}
+).encode()
+MESSAGES_BODY = json.dumps(
     {
-        "model": "bench-model",
+        "model": "bench-claude",
+        "max_tokens": 256,
         "temperature": 0.7,
-        "messages": [{"role": "user", "content": "Summarise the benchmark in one line."}],
+        "messages": [{"role": "user", "content": "Summarise the benchmark."}],
     }
 ).encode()
-STREAM_BODY = json.dumps(
-    {
-        "model": "bench-model",
-        "temperature": 0.7,
-        "stream": True,
-        "messages": [{"role": "user", "content": "Stream the benchmark."}],
-    }
-).encode()
-HIT_BODY = json.dumps(
-    {
-        "model": "bench-model",
-        "temperature": 0,
-        "messages": [{"role": "user", "content": "A cacheable question."}],
-    }
-).encode()
-TEE_BODY = json.dumps(
-    {
-        "model": "bench-model",
-        "temperature": 0,
-        "stream": True,
-        "messages": [{"role": "user", "content": "A cacheable stream."}],
-    }
-).encode()
+
+# (scenario name, load generator, path, body, connections)
+BASE = [
+    ("non-stream", "wrk", CHAT, BODY, 1),
+    ("non-stream", "wrk", CHAT, BODY, 64),
+    ("stream", "stream", CHAT, STREAM_BODY, 64),
+    ("upstream 100 ms", "wrk", CHAT, SLOW_BODY, 256),
+    ("responses passthrough", "wrk", "/v1/responses", RESPONSES_BODY, 64),
+    ("messages passthrough", "wrk", "/v1/messages", MESSAGES_BODY, 64),
+]
+CACHE_HITS = [
+    ("cache hit", "wrk", CHAT, HIT_BODY, 1),
+    ("cache hit", "wrk", CHAT, HIT_BODY, 64),
+    ("cache hit stream", "stream", CHAT, HIT_STREAM_BODY, 64),
+]
+OPEN = [("non-stream", "wrk", CHAT, BODY, 1), ("non-stream", "wrk", CHAT, BODY, 64)]
+PROFILED = [
+    ("non-stream", "wrk", CHAT, BODY, 64),
+    ("cache hit", "wrk", CHAT, HIT_BODY, 64),
+    ("stream", "stream", CHAT, STREAM_BODY, 64),
+]
 
 
 def free_port() -> int:
@@ -63,10 +93,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def pinned(core: int, argv: list[str]) -> list[str]:
+PRIORITY: list[str] = []  # `chrt -f 1` under --priority rt: prefixes every server and load generator
+
+
+def pinned(core: int, argv: list[str], *, priority: bool = True) -> list[str]:
     return (
-        ["taskset", "-c", str(core)] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
-    ) + argv
+        (PRIORITY if priority else [])
+        + (["taskset", "-c", str(core)] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else [])
+        + argv
+    )
 
 
 def wait_ready(port: int, path: str = "/healthz", timeout: float = 15.0, post: bool = False) -> float:
@@ -92,58 +127,9 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def write_config(upstream_port: int, db: Path, *, ledger: bool, cache: bool) -> Path:
-    path = OUT / f"bench-{'l' if ledger else 'n'}{'c' if cache else 'n'}.yaml"
-    path.write_text(
-        f"server: {{host: {HOST}, port: 0}}\n"
-        f"ledger: {{path: {db}, enabled: {str(ledger).lower()}}}\n"
-        f"cache: {{enabled: {str(cache).lower()}}}\n"
-        "providers:\n"
-        f"  bench: {{kind: openai, base_url: 'http://{HOST}:{upstream_port}/v1', api_key_env: NMPROXY_BENCH_KEY}}\n"
-        "models:\n"
-        "  bench-model: {provider: bench, price: {input: 0.15, output: 0.60, cached_input: 0.075}}\n"
-    )
-    return path
-
-
-def scenario(
-    name: str,
-    port: int,
-    body: bytes,
-    concurrency: int,
-    duration: float,
-    path: str,
-    headers: dict[str, str] | None = None,
-) -> dict:
-    req = loadgen.build_request(HOST, port, path, body, headers)
-    res = asyncio.run(loadgen.run(HOST, port, req, concurrency=concurrency, duration=duration))
-    out = {"scenario": name, "concurrency": concurrency, **res.summary()}
-    print(
-        f"  {name:<28} c={concurrency:<3} {out['rps']:>8.0f} req/s  p50 {out['p50_ms']:.3f} ms  "
-        f"p99 {out['p99_ms']:.3f} ms  ttfb p50 {out['ttfb_p50_ms']:.3f} ms  errors {out['errors']}",
-        flush=True,
-    )
-    return out
-
-
-def suite(
-    label: str, port: int, path: str, duration: float, extra: list[tuple[str, bytes, int]] = ()
-) -> list[dict]:
-    results = []
-    for c in (1, 16, 64):
-        results.append(scenario(f"{label} non-stream", port, BODY, c, duration, path))
-    results.append(scenario(f"{label} stream", port, STREAM_BODY, 1, duration, path))
-    results.append(scenario(f"{label} stream", port, STREAM_BODY, 64, duration, path))
-    for name, body, c, headers in extra:
-        results.append(scenario(f"{label} {name}", port, body, c, duration, path, headers))
-    for r in results:
-        r["target"] = label
-    return results
-
-
-def start(argv: list[str]) -> subprocess.Popen:
+def start(argv: list[str], core: int = SUT_CORE) -> subprocess.Popen:
     return subprocess.Popen(
-        pinned(0, argv),
+        pinned(core, argv),
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -157,172 +143,268 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait(timeout=10)
 
 
-def run_proxy(label: str, config: Path, duration: float, extra=()) -> tuple[list[dict], dict]:
-    port = free_port()
-    proc = start(
-        [
-            PY,
-            "-m",
-            "nextmodel_proxy",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ]
+def write_config(upstream_port: int, db: Path, *, ledger: bool = True, cache: bool = True) -> Path:
+    """A fresh ledger at `db` and a config naming it (also used by done_hold.py)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    path = OUT / f"bench-{db.stem}.yaml"
+    path.write_text(
+        f"server: {{host: {HOST}, port: 0}}\n"
+        f"ledger: {{path: {db}, enabled: {str(ledger).lower()}}}\n"
+        f"cache: {{enabled: {str(cache).lower()}}}\n"
+        "providers:\n"
+        f"  bench: {{kind: openai, base_url: 'http://{HOST}:{upstream_port}/v1', api_key_env: NMPROXY_BENCH_KEY}}\n"
+        f"  claude: {{kind: anthropic, base_url: 'http://{HOST}:{upstream_port}', api_key_env: NMPROXY_BENCH_KEY}}\n"
+        "models:\n"
+        "  bench-model: {provider: bench, price: {input: 0.15, output: 0.60, cached_input: 0.075}}\n"
+        "  bench-native: {provider: bench, endpoints: [chat, responses], price: {input: 0.15, output: 0.60}}\n"
+        "  bench-claude: {provider: claude, price: {input: 3, output: 15}}\n"
     )
-    try:
-        ready = wait_ready(port)
-        idle = rss_mb(proc.pid)
-        if extra:  # prime the cache so the hit scenario measures hits only
-            asyncio.run(
-                loadgen.run(
-                    HOST,
-                    port,
-                    loadgen.build_request(HOST, port, "/v1/chat/completions", HIT_BODY),
-                    concurrency=1,
-                    duration=0.5,
-                    max_requests=2,
-                )
+    return path
+
+
+def create_key(config: Path) -> str:
+    done = subprocess.run(
+        [PY, "-m", "nextmodel_proxy", "keys", "create", "--project", "bench", "--config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    key = next((w for w in done.stdout.split() if w.startswith("nm-")), None)
+    if key is None:
+        raise RuntimeError(f"could not create a key: {done.stdout[-300:]} {done.stderr[-300:]}")
+    return key
+
+
+def post(port: int, path: str, body: bytes, headers: dict[str, str]) -> int:
+    req = urllib.request.Request(  # noqa: S310
+        f"http://{HOST}:{port}{path}", data=body, headers={"Content-Type": "application/json", **headers}
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310
+        r.read()
+        return r.status
+
+
+def load(
+    kind: str, port: int, path: str, body: bytes, conns: int, duration: float, headers, core: int
+) -> dict:
+    if kind == "wrk":
+        lua = wrkgen.script(OUT / "wrk-body.lua", body, {"Content-Type": "application/json", **headers})
+        return wrkgen.measure(pinned(core, []), f"http://{HOST}:{port}{path}", lua, conns, duration)
+    body_file = OUT / "stream-body.json"
+    body_file.write_bytes(body)
+    argv = [
+        PY,
+        str(ROOT / "bench" / "streamgen.py"),
+        str(port),
+        path,
+        str(body_file),
+        str(conns),
+        str(duration),
+    ]
+    argv += [f"{k}:{v}" for k, v in headers.items()]
+    done = subprocess.run(pinned(core, argv), capture_output=True, text=True, timeout=duration + 30)
+    lines = [x for x in done.stdout.splitlines() if x.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"streamgen gave no result: {done.stderr[-400:]}")
+    return json.loads(lines[-1])
+
+
+def measure(target: str, port: int, scenario, duration: float, rounds: int, headers, core: int) -> dict:
+    """One scenario against one target: the median of each figure over `rounds` runs."""
+    name, kind, path, body, conns = scenario
+    runs = [load(kind, port, path, body, conns, duration, headers, core) for _ in range(rounds)]
+    res = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    res["errors"] = sum(r["errors"] for r in runs)
+    row = {"target": target, "scenario": name, "concurrency": conns, "loadgen": kind, "rounds": rounds, **res}
+    ttfb = f"  first event p50 {res['ttfb_p50_ms']:.2f} ms" if "ttfb_p50_ms" in res else ""
+    print(
+        f"  {target:<13} {name:<22} c={conns:<4} {res['rps']:>8.0f} req/s  p50 {res['p50_ms']:.3f} ms  "
+        f"p99 {res['p99_ms']:.3f} ms{ttfb}  errors {res['errors']}",
+        flush=True,
+    )
+    return row
+
+
+def profile(label: str, pid: int, port: int, duration: float, headers: dict[str, str]) -> list[str]:
+    """py-spy flame graphs (SVG) and collapsed stacks of the pinned proxy under PROFILED scenarios."""
+    spy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
+    if not Path(spy).exists():
+        print("  (py-spy missing: `.venv/bin/pip install py-spy` to profile)", flush=True)
+        return []
+    made = []
+    for name, kind, path, body, conns in PROFILED:
+        for fmt, ext in (("flamegraph", "svg"), ("raw", "txt")):
+            out = OUT / f"flame-{label}-{name.replace(' ', '-')}-c{conns}.{ext}"
+            argv = [spy, "record", "--pid", str(pid), "--rate", "200", "--duration", str(round(duration))]
+            argv += ["--format", fmt, "--output", str(out), "--nonblocking"]
+            spy_proc = subprocess.Popen(
+                pinned(AUX_CORE, argv, priority=False), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
             )
-        results = suite(label, port, "/v1/chat/completions", duration, extra)
-    finally:
-        stop(proc)
-    return results, {"ready_s": ready, "idle_rss_mb": idle}
+            time.sleep(0.3)
+            load(kind, port, path, body, conns, duration, headers, AUX_CORE)
+            try:
+                spy_proc.wait(timeout=duration + 30)
+            except subprocess.TimeoutExpired:
+                spy_proc.kill()
+                spy_proc.wait(timeout=10)
+            made.append(str(out.relative_to(ROOT)))
+            print(f"  profiled {name} c={conns}: {out.relative_to(ROOT)}", flush=True)
+    return made
+
+
+def boost(how: str) -> str:
+    """How the bench's processes compete with the rest of a shared machine.
+    nice: nice -20 for all (children inherit); on kernels with EEVDF (6.6+) this buys CPU share but not
+    prompt wake-ups, so the added latency of every hop still includes other processes' time slices.
+    rt: SCHED_FIFO priority 1 (`chrt -f 1`) for the servers and load generators, which then run as soon as
+    they are woken; the kernel's RT throttle still leaves other processes 5% of each second, and every
+    scenario is bounded, so the bench holds the cores for about its own duration. Needs root.
+    normal: no change (a dedicated machine)."""
+    if how == "normal":
+        return how
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, -20)
+    except OSError:
+        return f"normal (not allowed to raise priority for {how})"
+    if how == "rt" and shutil.which("chrt"):
+        PRIORITY[:] = ["chrt", "-f", "1"]
+        return "rt (SCHED_FIFO 1 via chrt, nice -20 for the rest)"
+    return "nice -20"
+
+
+class Proxy:
+    """An nmproxy process pinned to the server core, with its own fresh ledger (keys on, or open mode)."""
+
+    def __init__(self, label: str, up_port: int, keyed: bool, ledger: bool = True) -> None:
+        self.label = label
+        config = write_config(up_port, OUT / f"{label}.db", ledger=ledger, cache=ledger)
+        self.headers = {"Authorization": f"Bearer {create_key(config)}"} if keyed else {}
+        self.port = free_port()
+        argv = [PY, "-m", "nextmodel_proxy", "serve", "--config", str(config), "--port", str(self.port)]
+        self.proc = start(argv + ["--log-level", "warning"])
+        self.info: dict = {"keys": keyed, "ledger": ledger, "ready_s": wait_ready(self.port)}
+        self.info["idle_rss_mb"] = rss_mb(self.proc.pid)
+        for body in (HIT_BODY, HIT_STREAM_BODY):  # prime the cache: the hit scenarios measure hits only
+            post(self.port, CHAT, body, self.headers)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per scenario")
-    parser.add_argument("--ledger-rows", type=int, default=1_000_000, help="receipts in the generated ledger")
-    parser.add_argument("--skip-micro", action="store_true", help="only the HTTP scenarios")
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per run (whole seconds)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="runs per scenario and target; medians reported"
+    )
+    parser.add_argument("--micro", choices=("none", "quick", "all"), default="quick", help="micro-benchmarks")
+    parser.add_argument("--ledger-rows", type=int, default=1_000_000, help="receipts in --micro all's ledger")
+    parser.add_argument(
+        "--priority", choices=("normal", "nice", "rt"), default="nice", help="see boost(); rt for figures"
+    )
+    parser.add_argument("--profile", action="store_true", help="py-spy flame graphs of nmproxy (bench/out/)")
     args = parser.parse_args()
+    if not wrkgen.available():
+        sys.exit(wrkgen.INSTALL_HINT)
     OUT.mkdir(parents=True, exist_ok=True)
     if (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {1})
-    up_port = free_port()
-    upstream = subprocess.Popen(
-        pinned(1, [PY, str(ROOT / "bench" / "fast_upstream.py"), str(up_port)]), cwd=ROOT
-    )
+        os.sched_setaffinity(0, {AUX_CORE})
+    began = time.perf_counter()
+    meta: dict = {
+        "priority": boost(args.priority),
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "duration_s": args.duration,
+        "rounds": args.rounds,
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     results: list[dict] = []
-    meta: dict = {"cores": os.cpu_count(), "python": sys.version.split()[0], "duration_s": args.duration}
+    procs: list[subprocess.Popen] = []
     try:
+        up_port = free_port()
+        procs.append(start([PY, str(ROOT / "bench" / "paced_upstream.py"), str(up_port)], core=AUX_CORE))
         wait_ready(up_port, post=True)
-        print("upstream hit directly:", flush=True)
-        results += suite("direct", up_port, "/v1/chat/completions", args.duration)
-        print("bare aiohttp floor:", flush=True)
-        floor = start(
-            [
-                PY,
-                str(ROOT / "bench" / "floor_proxy.py"),
-                str(fp := free_port()),
-                f"http://{HOST}:{up_port}/v1",
-            ]
+        fp = free_port()
+        procs.append(
+            start([PY, str(ROOT / "bench" / "floor_proxy.py"), str(fp), f"http://{HOST}:{up_port}/v1"])
         )
-        try:
-            wait_ready(fp, post=True)
-            results += suite("floor", fp, "/v1/chat/completions", args.duration)
-        finally:
-            stop(floor)
-        for label, ledger, cache in (("nmproxy", True, True), ("nmproxy-no-ledger", False, False)):
-            print(f"{label}:", flush=True)
-            db = OUT / f"{label}.db"
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{db}{suffix}").unlink(missing_ok=True)
-            extra = (
-                [
-                    ("cache-hit", HIT_BODY, 1, None),
-                    ("cache-hit", HIT_BODY, 64, None),
-                    # the same cacheable stream, teed and stored every time (refresh) vs not teed (skip)
-                    ("stream tee-on", TEE_BODY, 1, {"x-nextmodel-cache": "refresh"}),
-                    ("stream tee-off", TEE_BODY, 1, {"x-nextmodel-cache": "skip"}),
-                ]
-                if cache
-                else []
+        wait_ready(fp, post=True)
+        keyed = Proxy("nmproxy", up_port, keyed=True)
+        procs.append(keyed.proc)
+        open_ = Proxy("nmproxy-open", up_port, keyed=False)
+        procs.append(open_.proc)
+        bare = Proxy("nmproxy-no-ledger", up_port, keyed=False, ledger=False)
+        procs.append(bare.proc)
+        # Every server is up (idle ones cost nothing); each scenario runs direct, floor, nmproxy back to back,
+        # so the shared machine's drift hits the three alike. direct: load generator on the idle server core.
+        for scenario in BASE:
+            results.append(measure("direct", up_port, scenario, args.duration, args.rounds, {}, SUT_CORE))
+            results.append(measure("floor", fp, scenario, args.duration, args.rounds, {}, AUX_CORE))
+            results.append(
+                measure("nmproxy", keyed.port, scenario, args.duration, args.rounds, keyed.headers, AUX_CORE)
             )
-            res, info = run_proxy(
-                label, write_config(up_port, db, ledger=ledger, cache=cache), args.duration, extra
+            for other in (open_, bare) if scenario in OPEN else ():
+                results.append(
+                    measure(other.label, other.port, scenario, args.duration, args.rounds, {}, AUX_CORE)
+                )
+        for scenario in CACHE_HITS:
+            results.append(
+                measure("nmproxy", keyed.port, scenario, args.duration, args.rounds, keyed.headers, AUX_CORE)
             )
-            results += res
-            meta[label] = info
-            print(
-                f"  ready in {info['ready_s'] * 1000:.0f} ms, idle RSS {info['idle_rss_mb']:.1f} MB",
-                flush=True,
-            )
+        for proxy in (keyed, open_, bare):
+            proxy.info["rss_after_mb"] = rss_mb(proxy.proc.pid)
+            meta[proxy.label] = proxy.info
+        if args.profile:
+            meta["nmproxy"]["profiles"] = profile("nmproxy", keyed.proc.pid, keyed.port, 3.0, keyed.headers)
     finally:
-        stop(upstream)
-    report = derive(results)
-    if not args.skip_micro:
-        report["micro"] = micro(args.ledger_rows)
-    meta["derived"] = report
+        for proc in reversed(procs):
+            stop(proc)
+    derived = report.derive(results)
+    if args.micro != "none":
+        derived["micro"] = micro(args.ledger_rows, args.micro == "all")
+    meta["derived"] = derived
+    meta["elapsed_s"] = round(time.perf_counter() - began, 1)
     (OUT / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    print(json.dumps(report, indent=2))
+    print(report.table(results))
+    print(json.dumps(derived, indent=2))
+    for proxy in ("nmproxy", "nmproxy-open", "nmproxy-no-ledger"):
+        info = meta[proxy]
+        print(f"{proxy}: ready in {info['ready_s'] * 1000:.0f} ms, idle RSS {info['idle_rss_mb']:.1f} MB")
+    print(f"make bench took {meta['elapsed_s']} s", flush=True)
 
 
-def micro(ledger_rows: int) -> dict:
-    """Ledger commits/s, the 1M-receipt spend/export timings, and raw cache lookups/s (each prints a JSON line)."""
+def micro(ledger_rows: int, everything: bool) -> dict:
+    """Ledger commits/s and raw cache lookups/s; with `everything`, also the 1M-receipt ledger, price resolution,
+    cache safety and endpoint translation benches (several minutes)."""
     out = {}
     runs = {
-        "ledger": [PY, "bench/ledger_bench.py", "--n", "100000"],
-        "ledger_1m": [PY, "bench/gen_ledger.py", "--n", str(ledger_rows), "--db", str(OUT / "gen-ledger.db")],
+        "ledger": [PY, "bench/ledger_bench.py", "--n", "100000" if everything else "30000"],
         "cache": [PY, "-m", "bench.cache_bench"],
-        "price_resolution": [PY, "bench/price_bench.py", "--n", "200000"],
-        "cachesafety": [PY, "-m", "bench.cachesafety_bench"],
-        "endpoints": [PY, "-m", "bench.endpoints_bench"],
     }
+    if everything:
+        runs |= {
+            "ledger_1m": [
+                PY,
+                "bench/gen_ledger.py",
+                "--n",
+                str(ledger_rows),
+                "--db",
+                str(OUT / "gen-ledger.db"),
+            ],
+            "price_resolution": [PY, "bench/price_bench.py", "--n", "200000"],
+            "cachesafety": [PY, "-m", "bench.cachesafety_bench"],
+            "endpoints": [PY, "-m", "bench.endpoints_bench"],
+        }
     for name, argv in runs.items():
         print(f"{name}: {' '.join(argv[1:])}", flush=True)
-        done = subprocess.run(pinned(0, argv), cwd=ROOT, capture_output=True, text=True, timeout=900)
+        done = subprocess.run(
+            pinned(0, argv, priority=False), cwd=ROOT, capture_output=True, text=True, timeout=900
+        )
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         out[name] = json.loads(lines[-1]) if lines else {"error": done.stderr[-500:]}
         print(f"  {json.dumps(out[name])}", flush=True)
-    return out
-
-
-def derive(results: list[dict]) -> dict:
-    """The figures the issues set targets for."""
-
-    def get(target: str, scen: str, c: int) -> dict:
-        return next(r for r in results if r["scenario"] == f"{target} {scen}" and r["concurrency"] == c)
-
-    out = {}
-    for target in ("floor", "nmproxy", "nmproxy-no-ledger"):
-        try:
-            out[target] = {
-                "added_p50_ms_c1": get(target, "non-stream", 1)["p50_ms"]
-                - get("direct", "non-stream", 1)["p50_ms"],
-                "rps_c64": get(target, "non-stream", 64)["rps"],
-                "stream_rps_c64_vs_direct": get(target, "stream", 64)["rps"]
-                / get("direct", "stream", 64)["rps"],
-                "stream_ttfb_added_p50_ms_c1": get(target, "stream", 1)["ttfb_p50_ms"]
-                - get("direct", "stream", 1)["ttfb_p50_ms"],
-            }
-        except StopIteration:
-            continue
-    if "floor" in out and "nmproxy" in out:
-        out["nmproxy_rps_vs_floor"] = out["nmproxy"]["rps_c64"] / out["floor"]["rps_c64"]
-    try:
-        hit = get("nmproxy", "cache-hit", 1)
-        out["cache_hit"] = {
-            "added_p50_ms_c1": hit["p50_ms"] - get("direct", "non-stream", 1)["p50_ms"],
-            "rps_c64": get("nmproxy", "cache-hit", 64)["rps"],
-        }
-        out["tee_ttfb_added_p50_ms"] = (
-            get("nmproxy", "stream tee-on", 1)["ttfb_p50_ms"]
-            - get("nmproxy", "stream tee-off", 1)["ttfb_p50_ms"]
-        )
-        out["ledger_added_p50_ms_c1"] = (
-            get("nmproxy", "non-stream", 1)["p50_ms"] - get("nmproxy-no-ledger", "non-stream", 1)["p50_ms"]
-        )
-        out["ledger_rps_c64_vs_off"] = (
-            get("nmproxy", "non-stream", 64)["rps"] / get("nmproxy-no-ledger", "non-stream", 64)["rps"]
-        )
-    except StopIteration:
-        pass
     return out
 
 

@@ -54,6 +54,10 @@ async def read_body(request: web.Request) -> bytes:
         raise validate.too_large(limit)
     timeout_s = request.app[CONFIG].server.body_timeout_s
     try:
+        # Already all buffered (the usual small body): nothing to wait for, so no timer
+        # (asyncio.timeout cost ~4% of the loop's samples at c=64, issue 16).
+        if request.content.is_eof():
+            return await request.read()
         async with asyncio.timeout(timeout_s):
             return await request.read()  # the app's client_max_size stops a chunked body past the limit
     except TimeoutError:

@@ -1,0 +1,130 @@
+"""The `make bench` upstream: canned answers, streams paced like a model (issue 16).
+
+Usage: python bench/paced_upstream.py PORT
+- chat non-stream: a `chat.completion` at once; if the body names a model containing `slow`, after 100 ms;
+- chat `"stream": true`: headers and the first event after 10 ms, then 20 more events 5 ms apart (the last
+  carries finish_reason, then the usage chunk and `[DONE]`), chunked-encoded: about 110 ms per stream;
+- `/v1/responses` and `/v1/messages`: the canned answers of endpoints_upstream.py (one write).
+Raw asyncio protocol (uvloop when installed), HTTP/1.1 keep-alive, no pipelining; loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import orjson
+from endpoints_upstream import ANSWERS
+from fast_upstream import RESP_JSON
+
+FIRST_EVENT_S = 0.010
+EVENT_GAP_S = 0.005
+EVENTS_AFTER_FIRST = 20
+SLOW_S = 0.100
+
+
+def _chunk(delta: dict, finish: str | None = None) -> bytes:
+    obj = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "bench",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def _framed(*events: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events)
+
+
+_USAGE = (
+    b"data: "
+    + orjson.dumps(
+        {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 1700000000,
+            "model": "bench",
+            "choices": [],
+            "usage": {"prompt_tokens": 42, "completion_tokens": 20, "total_tokens": 62},
+        }
+    )
+    + b"\n\n"
+)
+
+# writes[0] at 10 ms (with the headers), writes[i] at 10 + 5*i ms; 21 writes in all
+WRITES = (
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + _framed(_chunk({"role": "assistant", "content": ""}))
+    ]
+    + [_framed(_chunk({"content": f"word{i} "})) for i in range(1, EVENTS_AFTER_FIRST)]
+    + [_framed(_chunk({}, "stop"), _USAGE, b"data: [DONE]\n\n") + b"0\r\n\r\n"]
+)
+assert len(WRITES) == EVENTS_AFTER_FIRST + 1
+
+
+class Upstream(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _stream_step(self, i: int) -> None:
+        self._write(WRITES[i])
+        if i + 1 < len(WRITES) and self.transport is not None:
+            self.loop.call_later(EVENT_GAP_S, self._stream_step, i + 1)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            head_end = self.buf.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = self.buf[:head_end].lower()
+            idx = head.find(b"content-length:")
+            end = head.find(b"\r\n", idx)
+            length = int(head[idx + 15 : end if end > 0 else None]) if idx >= 0 else 0
+            total = head_end + 4 + length
+            if len(self.buf) < total:
+                return
+            path = self.buf[: self.buf.find(b"\r\n")].split(b" ")[1]
+            body = self.buf[head_end + 4 : total]
+            self.buf = self.buf[total:]
+            stream = b'"stream":true' in body.replace(b" ", b"")
+            if path != b"/v1/chat/completions":
+                plain, sse = ANSWERS.get(path, ANSWERS[b"/v1/chat/completions"])
+                self._write(sse if stream else plain)
+            elif stream:
+                self.loop.call_later(FIRST_EVENT_S, self._stream_step, 0)
+            elif b"slow" in body:
+                self.loop.call_later(SLOW_S, self._write, RESP_JSON)
+            else:
+                self._write(RESP_JSON)
+
+
+async def serve(port: int) -> None:
+    server = await asyncio.get_running_loop().create_server(Upstream, "127.0.0.1", port, backlog=4096)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(serve(int(sys.argv[1])))
