@@ -22,7 +22,6 @@ from nextmodel_proxy import routing
 from nextmodel_proxy.access.auth import Principal, attribute, check_model
 from nextmodel_proxy.access.budgets import budget_headers
 from nextmodel_proxy.access.worst_case import worst_case_cost
-from nextmodel_proxy.accounting import priced_receipt
 from nextmodel_proxy.cache import plan as caching
 from nextmodel_proxy.cache import sharing
 from nextmodel_proxy.cache import store as cache
@@ -32,11 +31,10 @@ from nextmodel_proxy.drain import Drain, shutting_down
 from nextmodel_proxy.endpoints import wire
 from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.estimate import estimate_prompt_tokens
-from nextmodel_proxy.ledger.prices import PriceRecorder
 from nextmodel_proxy.ledger.writer import LedgerUnavailable
-from nextmodel_proxy.pricing import from_pusd, replay_billed, to_pusd
+from nextmodel_proxy.pricing import from_pusd, replay_billed
+from nextmodel_proxy.recording import Recorder
 from nextmodel_proxy.relay import ClientGone, StreamSink, relay_batches, split_final, start, write
-from nextmodel_proxy.request_log import log_receipt
 from nextmodel_proxy.request_state import JsonObject, RequestState
 from nextmodel_proxy.services import Services
 from nextmodel_proxy.upstream.base import Target, UpstreamCall, event_batches
@@ -62,7 +60,7 @@ class Pipeline:
         self.session = session
         self.services = services
         self.keepalive_s = config.server.keepalive_s
-        self._prices = PriceRecorder()  # each resolved price stored once in the ledger's prices table
+        self.recorder = Recorder(config, services)  # 4. the receipt (recording.py)
         self.drain = Drain()
 
     # --- 1. admission ---------------------------------------------------------------------------
@@ -428,40 +426,7 @@ class Pipeline:
     async def _finish(
         self, state: RequestState, *, wait: bool, raise_on_ledger: bool = True, served: bool = True
     ) -> None:
-        """Build the receipt, settle budget and rate limit, queue cache writes, and record it (once)."""
-        if state.receipt is not None:
-            return
-        state.finish()
-        receipt, price = priced_receipt(state, self.config)
-        state.receipt = receipt
-        log_receipt(receipt)
-        s, holds = self.services, state.holds
-        billed = to_pusd(receipt.billed_cost_usd) if receipt.billed_cost_usd is not None else None
-        if holds.reservation is not None:
-            s.budgets.settle(holds.reservation, billed)
-        if holds.admission is not None:
-            s.limiter.correct(
-                holds.admission, (receipt.prompt_tokens or 0) + (receipt.completion_tokens or 0)
-            )
-        s.queue_cache_writes(state, receipt, self.config.cache)
-        s.metrics.observe(receipt, state.before_upstream_s)
-        if s.ledger is None:
-            return
-        self._prices.record(s.ledger, price, state.created)
-        future = s.ledger.submit(receipt, served=served)
-        if not wait:
-            future.add_done_callback(_log_ledger_failure)
-            return
-        try:
-            await asyncio.shield(future)
-        except LedgerUnavailable as exc:
-            if raise_on_ledger:
-                raise exc.proxy_error() from None
-
-
-def _log_ledger_failure(future: asyncio.Future[None]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.error("a receipt could not be committed yet (kept for retry): %s", future.exception())
+        await self.recorder.finish(state, wait=wait, raise_on_ledger=raise_on_ledger, served=served)
 
 
 def _max_tokens(body: Mapping[str, object]) -> int:

@@ -16,7 +16,8 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from nextmodel_proxy.cli.receipts import receipts, spend_cmd
+from nextmodel_proxy.cli.receipts import receipts
+from nextmodel_proxy.cli.spend import spend_cmd
 from nextmodel_proxy.ledger.export import EXPORT_COLUMNS
 from nextmodel_proxy.ledger.receipts import (
     QueryError,

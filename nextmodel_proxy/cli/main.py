@@ -21,9 +21,10 @@ from nextmodel_proxy.cli.compare import compare_command  # noqa: E402
 from nextmodel_proxy.cli.keys import keys_group  # noqa: E402
 from nextmodel_proxy.cli.models import models_command  # noqa: E402
 from nextmodel_proxy.cli.prices import prices_group  # noqa: E402
-from nextmodel_proxy.cli.receipts import receipts, spend_cmd  # noqa: E402
+from nextmodel_proxy.cli.receipts import receipts  # noqa: E402
 from nextmodel_proxy.cli.reconcile import reconcile_command  # noqa: E402
 from nextmodel_proxy.cli.serve import check_config, serve  # noqa: E402
+from nextmodel_proxy.cli.spend import spend_cmd  # noqa: E402
 
 main.add_command(serve)
 main.add_command(check_config)

@@ -11,12 +11,8 @@ import click
 from nextmodel_proxy.access.budget_store import usage_json
 from nextmodel_proxy.cli.common import load_cli_config
 from nextmodel_proxy.cli.output import echo_json
-from nextmodel_proxy.cli.receipts import (
-    _budget_cells,
-    _budgets_by_group,
-    _print_table,
-    read_ledger,
-)
+from nextmodel_proxy.cli.receipts import _print_table, read_ledger
+from nextmodel_proxy.cli.spend import _budget_cells, _budgets_by_group
 from nextmodel_proxy.ledger.receipts import ReceiptFilter
 from nextmodel_proxy.ledger.spend import spend_total
 from nextmodel_proxy.ledger.spend_fx import FxSpendRow, NoRate, spend_converted
