@@ -5,11 +5,9 @@ Usage: python bench/endpoints_upstream.py PORT. Same framing as fast_upstream.py
 
 from __future__ import annotations
 
-import asyncio
-import sys
-
 import orjson
 from fast_upstream import RESP_JSON, RESP_SSE
+from raw_upstream import RawUpstream, main
 
 
 def _named(kind: str, obj: dict) -> bytes:
@@ -143,46 +141,11 @@ ANSWERS = {
 }
 
 
-class Upstream(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.buf = b""
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            head_end = self.buf.find(b"\r\n\r\n")
-            if head_end < 0:
-                return
-            head = self.buf[:head_end].lower()
-            idx = head.find(b"content-length:")
-            end = head.find(b"\r\n", idx)
-            length = int(head[idx + 15 : end if end > 0 else None]) if idx >= 0 else 0
-            total = head_end + 4 + length
-            if len(self.buf) < total:
-                return
-            path = self.buf[: self.buf.find(b"\r\n")].split(b" ")[1]
-            body = self.buf[head_end + 4 : total]
-            self.buf = self.buf[total:]
-            plain, stream = ANSWERS.get(path, ANSWERS[b"/v1/chat/completions"])
-            assert self.transport is not None
-            self.transport.write(stream if b'"stream":true' in body.replace(b" ", b"") else plain)
-
-
-async def serve(port: int) -> None:
-    server = await asyncio.get_running_loop().create_server(Upstream, "127.0.0.1", port, backlog=1024)
-    async with server:
-        await server.serve_forever()
+class Upstream(RawUpstream):
+    def on_request(self, path: bytes, body: bytes, stream: bool) -> None:
+        plain, sse = ANSWERS.get(path, ANSWERS[b"/v1/chat/completions"])
+        self.write(sse if stream else plain)
 
 
 if __name__ == "__main__":
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(serve(int(sys.argv[1])))
+    main(Upstream)

@@ -7,10 +7,8 @@ chunked-encoded, so the time measured is the proxy's, not this server's.
 
 from __future__ import annotations
 
-import asyncio
-import sys
-
 import orjson
+from raw_upstream import RawUpstream, main
 
 _COMPLETION = orjson.dumps(
     {
@@ -78,48 +76,10 @@ RESP_SSE = (
 )
 
 
-class Upstream(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.buf = b""
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            head_end = self.buf.find(b"\r\n\r\n")
-            if head_end < 0:
-                return
-            head = self.buf[:head_end].lower()
-            idx = head.find(b"content-length:")
-            length = (
-                int(head[idx + 15 : head.find(b"\r\n", idx) if head.find(b"\r\n", idx) > 0 else None])
-                if idx >= 0
-                else 0
-            )
-            total = head_end + 4 + length
-            if len(self.buf) < total:
-                return
-            body = self.buf[head_end + 4 : total]
-            self.buf = self.buf[total:]
-            assert self.transport is not None
-            self.transport.write(RESP_SSE if b'"stream":true' in body.replace(b" ", b"") else RESP_JSON)
-
-
-async def serve(port: int) -> None:
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(Upstream, "127.0.0.1", port, backlog=1024)
-    async with server:
-        await server.serve_forever()
+class Upstream(RawUpstream):
+    def on_request(self, path: bytes, body: bytes, stream: bool) -> None:
+        self.write(RESP_SSE if stream else RESP_JSON)
 
 
 if __name__ == "__main__":
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(serve(int(sys.argv[1])))
+    main(Upstream)

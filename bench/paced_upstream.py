@@ -11,11 +11,11 @@ Raw asyncio protocol (uvloop when installed), HTTP/1.1 keep-alive, no pipelining
 from __future__ import annotations
 
 import asyncio
-import sys
 
 import orjson
 from endpoints_upstream import ANSWERS
 from fast_upstream import RESP_JSON
+from raw_upstream import RawUpstream, main
 
 FIRST_EVENT_S = 0.010
 EVENT_GAP_S = 0.005
@@ -65,66 +65,27 @@ WRITES = (
 assert len(WRITES) == EVENTS_AFTER_FIRST + 1
 
 
-class Upstream(asyncio.Protocol):
+class Upstream(RawUpstream):
     def __init__(self) -> None:
-        self.buf = b""
-        self.transport: asyncio.Transport | None = None
+        super().__init__()
         self.loop = asyncio.get_running_loop()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-
-    def _write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
-
     def _stream_step(self, i: int) -> None:
-        self._write(WRITES[i])
+        self.write(WRITES[i])
         if i + 1 < len(WRITES) and self.transport is not None:
             self.loop.call_later(EVENT_GAP_S, self._stream_step, i + 1)
 
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            head_end = self.buf.find(b"\r\n\r\n")
-            if head_end < 0:
-                return
-            head = self.buf[:head_end].lower()
-            idx = head.find(b"content-length:")
-            end = head.find(b"\r\n", idx)
-            length = int(head[idx + 15 : end if end > 0 else None]) if idx >= 0 else 0
-            total = head_end + 4 + length
-            if len(self.buf) < total:
-                return
-            path = self.buf[: self.buf.find(b"\r\n")].split(b" ")[1]
-            body = self.buf[head_end + 4 : total]
-            self.buf = self.buf[total:]
-            stream = b'"stream":true' in body.replace(b" ", b"")
-            if path != b"/v1/chat/completions":
-                plain, sse = ANSWERS.get(path, ANSWERS[b"/v1/chat/completions"])
-                self._write(sse if stream else plain)
-            elif stream:
-                self.loop.call_later(FIRST_EVENT_S, self._stream_step, 0)
-            elif b"slow" in body:
-                self.loop.call_later(SLOW_S, self._write, RESP_JSON)
-            else:
-                self._write(RESP_JSON)
-
-
-async def serve(port: int) -> None:
-    server = await asyncio.get_running_loop().create_server(Upstream, "127.0.0.1", port, backlog=4096)
-    async with server:
-        await server.serve_forever()
+    def on_request(self, path: bytes, body: bytes, stream: bool) -> None:
+        if path != b"/v1/chat/completions":
+            plain, sse = ANSWERS.get(path, ANSWERS[b"/v1/chat/completions"])
+            self.write(sse if stream else plain)
+        elif stream:
+            self.loop.call_later(FIRST_EVENT_S, self._stream_step, 0)
+        elif b"slow" in body:
+            self.loop.call_later(SLOW_S, self.write, RESP_JSON)
+        else:
+            self.write(RESP_JSON)
 
 
 if __name__ == "__main__":
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(serve(int(sys.argv[1])))
+    main(Upstream, backlog=4096)
