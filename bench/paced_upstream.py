@@ -14,24 +14,13 @@ import asyncio
 
 import orjson
 from endpoints_upstream import ANSWERS
-from fast_upstream import RESP_JSON
+from fast_upstream import RESP_JSON, _chunk
 from raw_upstream import RawUpstream, main
 
 FIRST_EVENT_S = 0.010
 EVENT_GAP_S = 0.005
 EVENTS_AFTER_FIRST = 20
 SLOW_S = 0.100
-
-
-def _chunk(delta: dict, finish: str | None = None) -> bytes:
-    obj = {
-        "id": "chatcmpl-bench",
-        "object": "chat.completion.chunk",
-        "created": 1700000000,
-        "model": "bench",
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-    }
-    return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
 def _framed(*events: bytes) -> bytes:

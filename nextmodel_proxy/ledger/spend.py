@@ -135,7 +135,7 @@ def _rollup(
     column = SPEND_BY[by][0]
     rows = conn.execute(f"SELECT {column}, {_ROLLUP_SUMS} FROM spend_daily WHERE {where} GROUP BY 1", params)
     # '' stands for NULL attribution in the rollups (see m002), except for the day itself.
-    return [_row(None if g == "" and by != "day" else g, rest) for g, *rest in rows]
+    return [spend_row(None if g == "" and by != "day" else g, rest) for g, *rest in rows]
 
 
 def _raw(conn: sqlite3.Connection, by: str, filters: ReceiptFilter) -> list[SpendRow]:
@@ -143,10 +143,11 @@ def _raw(conn: sqlite3.Connection, by: str, filters: ReceiptFilter) -> list[Spen
     rows = conn.execute(
         f"SELECT {SPEND_BY[by][1]}, {_RAW_SUMS} FROM receipts WHERE {where} GROUP BY 1", params
     )
-    return [_row(g, rest) for g, *rest in rows]
+    return [spend_row(g, rest) for g, *rest in rows]
 
 
-def _row(group: str | None, sums: list[int | None]) -> SpendRow:
+def spend_row(group: str | None, sums: list[int | None]) -> SpendRow:
+    """A SpendRow from the summed columns of _RAW_SUMS / _ROLLUP_SUMS (NULL sums read as 0)."""
     n, p, c, cached, cw, reasoning, up, billed, fresh, savings, unknown = (v or 0 for v in sums)
     return SpendRow(
         group,

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from nextmodel_proxy.ledger.receipts import ReceiptFilter
-from nextmodel_proxy.ledger.spend import SPEND_BY, SpendRow
-from nextmodel_proxy.pricing import convert, from_pusd
+from nextmodel_proxy.ledger.spend import SPEND_BY, SpendRow, spend_row
+from nextmodel_proxy.pricing import convert
 
 _SUMS = (
     "COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), SUM(cache_write_tokens), "
@@ -60,7 +60,7 @@ def spend_converted(
     out: dict[tuple[str | None, str | None], FxSpendRow] = {}
     rates: set[Decimal] = set()
     for group, usage_source, day, recorded, recorded_rate, *sums in conn.execute(sql, params):
-        row = _row(group, sums)
+        row = spend_row(group, sums)
         billed = row.billed_usd
         if billed:
             rate = (
@@ -82,21 +82,3 @@ def spend_converted(
             out[key] = FxSpendRow(row, usage_source, converted)
     rows = sorted(out.values(), key=lambda r: (-r.row.billed_usd, r.row.group or "", r.usage_source or ""))
     return rows, rates
-
-
-def _row(group: str | None, sums: list[int | None]) -> SpendRow:
-    n, p, c, cached, cw, reasoning, up, billed, fresh, savings, unknown = (v or 0 for v in sums)
-    return SpendRow(
-        group,
-        n,
-        p,
-        c,
-        cached,
-        cw,
-        reasoning,
-        from_pusd(up),
-        from_pusd(billed),
-        from_pusd(fresh),
-        from_pusd(savings),
-        unknown,
-    )
