@@ -87,6 +87,11 @@ PROFILED = [
 ]
 
 
+def selected(scenarios: list, only: str) -> list:
+    """The scenarios whose `name c=N` contains `only` (all of them when it is empty)."""
+    return [s for s in scenarios if only in f"{s[0]} c={s[4]}"]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -230,14 +235,16 @@ def measure(target: str, port: int, scenario, duration: float, rounds: int, head
     return row
 
 
-def profile(label: str, pid: int, port: int, duration: float, headers: dict[str, str]) -> list[str]:
+def profile(
+    label: str, pid: int, port: int, duration: float, headers: dict[str, str], only: str = ""
+) -> list[str]:
     """py-spy flame graphs (SVG) and collapsed stacks of the pinned proxy under PROFILED scenarios."""
     spy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
     if not Path(spy).exists():
         print("  (py-spy missing: `.venv/bin/pip install py-spy` to profile)", flush=True)
         return []
     made = []
-    for name, kind, path, body, conns in PROFILED:
+    for name, kind, path, body, conns in selected(PROFILED, only):
         for fmt, ext in (("flamegraph", "svg"), ("raw", "txt")):
             out = OUT / f"flame-{label}-{name.replace(' ', '-')}-c{conns}.{ext}"
             argv = [spy, "record", "--pid", str(pid), "--rate", "200", "--duration", str(round(duration))]
@@ -305,6 +312,11 @@ def main() -> None:
         "--priority", choices=("normal", "nice", "rt"), default="nice", help="see boost(); rt for figures"
     )
     parser.add_argument("--profile", action="store_true", help="py-spy flame graphs of nmproxy (bench/out/)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="run only scenarios whose 'name c=N' contains this text (e.g. 'cache hit', 'c=64'); default all",
+    )
     args = parser.parse_args()
     if not wrkgen.available():
         sys.exit(wrkgen.INSTALL_HINT)
@@ -339,7 +351,7 @@ def main() -> None:
         procs.append(bare.proc)
         # Every server is up (idle ones cost nothing); each scenario runs direct, floor, nmproxy back to back,
         # so the shared machine's drift hits the three alike. direct: load generator on the idle server core.
-        for scenario in BASE:
+        for scenario in selected(BASE, args.only):
             results.append(measure("direct", up_port, scenario, args.duration, args.rounds, {}, SUT_CORE))
             results.append(measure("floor", fp, scenario, args.duration, args.rounds, {}, AUX_CORE))
             results.append(
@@ -349,7 +361,7 @@ def main() -> None:
                 results.append(
                     measure(other.label, other.port, scenario, args.duration, args.rounds, {}, AUX_CORE)
                 )
-        for scenario in CACHE_HITS:
+        for scenario in selected(CACHE_HITS, args.only):
             results.append(
                 measure("nmproxy", keyed.port, scenario, args.duration, args.rounds, keyed.headers, AUX_CORE)
             )
@@ -357,7 +369,9 @@ def main() -> None:
             proxy.info["rss_after_mb"] = rss_mb(proxy.proc.pid)
             meta[proxy.label] = proxy.info
         if args.profile:
-            meta["nmproxy"]["profiles"] = profile("nmproxy", keyed.proc.pid, keyed.port, 3.0, keyed.headers)
+            meta["nmproxy"]["profiles"] = profile(
+                "nmproxy", keyed.proc.pid, keyed.port, 3.0, keyed.headers, args.only
+            )
     finally:
         for proc in reversed(procs):
             stop(proc)
