@@ -34,7 +34,7 @@ from nextmodel_proxy.estimate import estimate_prompt_tokens
 from nextmodel_proxy.ledger.writer import LedgerUnavailable
 from nextmodel_proxy.pricing import from_pusd, replay_billed
 from nextmodel_proxy.recording import Recorder
-from nextmodel_proxy.relay import ClientGone, StreamSink, relay_batches, split_final, start, write
+from nextmodel_proxy.relay import ClientGone, StreamSink, end, relay_batches, split_final, start, write
 from nextmodel_proxy.request_state import JsonObject, RequestState
 from nextmodel_proxy.services import Services
 from nextmodel_proxy.upstream.base import Target, UpstreamCall, event_batches
@@ -400,7 +400,7 @@ class Pipeline:
             out = wire.error_event(state.endpoint, exc)
         if out:
             with contextlib.suppress(ClientGone):  # gone now: the answer was complete and is recorded
-                await write(sink, out)
+                await end(sink, out)  # with the body's end: one write, not two (issue 16)
 
     # --- 4. the receipt -------------------------------------------------------------------------
 
