@@ -1,4 +1,4 @@
-"""Dashboard reads: totals, series and breakdowns over the rollups in ledger/dash_rollups.py, in any time zone.
+"""Dashboard reads: totals, series and breakdowns over the rollups in ledger/rollups.py, in any time zone.
 
 Every figure comes from rollups kept by the writer with each receipt, never a scan of the receipts table.
 A range's totals read whole UTC days from spend_d and only its partial edge days from spend_q15; a time zone's
@@ -13,7 +13,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from nextmodel_proxy.ledger.dash_rollups import LATENCY_EDGES_MS
+from nextmodel_proxy.ledger.rollups import LATENCY_EDGES_MS
 from nextmodel_proxy.pricing import from_pusd
 
 # --by value -> spend_q15 column

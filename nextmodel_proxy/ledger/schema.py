@@ -160,7 +160,7 @@ CREATE TABLE spend_daily (
     PRIMARY KEY (day, project, team, key_id, model, provider, served_mode)
 ) WITHOUT ROWID
 """
-# m002's backfill, frozen as shipped. The writer's live rollup (ledger/rows.py) started as the same text
+# m002's backfill, frozen as shipped. The writer's live rollup (now ledger/rollups.py) started as the same text
 # but may change; this one must not.
 _M002_BACKFILL = """
 INSERT INTO spend_daily
@@ -279,7 +279,7 @@ MIGRATIONS: list[Migration] = [
 
 
 # --- m050-m059: dashboard rollups ------------------------------------------------------------------
-# Tables and backfill as shipped in m050, frozen (the writer's live upserts are ledger/dash_rollups.py).
+# Tables and backfill as shipped in m050, frozen (the writer's live fold is ledger/rollups.py).
 _M050_WIDE = """
 CREATE TABLE {name} (
     bucket TEXT NOT NULL, project TEXT NOT NULL, team TEXT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL,
