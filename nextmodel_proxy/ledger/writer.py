@@ -119,7 +119,7 @@ class Ledger:
         memory_backlog: int = 10_000,
         backlog_batch: int = 500,
         in_flight: Callable[[], int] | None = None,
-        max_group_wait_s: float = 0.002,
+        max_group_wait_s: float = 0.005,
     ) -> None:
         self.path = path
         # requests being served now (the proxy's gauge): while some are doing something other than waiting for
@@ -268,7 +268,7 @@ class Ledger:
             if now_due:
                 self._timer = loop.call_soon(self._flush)
             else:
-                wait = min(self.max_group_wait_s, 10 * self._last_commit_s)
+                wait = min(self.max_group_wait_s, 20 * self._last_commit_s)
                 self._timer = loop.call_later(wait, self._flush) if wait > 0 else loop.call_soon(self._flush)
                 self._delayed = True
         elif self._delayed and now_due:
