@@ -115,25 +115,21 @@ async def running(config: Config) -> AsyncIterator[Services]:
     ledger = reader = cache_writer = cache_reader = None
     services: Services | None = None
     tasks: list[asyncio.Task[None]] = []
-    metrics = Metrics(config.metrics)
-    in_flight = lambda: metrics.inflight  # noqa: E731 - the writer's group commit waits for busy requests
     try:
         if config.ledger.enabled:
-            ledger = Ledger(
-                config.ledger.path, busy_timeout_s=config.ledger.busy_timeout_s, in_flight=in_flight
-            )
+            ledger = Ledger(config.ledger.path, busy_timeout_s=config.ledger.busy_timeout_s)
             await ledger.start()
             reader = db.connect(config.ledger.path)
             cache_writer, cache_reader = ledger, reader
             if config.cache.path and not _same_file(config.cache.path, config.ledger.path):
-                cache_writer = Ledger(
-                    config.cache.path, busy_timeout_s=config.ledger.busy_timeout_s, in_flight=in_flight
-                )
+                cache_writer = Ledger(config.cache.path, busy_timeout_s=config.ledger.busy_timeout_s)
                 await cache_writer.start()
                 cache_reader = db.connect(config.cache.path)
         keys = KeyStore.from_db(reader) if reader is not None else KeyStore()
         budgets = BudgetBook.load(reader, config) if reader is not None else BudgetBook(config.currency.rates)
-        services = Services(ledger, reader, cache_writer, cache_reader, keys, budgets, metrics=metrics)
+        services = Services(
+            ledger, reader, cache_writer, cache_reader, keys, budgets, metrics=Metrics(config.metrics)
+        )
         # A non-stream leader publishes nothing until it finishes: followers wait as long as it may take.
         slowest = max((p.timeout_s for p in config.providers.values()), default=600.0)
         services.flights = SingleFlight(idle_timeout_s=slowest + 5.0)

@@ -1,43 +1,30 @@
-"""The single SQLite writer: group commit on the event loop, checkpoints in a thread, the receipts hash chain.
+"""The single SQLite writer: a queue drained by one thread, group commit, the receipts hash chain.
 
-Group commit. submit/submit_op only append to a list and, once per loop iteration, schedule `_flush` with
-call_soon: everything submitted during one iteration of the event loop commits in one transaction on the loop
-thread itself, and the waiting futures are resolved right there. There is no hand-off to another thread per
-receipt (measured: the hand-off cost three times the INSERT; BENCHMARKS.md). A commit appends to the WAL
-(synchronous=NORMAL): once it returns, the receipt survives SIGKILL of the process, which is the guarantee the
-callers rely on (an answer is released only after its receipt committed). Checkpoints, the part that copies
-the WAL into the database file and fsyncs, run in a background thread on a connection of their own
-(ledger/checkpoint.py); the writer's connection never checkpoints (wal_autocheckpoint=0).
-
-Waiting for a lock never blocks the loop: the write connection has busy_timeout 0, and a BEGIN that finds the
-file locked by another process (the CLI writing keys, say) is retried with call_later, backing off from 1 ms,
-for up to `busy_timeout_s`; only then is the file unavailable.
-
-Failure policy. A commit that fails because the file cannot take writes (disk full, locked for longer than
-busy_timeout_s, read-only: the SQLite codes in _UNAVAILABLE_CODES) rolls back the batch, fails every waiting
-future with LedgerUnavailable (the request answers 503 ledger_unavailable) and marks the ledger unhealthy.
-While unhealthy, submit() fails new receipts at once. Receipts of answers that were served are kept in the
-backlog (memory, then a spool file beside the ledger; ledger/backlog.py); refusals (`served=False`) are only
-counted per error code. The writer retries with a backoff; each retry writes the queued ops and at most
-`backlog_batch` kept receipts, so a returning disk is never asked for the whole backlog at once; the first
-commit that succeeds makes the ledger healthy, and the rest of the backlog drains in bounded batches alongside
-new receipts.
+Failure policy. A commit that fails because the file cannot take writes (disk full, locked, read-only: the
+SQLite codes in _UNAVAILABLE_CODES) rolls back the batch, fails every waiting future with LedgerUnavailable
+(the request answers 503 ledger_unavailable) and marks the ledger unhealthy. While unhealthy, submit() fails
+new receipts at once. Receipts of answers that were served are kept in the backlog (memory, then a spool
+file beside the ledger; ledger/backlog.py); refusals (`served=False`) are only counted per error code. The
+writer retries with a short backoff; each retry writes the queued ops and at most `backlog_batch` kept
+receipts, so a returning disk is never asked for the whole backlog at once; the first commit that succeeds
+makes the ledger healthy, and the rest of the backlog drains in bounded batches alongside new receipts.
 
 Any other failure belongs to a receipt, not to the file: the run is split in halves until the receipt that
 cannot be written is found; it alone is quarantined to the dead-letter file, every other receipt commits.
 A duplicate receipt id is rejected alone (its future fails with ValueError). Ops (submit_op) are not
 retried: their futures fail and their callers decide.
 
-Everything here runs on the event loop thread (open and migrate run in a worker thread at start). Ops must not
-BEGIN/COMMIT themselves: they run inside the writer's transaction, each in a savepoint; they run on the loop,
-so they must be short.
+submit/submit_op are called on the event loop thread; results come back with one call_soon_threadsafe per
+batch. Ops must not BEGIN/COMMIT themselves: they run inside the writer's transaction, each in a savepoint.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,7 +34,6 @@ from nextmodel_proxy.errors import ProxyError
 from nextmodel_proxy.ledger import schema as db
 from nextmodel_proxy.ledger.backlog import Backlog, DeadLetter
 from nextmodel_proxy.ledger.chain import VerifyResult, verify
-from nextmodel_proxy.ledger.checkpoint import Checkpointer
 from nextmodel_proxy.ledger.receipts import Receipt, content_values, receipt_facts
 from nextmodel_proxy.ledger.rows import Row, chain, insert_rows, ledger_head
 
@@ -71,8 +57,6 @@ _UNAVAILABLE_CODES = frozenset(
     }
 )
 _MAX_BACKOFF_S = 1.0  # a returning disk is noticed within a second
-_FIRST_BUSY_DELAY_S = 0.001  # waiting for another process's write lock: first retry, doubling up to the max
-_MAX_BUSY_DELAY_S = 0.05
 
 
 class LedgerUnavailable(Exception):
@@ -97,6 +81,7 @@ class _Item:
     code: str | None = None  # the receipt's error code, to count a refusal dropped during an outage
 
 
+_STOP = _Item(None, None, None)
 Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
 
 
@@ -118,15 +103,8 @@ class Ledger:
         max_pending: int = 100_000,
         memory_backlog: int = 10_000,
         backlog_batch: int = 500,
-        in_flight: Callable[[], int] | None = None,
-        max_group_wait_s: float = 0.005,
     ) -> None:
         self.path = path
-        # requests being served now (the proxy's gauge): while some are doing something other than waiting for
-        # a commit, a commit may wait a little for their receipts too (see _schedule)
-        self.in_flight = in_flight
-        self.max_group_wait_s = max_group_wait_s
-        self._last_commit_s = 0.0  # how long the last commit took (sets how long the next one may wait)
         self.max_batch = max_batch
         self.retry_s = retry_s
         self.busy_timeout_s = busy_timeout_s
@@ -134,20 +112,16 @@ class Ledger:
         self.commits = 0  # committed transactions (group commit: fewer than receipts under load)
         self.written = 0  # receipts committed
         self.refused_while_unavailable: dict[str, int] = {}  # refusals not kept during an outage, per code
-        self._queue: list[_Item] = []  # submitted, not yet in a transaction (oldest first)
-        # receipts kept from failed commits: memory, then a spool file past memory_backlog
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        # receipts kept from failed commits (writer thread only): memory, then a spool file past memory_backlog
         self.backlog = Backlog(path, memory_limit=min(memory_backlog, max_pending), hard_limit=max_pending)
         self.dead_letter = DeadLetter(path)
         self._healthy = True
         self._open = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
-        self._checkpointer: Checkpointer | None = None
         self._head = ""
-        self._timer: asyncio.Handle | None = None  # the scheduled flush or retry, if any
-        self._delayed = False  # _timer is a flush waiting for more receipts (see _schedule)
-        self._busy_since: float | None = None  # when the current wait for another process's lock began
-        self._busy_delay = _FIRST_BUSY_DELAY_S
         self._failures = 0  # consecutive failed commits, for the backoff
         self.write_errors = 0  # failed commits since start (/metrics)
 
@@ -158,19 +132,17 @@ class Ledger:
 
     @property
     def queue_depth(self) -> int:
-        """Receipts and operations waiting for the writer, plus receipts kept through an outage."""
-        return len(self._queue) + self.pending
+        """Receipts and operations waiting for the writer (approximate: read across threads)."""
+        return self._queue.qsize() + self.pending
 
     async def start(self) -> None:
-        """Open and migrate the file (in a worker thread: a migration may take a while); raises what opening
-        raised. From then on the connection is used on this event loop's thread only."""
+        """Open and migrate the file in the writer thread; raises what opening raised."""
         self._loop = asyncio.get_running_loop()
-        self._conn, self._head = await asyncio.to_thread(_open_writer, self.path, self.busy_timeout_s)
-        self._checkpointer = Checkpointer(self.path, timeout_s=self.busy_timeout_s)
-        self._checkpointer.start()
+        ready: asyncio.Future[None] = self._loop.create_future()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="nmproxy-ledger", daemon=True)
+        self._thread.start()
+        await ready
         self._open = True
-        if len(self.backlog):  # a spool left by a killed process: drained in bounded batches from now on
-            self._schedule()
 
     def submit(self, receipt: Receipt, *, served: bool = True) -> asyncio.Future[None]:
         """Queue a receipt (never blocks); the future resolves once its transaction has committed.
@@ -188,10 +160,12 @@ class Ledger:
             future.set_exception(LedgerUnavailable("the ledger is closed"))
         elif not self._healthy:
             future.set_exception(LedgerUnavailable("the ledger cannot be written (kept for retry)"))
-            self._keep_or_count(values, served, receipt.error_code)
+            if served:
+                self._queue.put(_Item(values, None, None))
+            else:
+                self._count_refused(receipt.error_code)
         else:
-            self._queue.append(_Item(values, None, future, served, receipt.error_code))
-            self._schedule()
+            self._queue.put(_Item(values, None, future, served, receipt.error_code))
         return future
 
     def _count_refused(self, code: str | None) -> None:
@@ -204,117 +178,108 @@ class Ledger:
         return len(self.backlog)
 
     def submit_op(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        """Run fn(conn) in the next group transaction (on the loop: keep it short); resolves with its result.
-        While the ledger is unhealthy it waits for the next retry."""
+        """Run fn(conn) in the writer, inside the next group transaction; resolves with its result."""
         future = self._new_future()
         if not self._open:
             future.set_exception(LedgerUnavailable("the ledger is closed"))
         else:
-            self._queue.append(_Item(None, fn, future))
-            if self._healthy:
-                self._schedule()
+            self._queue.put(_Item(None, fn, future))
         return future
 
     async def close(self) -> None:
-        """Stop accepting, commit everything queued, then close the connection. Waits for locks as long as
-        busy_timeout_s (blocking: the proxy is stopping); receipts that still cannot be written are spooled."""
-        if not self._open or self._conn is None:
+        """Stop accepting, commit everything queued, then close the connection."""
+        if not self._open or self._thread is None:
             return
         self._open = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-        while self._queue:
-            batch = self._take()
-            if not self._commit(batch):
-                self._fail_queued()
-        # drain what is kept while commits succeed (bounded batches), without backoff waits
-        while len(self.backlog) and self._commit([]):
-            pass
-        if len(self.backlog):  # still not writable: keep them in the spool for the next start
-            lost = self.backlog.spill()
-            log.error(
-                "ledger closed with %d receipt(s) it could not write, kept in %s for the next start%s",
-                len(self.backlog),
-                self.backlog.path,
-                f"; {lost} could not be saved" if lost else "",
-            )
-        self._conn.close()
-        self._conn = None
-        if self._checkpointer is not None:
-            await asyncio.to_thread(self._checkpointer.stop)
+        self._queue.put(_STOP)
+        await asyncio.to_thread(self._thread.join)
 
     def _new_future(self) -> asyncio.Future[Any]:
         loop = self._loop or asyncio.get_running_loop()
         return loop.create_future()
 
-    # --- the group commit, on the loop ----------------------------------------------------------
+    # --- writer thread ---------------------------------------------------------------------------
 
-    def _schedule(self) -> None:
-        """Flush at the next loop iteration, unless a flush or a retry is already scheduled.
-
-        Group commit under load: when other requests are in flight (still being served, so likely to submit a
-        receipt soon), the commit waits up to ten times what the last commit took (at most max_group_wait_s)
-        so that it carries theirs too: the writer then uses at most about a tenth of the loop however busy it
-        is. When everything in flight is already waiting for this commit (one connection, say), it is not
-        delayed at all. A delayed flush is brought forward once everyone in flight is waiting."""
-        loop = self._loop
-        if loop is None:
+    def _run(self, ready: asyncio.Future[None]) -> None:
+        try:
+            self._conn = db.connect(self.path, timeout_s=self.busy_timeout_s)
+            db.migrate(self._conn)
+            self._head = ledger_head(self._conn)
+        except (sqlite3.Error, OSError) as exc:
+            self._call_loop(_settle, [(ready, None, exc)])
             return
-        waiting = len(self._queue)
-        now_due = self.in_flight is None or self.in_flight() <= waiting or waiting >= self.max_batch
-        if self._timer is None:
-            if now_due:
-                self._timer = loop.call_soon(self._flush)
+        self._call_loop(_settle, [(ready, None, None)])
+        try:
+            stop = False
+            while not stop:
+                batch, stop = self._collect()
+                self._commit(batch)
+            # at close: drain what is kept while commits succeed (bounded batches), without backoff waits
+            while len(self.backlog) and self._commit([]):
+                pass
+            if len(self.backlog):  # still not writable: keep them in the spool for the next start
+                lost = self.backlog.spill()
+                log.error(
+                    "ledger closed with %d receipt(s) it could not write, kept in %s for the next start%s",
+                    len(self.backlog),
+                    self.backlog.path,
+                    f"; {lost} could not be saved" if lost else "",
+                )
+        finally:
+            self._conn.close()
+
+    def _collect(self) -> tuple[list[_Item], bool]:
+        """Healthy: block for work, then take what is queued up to max_batch. Unhealthy: gather until the
+        retry is due, failing receipts at once and keeping them for the retry."""
+        batch: list[_Item] = []
+        if self._healthy:
+            if len(self.backlog):  # healthy with a backlog: keep draining it, do not block for new work
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    return batch, False
             else:
-                wait = min(self.max_group_wait_s, 20 * self._last_commit_s)
-                self._timer = loop.call_later(wait, self._flush) if wait > 0 else loop.call_soon(self._flush)
-                self._delayed = True
-        elif self._delayed and now_due:
-            self._timer.cancel()
-            self._timer = loop.call_soon(self._flush)
-            self._delayed = False
+                item = self._queue.get()
+            while item is not _STOP:
+                batch.append(item)
+                if len(batch) >= self.max_batch:
+                    return batch, False
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    return batch, False
+            return batch, True
+        deadline = time.monotonic() + self._backoff_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                item = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return batch, True
+            if item.values is not None:
+                self._keep_or_count(item)
+                if item.future is not None:
+                    self._call_loop(
+                        _settle, [(item.future, None, LedgerUnavailable("the ledger cannot be written"))]
+                    )
+            else:
+                batch.append(item)
+        return batch, False
 
-    def _take(self) -> list[_Item]:
-        batch = self._queue[: self.max_batch]
-        del self._queue[: self.max_batch]
-        return batch
+    def _keep_or_count(self, item: _Item) -> None:
+        assert item.values is not None
+        if item.served:
+            self.backlog.keep(item.values)
+        else:
+            self._count_refused(item.code)
 
-    def _flush(self) -> None:
-        """One transaction for what was queued (up to max_batch) plus, while recovering, kept receipts."""
-        self._timer, self._delayed = None, False
-        if not self._open or self._loop is None:
-            return
-        batch = self._take()
-        try:
-            began = time.perf_counter()
-            committed = self._commit(batch, wait_busy=self._healthy)
-            self._last_commit_s = time.perf_counter() - began
-            if committed:
-                if self._queue or len(self.backlog):
-                    self._schedule()  # the rest next iteration: the loop serves I/O in between
-            elif self._timer is None:  # failed: retry after the backoff (a busy wait already rescheduled)
-                self._fail_queued()
-                self._timer = self._loop.call_later(self._backoff_s, self._flush)
-        except Exception:  # noqa: BLE001 - a bug here must not leave futures hanging or stop later flushes
-            log.exception("ledger writer error")
-            self._schedule()
-
-    def _commit(self, batch: list[_Item], *, wait_busy: bool = False) -> bool:
-        """One transaction for the batch plus at most backlog_batch kept receipts; True when it committed.
-        With wait_busy, a lock held by another process puts the batch back and retries it shortly."""
+    def _commit(self, batch: list[_Item]) -> bool:
+        """One transaction for the batch plus at most backlog_batch kept receipts; True when it committed."""
         assert self._conn is not None
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            if wait_busy and self._wait_for_lock(batch, exc):
-                return False
-            self._failed(batch, exc)
-            return False
-        self._busy_since, self._busy_delay = None, _FIRST_BUSY_DELAY_S
         retried = self.backlog.take(self.backlog_batch) if len(self.backlog) else []
         try:
+            self._conn.execute("BEGIN IMMEDIATE")
             outcomes, head, written = self._apply(batch, self._not_yet_written(retried))
             self._conn.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - nothing may kill the only writer; fail closed and say so
@@ -329,46 +294,8 @@ class Ledger:
         self._failures = 0
         self.commits += 1
         self.written += written
-        if self._checkpointer is not None:
-            self._checkpointer.wrote(written + len(batch))
-        _settle(outcomes)
+        self._call_loop(_settle, outcomes)
         return True
-
-    def _wait_for_lock(self, batch: list[_Item], exc: sqlite3.Error) -> bool:
-        """Another process holds the write lock: put the batch back and try again in a moment, unless the
-        wait has lasted busy_timeout_s. True when a retry was scheduled."""
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-            return False
-        now = time.monotonic()
-        if self._busy_since is None:
-            self._busy_since = now
-        if now - self._busy_since >= self.busy_timeout_s or self._loop is None:
-            self._busy_since, self._busy_delay = None, _FIRST_BUSY_DELAY_S
-            return False
-        self._queue[:0] = batch
-        self._timer = self._loop.call_later(self._busy_delay, self._flush)
-        self._busy_delay = min(self._busy_delay * 2, _MAX_BUSY_DELAY_S)
-        return True
-
-    def _keep_or_count(self, values: Row, served: bool, code: str | None) -> None:
-        if served:
-            self.backlog.keep(values)
-        else:
-            self._count_refused(code)
-
-    def _fail_queued(self) -> None:
-        """While unhealthy, receipts waiting behind a failed batch fail at once (kept or counted, like new
-        ones); ops stay queued for the retry."""
-        error = LedgerUnavailable("the ledger cannot be written")
-        ops: list[_Item] = []
-        for item in self._queue:
-            if item.values is None:
-                ops.append(item)
-                continue
-            self._keep_or_count(item.values, item.served, item.code)
-            if item.future is not None and not item.future.done():
-                item.future.set_exception(error)
-        self._queue = ops
 
     def _not_yet_written(self, rows: list[Row]) -> list[Row]:
         """Kept rows minus those already in the ledger (a spool left by a process killed mid-drain)."""
@@ -485,28 +412,23 @@ class Ledger:
         outcomes: list[Outcome] = []
         for item in batch:
             if item.values is not None:
-                self._keep_or_count(item.values, item.served, item.code)
+                self._keep_or_count(item)
             if item.future is not None:
                 outcomes.append((item.future, None, error))
-        _settle(outcomes)
+        self._call_loop(_settle, outcomes)
 
     @property
     def _backoff_s(self) -> float:
         return min(self.retry_s * 2 ** max(self._failures - 1, 0), _MAX_BACKOFF_S)
 
-
-def _open_writer(path: str, busy_timeout_s: float) -> tuple[sqlite3.Connection, str]:
-    """Open and migrate (waiting up to busy_timeout_s for locks, in a worker thread), then set the connection
-    up for the loop: never wait for a lock inside SQLite, never checkpoint. Returns it and the chain head."""
-    conn = db.connect(path, timeout_s=busy_timeout_s)
-    try:
-        db.migrate(conn)
-        conn.execute("PRAGMA busy_timeout=0")
-        conn.execute("PRAGMA wal_autocheckpoint=0")
-        return conn, ledger_head(conn)
-    except BaseException:
-        conn.close()
-        raise
+    def _call_loop(self, fn: Callable[[list[Outcome]], None], outcomes: list[Outcome]) -> None:
+        """One hop to the event loop per batch, not per receipt."""
+        if not outcomes or self._loop is None:
+            return
+        try:
+            self._loop.call_soon_threadsafe(fn, outcomes)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
 
 
 def _settle(outcomes: list[Outcome]) -> None:
