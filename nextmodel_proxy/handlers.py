@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import sqlite3
 import urllib.parse
@@ -27,6 +28,20 @@ _JSON = "application/json"
 _CHECKS = {"chat": validate.check_chat, "embeddings": validate.check_embeddings, **validate_bodies.CHECKS}
 
 
+class _EventStream(web.StreamResponse):
+    # Buffer the status line and headers until the first body write so they leave in one packet with the
+    # first event (aiohttp >= 3.11; older versions send them at prepare() as before). ResponseSink.start
+    # flushes them on the next loop iteration when no event is ready, so a client never waits for them.
+    _send_headers_immediately = False
+
+
+def _send_headers(writer: object) -> None:
+    send = getattr(writer, "send_headers", None)  # StreamWriter; idempotent once the headers are out
+    if send is not None:
+        with contextlib.suppress(ConnectionError, RuntimeError):  # the client left meanwhile
+            send()
+
+
 class ResponseSink:
     """StreamSink over an aiohttp StreamResponse."""
 
@@ -39,12 +54,18 @@ class ResponseSink:
     async def start(self, status: int, headers: Mapping[str, str]) -> None:
         # No enable_chunked_encoding(): aiohttp chunks for HTTP/1.1 by itself, and for an HTTP/1.0
         # client (which cannot read chunks) it sends the stream plain and closes the connection at the end.
-        self.response = web.StreamResponse(status=status, headers=headers)
-        await self.response.prepare(self.request)
+        self.response = _EventStream(status=status, headers=headers)
+        writer = await self.response.prepare(self.request)
+        asyncio.get_running_loop().call_soon(_send_headers, writer)
 
     async def write(self, data: bytes) -> None:
         assert self.response is not None
         await self.response.write(data)
+
+    async def end(self, data: bytes) -> None:
+        """The last bytes and the end of the body in one write (the handler's own write_eof is then a no-op)."""
+        assert self.response is not None
+        await self.response.write_eof(data)
 
 
 async def read_body(request: web.Request) -> bytes:

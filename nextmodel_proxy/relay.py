@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Protocol
 
@@ -31,6 +30,15 @@ async def write(sink: StreamSink, data: bytes) -> None:
         raise ClientGone() from exc
 
 
+async def end(sink: StreamSink, data: bytes) -> None:
+    """The stream's last bytes and its end in one write when the sink can (`end`), else a plain write."""
+    finish = getattr(sink, "end", None)
+    try:
+        await (finish(data) if finish is not None else sink.write(data))
+    except (ConnectionError, RuntimeError) as exc:
+        raise ClientGone() from exc
+
+
 async def start(sink: StreamSink, status: int, headers: Mapping[str, str]) -> None:
     try:
         await sink.start(status, headers)
@@ -44,33 +52,47 @@ def error_event(exc: ProxyError) -> bytes:
 
 
 class KeepAlive:
-    """Writes `: keep-alive` while upstream is silent, so idle-timeout proxies keep slow streams open."""
+    """Writes `: keep-alive` while upstream is silent, so idle-timeout proxies keep slow streams open.
 
-    __slots__ = ("_sink", "_interval", "_last", "_task")
+    A loop timer, not a task: a stream that never falls silent costs one timer and no task (issue 16)."""
+
+    __slots__ = ("_sink", "_interval", "_loop", "_last", "_timer", "_task")
 
     def __init__(self, sink: StreamSink, interval: float) -> None:
         self._sink = sink
         self._interval = interval
-        self._last = time.monotonic()
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._loop = asyncio.get_running_loop()
+        self._last = self._loop.time()
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = self._loop.call_at(self._last + interval, self._due)
 
     def touch(self) -> None:
-        self._last = time.monotonic()
+        self._last = self._loop.time()
 
-    async def _run(self) -> None:
-        try:
-            while True:
-                wait = self._last + self._interval - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                    continue
-                await self._sink.write(KEEPALIVE)
-                self._last = time.monotonic()
-        except (ConnectionError, RuntimeError):
+    def _due(self) -> None:
+        due = self._last + self._interval
+        if due > self._loop.time():  # something was relayed since: wait for the rest of the interval
+            self._timer = self._loop.call_at(due, self._due)
             return
+        self._timer = None
+        self._task = self._loop.create_task(self._send())
+
+    async def _send(self) -> None:
+        try:
+            await self._sink.write(KEEPALIVE)
+        except (ConnectionError, RuntimeError):
+            return  # the client is gone (or the stream ended): no more keep-alives
+        self._task = None
+        self._last = self._loop.time()
+        self._timer = self._loop.call_at(self._last + self._interval, self._due)
 
     def stop(self) -> None:
-        self._task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
 
 
 async def relay_batches(

@@ -21,6 +21,30 @@ class Usage:
     cache_write_1h_tokens: int = 0  # the part of cache_write_tokens written for 1 hour / extended retention
 
     def __post_init__(self) -> None:
+        prompt, completion = self.prompt_tokens, self.completion_tokens
+        cached, write, reasoning, write_1h = (
+            self.cached_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+            self.cache_write_1h_tokens,
+        )
+        # Every receipt builds one or two: plain ints within their totals pass with cheap checks only.
+        if (
+            prompt.__class__ is int
+            and completion.__class__ is int
+            and cached.__class__ is int
+            and write.__class__ is int
+            and reasoning.__class__ is int
+            and write_1h.__class__ is int
+            and cached >= 0
+            and write >= 0
+            and reasoning >= 0
+            and write_1h >= 0
+            and cached + write <= prompt
+            and reasoning <= completion
+            and write_1h <= write
+        ):
+            return
         for name in (
             "prompt_tokens",
             "completion_tokens",
@@ -236,6 +260,51 @@ def _cleaned(raw: Mapping[str, Any], dialect: str, *, completion_required: bool)
     return out
 
 
+def _plain_count(value: Any) -> int | None:
+    """A count that is a plain int within bounds (None: absent, or anything the full check must judge)."""
+    if value.__class__ is int and 0 <= value <= MAX_TOKEN_COUNT:
+        return value
+    return None
+
+
+def _detail(details: Any, key: str) -> int | None:
+    """A count under a *_details object for the fast path: 0 when absent, None when the full check decides."""
+    if details is None:
+        return 0
+    if details.__class__ is not dict:
+        return None
+    value = details.get(key)
+    return 0 if value is None else _plain_count(value)
+
+
+def _plain_openai(raw: Mapping[str, Any], completion_required: bool) -> Usage | None:
+    """check_usage's answer for the everyday OpenAI usage object (plain in-bounds ints, no DeepSeek hit/miss
+    counts), without building the cleaned copy; None whenever anything needs the full sanitizer, which then
+    decides exactly as before. Runs once or twice on every answer and every cache hit (issue 16)."""
+    if raw.__class__ is not dict:
+        return None
+    if raw.get("prompt_cache_hit_tokens") is not None or raw.get("prompt_cache_miss_tokens") is not None:
+        return None
+    prompt = _plain_count(raw.get("prompt_tokens"))
+    if prompt is None:
+        return None
+    completion_raw = raw.get("completion_tokens")
+    if completion_raw is None:
+        if completion_required:
+            return None
+        completion: int | None = 0
+    else:
+        completion = _plain_count(completion_raw)
+    prompt_details = raw.get("prompt_tokens_details")
+    cached = _detail(prompt_details, "cached_tokens")
+    cache_write = _detail(prompt_details, "cache_write_tokens")
+    write_1h = _detail(prompt_details, "cache_write_1h_tokens")
+    reasoning = _detail(raw.get("completion_tokens_details"), "reasoning_tokens")
+    if completion is None or cached is None or cache_write is None or write_1h is None or reasoning is None:
+        return None
+    return _clamped(prompt, completion, cached, cache_write, reasoning, write_1h)
+
+
 def check_usage(raw: Any, dialect: str = "openai", *, completion_required: bool = True) -> CheckedUsage:
     """The one gate for an upstream's usage object (or a whole response carrying one). Whole-number floats
     count; strings, negatives, other non-numbers, missing counts, `{}` and counts over MAX_TOKEN_COUNT are
@@ -248,6 +317,10 @@ def check_usage(raw: Any, dialect: str = "openai", *, completion_required: bool 
         return CheckedUsage(None, f"usage is not an object ({type(raw).__name__})")
     inner = raw.get(envelope)
     source = inner if isinstance(inner, Mapping) else raw
+    if reader is _openai:
+        usage = _plain_openai(source, completion_required)
+        if usage is not None:
+            return CheckedUsage(usage)
     try:
         cleaned = _cleaned(source, dialect, completion_required=completion_required)
     except _Untrusted as exc:

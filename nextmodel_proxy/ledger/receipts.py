@@ -133,6 +133,8 @@ def _flag(v: Any) -> int | None:
 
 
 def _money(v: Decimal | None) -> int | None:
+    if v.__class__ is Decimal:
+        return to_pusd(v)
     if v is None:
         return None
     if not isinstance(v, Decimal | int) or isinstance(v, bool):
@@ -141,6 +143,8 @@ def _money(v: Decimal | None) -> int | None:
 
 
 def _decimal_text(v: Decimal | None) -> str | None:
+    if v.__class__ is Decimal:
+        return _plain(v)
     return None if v is None else _plain(Decimal(v))
 
 
@@ -209,12 +213,24 @@ SELECT_COLUMNS = ", ".join(("seq", *CONTENT_COLUMNS, "prev_hash", "hash"))
 _CONVERT_IN = tuple((name, _FROM_DB[kind]) for name, _, kind in CONTENT)
 _GET_CONTENT = operator.attrgetter(*(name for name, _, _ in CONTENT))
 _TEXT_AT = tuple(i for i, (_, _, kind) in enumerate(CONTENT) if kind == "text")
-_CONVERT_AT = tuple((i, _TO_DB[kind]) for i, (_, _, kind) in enumerate(CONTENT) if kind != "text")
+_INT_AT = tuple(i for i, (_, _, kind) in enumerate(CONTENT) if kind == "int")
+_REAL_AT = tuple(i for i, (_, _, kind) in enumerate(CONTENT) if kind == "real")
+_CONVERT_AT = tuple(
+    (i, _TO_DB[kind]) for i, (_, _, kind) in enumerate(CONTENT) if kind not in ("text", "int", "real")
+)
 
 
 def content_values(receipt: Receipt) -> tuple[Any, ...]:
     """The receipt's stored values in CONTENT_COLUMNS order (what the hash chain covers)."""
     values = list(_GET_CONTENT(receipt))  # one C call for all fields: this runs for every receipt written
+    for i in _INT_AT:  # _int and _real inlined: no call for the values that already have the right type
+        value = values[i]
+        if value is not None and value.__class__ is not int:
+            values[i] = int(value)
+    for i in _REAL_AT:
+        value = values[i]
+        if value is not None and value.__class__ is not float:
+            values[i] = float(value)
     for i, to_db in _CONVERT_AT:
         values[i] = to_db(values[i])
     for i in _TEXT_AT:

@@ -65,13 +65,14 @@ class UpstreamCall(Protocol):
         """Close the upstream connection (idempotent); cancels an unfinished upstream request."""
 
 
-async def event_batches(call: UpstreamCall) -> AsyncIterator[list[bytes]]:
-    """The call's events grouped per upstream read when the adapter can tell (`batches()`), else one by one."""
+def event_batches(call: UpstreamCall) -> AsyncIterator[list[bytes]]:
+    """The call's events grouped per upstream read when the adapter can tell (`batches()`), else one by one.
+    The adapter's own iterator when it has one: no extra generator layer per read (issue 16)."""
     batches = getattr(call, "batches", None)
-    if batches is not None:
-        async for batch in batches():
-            yield batch
-        return
+    return batches() if batches is not None else _one_by_one(call)
+
+
+async def _one_by_one(call: UpstreamCall) -> AsyncIterator[list[bytes]]:
     async for event in call.events():
         yield [event]
 
