@@ -106,13 +106,15 @@ def derive(results: list[dict]) -> dict:
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| target | scenario | conns | load generator | req/s | p50 ms | p99 ms | first event p50 ms | errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| target | scenario | conns | load generator | req/s | p50 ms | p99 ms | first event p50 ms "
+        "| server CPU µs/req | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         ttfb = f"{r['ttfb_p50_ms']:.2f}" if "ttfb_p50_ms" in r else "–"
+        cpu = f"{r['cpu_us_per_req']:.0f}" if "cpu_us_per_req" in r else "–"
         lines.append(
             f"| {r['target']} | {r['scenario']} | {r['concurrency']} | {r['loadgen']} | {r['rps']:,.0f} | "
-            f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {ttfb} | {r['errors']} |"
+            f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {ttfb} | {cpu} | {r['errors']} |"
         )
     return "\n".join(lines)

@@ -219,14 +219,33 @@ def load(
     return json.loads(lines[-1])
 
 
-def measure(target: str, port: int, scenario, duration: float, rounds: int, headers, core: int) -> dict:
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_cpu(pid: int | None, kind: str, port: int, path: str, body: bytes, conns, duration, headers, core):
+    """load(), plus the server's CPU time per request (µs) when its pid is known: a figure that the shared
+    machine's noise moves much less than throughput does."""
+    before = cpu_s(pid) if pid else 0.0
+    res = load(kind, port, path, body, conns, duration, headers, core)
+    if pid and res["rps"]:
+        res["cpu_us_per_req"] = (cpu_s(pid) - before) / (res["rps"] * duration) * 1e6
+    return res
+
+
+def measure(
+    target: str, port: int, scenario, duration: float, rounds: int, headers, core: int, pid: int | None = None
+) -> dict:
     """One scenario against one target: the median of each figure over `rounds` runs."""
     name, kind, path, body, conns = scenario
-    runs = [load(kind, port, path, body, conns, duration, headers, core) for _ in range(rounds)]
+    runs = [load_cpu(pid, kind, port, path, body, conns, duration, headers, core) for _ in range(rounds)]
     res = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     res["errors"] = sum(r["errors"] for r in runs)
     row = {"target": target, "scenario": name, "concurrency": conns, "loadgen": kind, "rounds": rounds, **res}
     ttfb = f"  first event p50 {res['ttfb_p50_ms']:.2f} ms" if "ttfb_p50_ms" in res else ""
+    ttfb += f"  cpu {res['cpu_us_per_req']:.0f} us/req" if "cpu_us_per_req" in res else ""
     print(
         f"  {target:<13} {name:<22} c={conns:<4} {res['rps']:>8.0f} req/s  p50 {res['p50_ms']:.3f} ms  "
         f"p99 {res['p99_ms']:.3f} ms{ttfb}  errors {res['errors']}",
@@ -294,6 +313,7 @@ class Proxy:
         self.port = free_port()
         argv = [PY, "-m", "nextmodel_proxy", "serve", "--config", str(config), "--port", str(self.port)]
         self.proc = start(argv + ["--log-level", "warning"])
+        self.pid = self.proc.pid
         self.info: dict = {"keys": keyed, "ledger": ledger, "ready_s": wait_ready(self.port)}
         self.info["idle_rss_mb"] = rss_mb(self.proc.pid)
         for body in (HIT_BODY, HIT_STREAM_BODY):  # prime the cache: the hit scenarios measure hits only
@@ -343,6 +363,7 @@ def main() -> None:
             start([PY, str(ROOT / "bench" / "floor_proxy.py"), str(fp), f"http://{HOST}:{up_port}/v1"])
         )
         wait_ready(fp, post=True)
+        floor_pid = procs[-1].pid
         keyed = Proxy("nmproxy", up_port, keyed=True)
         procs.append(keyed.proc)
         open_ = Proxy("nmproxy-open", up_port, keyed=False)
@@ -353,17 +374,39 @@ def main() -> None:
         # so the shared machine's drift hits the three alike. direct: load generator on the idle server core.
         for scenario in selected(BASE, args.only):
             results.append(measure("direct", up_port, scenario, args.duration, args.rounds, {}, SUT_CORE))
-            results.append(measure("floor", fp, scenario, args.duration, args.rounds, {}, AUX_CORE))
             results.append(
-                measure("nmproxy", keyed.port, scenario, args.duration, args.rounds, keyed.headers, AUX_CORE)
+                measure("floor", fp, scenario, args.duration, args.rounds, {}, AUX_CORE, floor_pid)
+            )
+            results.append(
+                measure(
+                    "nmproxy",
+                    keyed.port,
+                    scenario,
+                    args.duration,
+                    args.rounds,
+                    keyed.headers,
+                    AUX_CORE,
+                    keyed.pid,
+                )
             )
             for other in (open_, bare) if scenario in OPEN else ():
                 results.append(
-                    measure(other.label, other.port, scenario, args.duration, args.rounds, {}, AUX_CORE)
+                    measure(
+                        other.label, other.port, scenario, args.duration, args.rounds, {}, AUX_CORE, other.pid
+                    )
                 )
         for scenario in selected(CACHE_HITS, args.only):
             results.append(
-                measure("nmproxy", keyed.port, scenario, args.duration, args.rounds, keyed.headers, AUX_CORE)
+                measure(
+                    "nmproxy",
+                    keyed.port,
+                    scenario,
+                    args.duration,
+                    args.rounds,
+                    keyed.headers,
+                    AUX_CORE,
+                    keyed.pid,
+                )
             )
         for proxy in (keyed, open_, bare):
             proxy.info["rss_after_mb"] = rss_mb(proxy.proc.pid)

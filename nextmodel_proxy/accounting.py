@@ -29,7 +29,7 @@ def usage_of(ex: RequestState) -> tuple[usage.Usage | None, str, str | None]:
     out = ex.outcome
     reason = None
     if out.usage is not None:
-        checked = usage.check_usage(out.usage, "openai", completion_required=ex.is_chat)
+        checked = ex.check(out.usage)  # usage.check_usage, done once per usage object
         if checked.usage is not None:
             return checked.usage, out.usage_source, None
         reason = checked.reason

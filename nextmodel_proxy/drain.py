@@ -40,13 +40,21 @@ class Drain:
 
     @contextmanager
     def track(self, receipt_id: str) -> Iterator[None]:
-        task = asyncio.current_task()
-        if task is not None:
-            self._active[receipt_id] = task
+        self.enter(receipt_id)
         try:
             yield
         finally:
-            self._active.pop(receipt_id, None)
+            self.leave(receipt_id)
+
+    # enter/leave: track() without a generator, for the request path (Pipeline.handle)
+    def enter(self, receipt_id: str) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._active[receipt_id] = task
+
+    def leave(self, receipt_id: str) -> None:
+        self._active.pop(receipt_id, None)
+        if self._stopped:
             self._stopped.discard(receipt_id)
 
     def stopped(self, receipt_id: str) -> bool:

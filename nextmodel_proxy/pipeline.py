@@ -39,7 +39,6 @@ from nextmodel_proxy.request_state import JsonObject, RequestState
 from nextmodel_proxy.services import Services
 from nextmodel_proxy.upstream.base import Target, UpstreamCall, event_batches
 from nextmodel_proxy.upstream.failover import Unanswered, open_first
-from nextmodel_proxy.usage import usage_trusted
 
 log = logging.getLogger(__name__)
 TRANSLATED_HEADER = "x-nextmodel-translated"
@@ -83,8 +82,12 @@ class Pipeline:
         self, state: RequestState, principal: Principal | None, sink: StreamSink
     ) -> Reply | None:
         """Serve one request; returns the reply for non-streams, None when it streamed into `sink`."""
-        with self.drain.track(state.receipt_id):
+        drain = self.drain
+        drain.enter(state.receipt_id)
+        try:
             return await self._handle(state, principal, sink)
+        finally:
+            drain.leave(state.receipt_id)
 
     async def _handle(
         self, state: RequestState, principal: Principal | None, sink: StreamSink
@@ -229,7 +232,7 @@ class Pipeline:
             replay_billed(from_pusd(fresh), self.config.cache.replay_price_ratio) if fresh is not None else 0
         )
         state.holds.reservation = self.services.budgets.reserve(state.caller, billed)
-        trusted = usage_trusted(hit.usage, completion_required=state.is_chat)
+        trusted = state.trusted(hit.usage)
         answer = caching.stored_answer(state.endpoint, hit.response_kind, hit.body) if not trusted else None
         state.served_from(hit.usage, hit.fresh_receipt_id, "hit", answer)
         state.holds.cache_hit = hit

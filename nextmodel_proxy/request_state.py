@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from nextmodel_proxy.ledger.receipts import Receipt, new_receipt_id
 from nextmodel_proxy.pricing import format_usd
 from nextmodel_proxy.upstream.base import Target
-from nextmodel_proxy.usage import usage_trusted
+from nextmodel_proxy.usage import CheckedUsage, check_usage
 
 if TYPE_CHECKING:
     from nextmodel_proxy.access.budgets import Reservation
@@ -103,6 +103,7 @@ class Outcome:
     attempts: list[JsonObject] = field(default_factory=list)
     extra_headers: dict[str, str] = field(default_factory=dict)
     upstream_started: float | None = None  # perf_counter when the first upstream attempt began (metrics)
+    usage_checked: tuple[Any, CheckedUsage] | None = None  # (usage object, its check): RequestState.check
 
 
 @dataclass(slots=True)
@@ -191,6 +192,20 @@ class RequestState:
         if isinstance(tier, str) and tier:
             self.outcome.service_tier = tier
 
+    def check(self, usage: JsonObject) -> CheckedUsage:
+        """usage.check_usage of an upstream's usage object for this endpoint, worked out once per object: the
+        answer's usage is checked when it arrives and again when the receipt is priced (issue 16)."""
+        memo = self.outcome.usage_checked
+        if memo is not None and memo[0] is usage:
+            return memo[1]
+        checked = check_usage(usage, completion_required=self.is_chat)
+        self.outcome.usage_checked = (usage, checked)
+        return checked
+
+    def trusted(self, usage: JsonObject | None) -> bool:
+        """usage.usage_trusted, through check()."""
+        return usage is not None and self.check(usage).usage is not None
+
     def set_usage(
         self,
         usage: JsonObject | None,
@@ -202,7 +217,7 @@ class RequestState:
             self.outcome.usage = usage
             self.outcome.usage_source = "upstream"
         # The answer's length, for an estimate: when there is no usage, or one the receipt may not trust.
-        if usage_trusted(usage, completion_required=self.is_chat):
+        if self.trusted(usage):
             return
         if isinstance(estimated_from, dict):
             self.outcome.completion_chars = completion_chars(estimated_from)
@@ -222,7 +237,7 @@ class RequestState:
         out.usage = usage
         out.usage_source = "cache"
         # its fresh call was estimated: estimate the replay the same way
-        if answer is not None and not usage_trusted(usage, completion_required=self.is_chat):
+        if answer is not None and not self.trusted(usage):
             out.completion_chars = completion_chars(answer)
         out.reused_receipt_id = reused_receipt_id
         out.cache_status = cache_status
@@ -235,7 +250,7 @@ class RequestState:
             out.service_tier = tier
         if tee.usage is not None:
             self.set_usage(tee.usage)
-        if not usage_trusted(tee.usage, completion_required=self.is_chat):
+        if not self.trusted(tee.usage):
             out.completion_chars = tee.content_chars()
         if tee.error is not None and out.error_code is None:
             out.error_code = str(tee.error.get("code") or tee.error.get("type") or "upstream_error")

@@ -21,20 +21,28 @@ class Usage:
     cache_write_1h_tokens: int = 0  # the part of cache_write_tokens written for 1 hour / extended retention
 
     def __post_init__(self) -> None:
-        counts = (
-            self.prompt_tokens,
-            self.completion_tokens,
+        prompt, completion = self.prompt_tokens, self.completion_tokens
+        cached, write, reasoning, write_1h = (
             self.cached_tokens,
             self.cache_write_tokens,
             self.reasoning_tokens,
             self.cache_write_1h_tokens,
         )
-        # Every receipt builds one or two: plain ints in their bounds pass in one pass of cheap checks.
+        # Every receipt builds one or two: plain ints within their totals pass with cheap checks only.
         if (
-            all(c.__class__ is int and c >= 0 for c in counts)
-            and self.cached_tokens + self.cache_write_tokens <= self.prompt_tokens
-            and self.reasoning_tokens <= self.completion_tokens
-            and self.cache_write_1h_tokens <= self.cache_write_tokens
+            prompt.__class__ is int
+            and completion.__class__ is int
+            and cached.__class__ is int
+            and write.__class__ is int
+            and reasoning.__class__ is int
+            and write_1h.__class__ is int
+            and cached >= 0
+            and write >= 0
+            and reasoning >= 0
+            and write_1h >= 0
+            and cached + write <= prompt
+            and reasoning <= completion
+            and write_1h <= write
         ):
             return
         for name in (

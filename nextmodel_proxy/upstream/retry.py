@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ class RetryPolicy:
 
     @classmethod
     def for_provider(cls, provider: ProviderConfig) -> RetryPolicy:
-        return cls(max_retries=provider.max_retries)
+        return _policy(cls, provider.max_retries)
 
     def delay(
         self,
@@ -46,6 +47,11 @@ class RetryPolicy:
         if wanted is not None and wanted > self.max_retry_after_s:
             return None
         return backoff_delay(attempt, retry_after_header, base=self.base_s, cap=self.cap_s, now=now, rng=rng)
+
+
+@functools.lru_cache(maxsize=64)  # immutable, and asked for on every upstream attempt
+def _policy(cls: type[RetryPolicy], max_retries: int) -> RetryPolicy:
+    return cls(max_retries=max_retries)
 
 
 def _transient(status: int | None, error_code: str | None) -> bool:
