@@ -4,6 +4,8 @@ Usage: python bench/paced_upstream.py PORT
 - chat non-stream: a `chat.completion` at once; if the body names a model containing `slow`, after 100 ms;
 - chat `"stream": true`: headers and the first event after 10 ms, then 20 more events 5 ms apart (the last
   carries finish_reason, then the usage chunk and `[DONE]`), chunked-encoded: about 110 ms per stream;
+- chat `"stream": true` with `hold` in the body (bench/open_streams.py): the first event after 10 ms, then one
+  event every 5 s, 12 in all, then the end: a stream held open about a minute (the client hangs up first);
 - `/v1/responses` and `/v1/messages`: the canned answers of endpoints_upstream.py (one write).
 Raw asyncio protocol (uvloop when installed), HTTP/1.1 keep-alive, no pipelining; loopback only.
 """
@@ -21,6 +23,7 @@ FIRST_EVENT_S = 0.010
 EVENT_GAP_S = 0.005
 EVENTS_AFTER_FIRST = 20
 SLOW_S = 0.100
+HOLD_GAP_S = 5.0
 
 
 def _framed(*events: bytes) -> bytes:
@@ -64,10 +67,22 @@ class Upstream(RawUpstream):
         if i + 1 < len(WRITES) and self.transport is not None:
             self.loop.call_later(EVENT_GAP_S, self._stream_step, i + 1)
 
+    def _hold_step(self, i: int) -> None:
+        """A held stream: WRITES[0..11] 5 s apart, then the end (the last write); stops if the proxy hangs up."""
+        if self.transport is None:
+            return  # the proxy hung up: stop
+        if i >= 12:
+            self.write(WRITES[-1])
+            return
+        self.write(WRITES[i])
+        self.loop.call_later(HOLD_GAP_S, self._hold_step, i + 1)
+
     def on_request(self, path: bytes, body: bytes, stream: bool) -> None:
         if path != b"/v1/chat/completions":
             plain, sse = ANSWERS.get(path, ANSWERS[b"/v1/chat/completions"])
             self.write(sse if stream else plain)
+        elif stream and b"hold" in body:
+            self.loop.call_later(FIRST_EVENT_S, self._hold_step, 0)
         elif stream:
             self.loop.call_later(FIRST_EVENT_S, self._stream_step, 0)
         elif b"slow" in body:

@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+import open_streams  # noqa: E402
 import report  # noqa: E402
 import wrkgen  # noqa: E402
 
@@ -151,13 +152,15 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
-def write_config(upstream_port: int, db: Path, *, ledger: bool = True, cache: bool = True) -> Path:
+def write_config(
+    upstream_port: int, db: Path, *, ledger: bool = True, cache: bool = True, server_extra: str = ""
+) -> Path:
     """A fresh ledger at `db` and a config naming it (also used by done_hold.py)."""
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     path = OUT / f"bench-{db.stem}.yaml"
     path.write_text(
-        f"server: {{host: {HOST}, port: 0}}\n"
+        f"server: {{host: {HOST}, port: 0{server_extra}}}\n"
         f"ledger: {{path: {db}, enabled: {str(ledger).lower()}}}\n"
         f"cache: {{enabled: {str(cache).lower()}}}\n"
         "providers:\n"
@@ -306,9 +309,13 @@ def boost(how: str) -> str:
 class Proxy:
     """An nmproxy process pinned to the server core, with its own fresh ledger (keys on, or open mode)."""
 
-    def __init__(self, label: str, up_port: int, keyed: bool, ledger: bool = True) -> None:
+    def __init__(
+        self, label: str, up_port: int, keyed: bool, ledger: bool = True, server_extra: str = ""
+    ) -> None:
         self.label = label
-        config = write_config(up_port, OUT / f"{label}.db", ledger=ledger, cache=ledger)
+        config = write_config(
+            up_port, OUT / f"{label}.db", ledger=ledger, cache=ledger, server_extra=server_extra
+        )
         self.headers = {"Authorization": f"Bearer {create_key(config)}"} if keyed else {}
         self.port = free_port()
         argv = [PY, "-m", "nextmodel_proxy", "serve", "--config", str(config), "--port", str(self.port)]
@@ -337,7 +344,17 @@ def main() -> None:
         default="",
         help="run only scenarios whose 'name c=N' contains this text (e.g. 'cache hit', 'c=64'); default all",
     )
+    parser.add_argument(
+        "--open-streams",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also hold N streams open at once through a fresh nmproxy and report its RSS (10000 for issue 16)",
+    )
     args = parser.parse_args()
+    asked_streams = args.open_streams
+    if args.open_streams:  # before any process starts: they all inherit the open-file limit
+        args.open_streams = open_streams.raise_nofile(args.open_streams)
     if not wrkgen.available():
         sys.exit(wrkgen.INSTALL_HINT)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -408,6 +425,12 @@ def main() -> None:
                     keyed.pid,
                 )
             )
+        if args.open_streams:
+            print(f"  holding {args.open_streams} streams open (bench/open_streams.py) ...", flush=True)
+            meta["open_streams"] = open_streams.scenario(
+                args.open_streams, up_port, Proxy, pinned, rss_mb, AUX_CORE
+            ) | {"asked": asked_streams}
+            print(f"  {json.dumps(meta['open_streams'])}", flush=True)
         for proxy in (keyed, open_, bare):
             proxy.info["rss_after_mb"] = rss_mb(proxy.proc.pid)
             meta[proxy.label] = proxy.info

@@ -117,6 +117,7 @@ async def relay_batches(
     """
     keepalive = KeepAlive(sink, keepalive_s)
     first, writing = True, True
+    sink_write = sink.write
     try:
         async for batch in batches:
             keepalive.touch()
@@ -125,11 +126,11 @@ async def relay_batches(
                 first = False
             out = hold_final(batch, tee, wants_usage, held)
             if out and writing:
-                try:
-                    await write(sink, out[0] if len(out) == 1 else b"".join(out))
-                except ClientGone:
+                try:  # relay.write() inlined: this runs once per upstream read
+                    await sink_write(out[0] if len(out) == 1 else b"".join(out))
+                except (ConnectionError, RuntimeError) as exc:
                     if keep_reading is None or not keep_reading():
-                        raise
+                        raise ClientGone() from exc
                     writing = False
                     keepalive.stop()
             if publish is not None:

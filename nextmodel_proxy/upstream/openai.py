@@ -52,9 +52,11 @@ class HttpCall:
     async def batches(self) -> AsyncIterator[list[bytes]]:
         """Events grouped by the upstream read they arrived in, so they can be relayed in one write."""
         splitter = BoundedSplitter(self._provider)
+        content = self._resp.content
         try:
             with transport_errors(self._provider.name, "stream"):
-                async for chunk in self._resp.content.iter_any():
+                # iter_any() without its iterator layer: readany() gives b"" at the end
+                while chunk := await content.readany():
                     events = splitter.feed(chunk)
                     if events:
                         yield events
