@@ -104,7 +104,7 @@ def quarter_hour(created_utc: str) -> str:
 
 def fold(rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[tuple[Any, ...]]]]:
     """(upsert statement, parameter rows) for every rollup table the rows add to."""
-    # (quarter hour, day, served_mode as stored, *attribution with NULL as '') -> per-receipt sums
+    # (quarter hour, day, served_mode as stored, attribution with NULL as '') -> each receipt's sums
     wide: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
     latency: dict[tuple[Any, ...], int] = {}  # (key_id, quarter hour, kind, bin) -> n
     for row in rows:
@@ -117,9 +117,8 @@ def fold(rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[tuple[Any, ...]]
         amounts = _amounts(row)
         if None in amounts:
             amounts = tuple(0 if v is None else v for v in amounts)
-        billed = row[_BILLED]
-        sums = (1, mode == "error", row[_USAGE] == "estimated", *amounts, billed is None)
-        key = (q15, created[:10], mode, *attribution)
+        sums = (1, mode == "error", row[_USAGE] == "estimated", *amounts, row[_BILLED] is None)
+        key = (q15, created[:10], mode, attribution)
         group = wide.get(key)
         if group is None:
             wide[key] = [sums]
@@ -137,45 +136,48 @@ def fold(rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[tuple[Any, ...]]
     return _statements(wide, latency)
 
 
-def _add(a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(map(sum, zip(a, b, strict=True)))
-
-
 def _statements(
     wide: dict[tuple[Any, ...], list[tuple[Any, ...]]], latency: dict[tuple[Any, ...], int]
 ) -> list[tuple[str, list[tuple[Any, ...]]]]:
-    q15_rows: list[tuple[Any, ...]] = []
+    # plain loops and tuple concatenation: this runs for every commit, mostly with one receipt
+    q15_rows = []
     by_day: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-    series: dict[tuple[Any, ...], tuple[int, int]] = {}
-    for (q15, day, mode, *attribution), group in wide.items():
-        sums = group[0] if len(group) == 1 else tuple(map(sum, zip(*group, strict=True)))
-        q15_rows.append((q15, *attribution, *sums))
-        day_key = (day, *attribution)
-        have = by_day.get(day_key)
-        by_day[day_key] = sums if have is None else _add(have, sums)
-        series_key = (q15, attribution[3], mode)  # model with NULL as '', served_mode as stored
-        have = series.get(series_key)
-        count_billed = _SERIES_OF_WIDE(sums)
-        series[series_key] = count_billed if have is None else _add(have, count_billed)
-    out = [
+    series: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for (q15, day, mode, attribution), group in wide.items():
+        sums = group[0] if len(group) == 1 else _total(group)
+        q15_rows.append((q15, *attribution) + sums)
+        _add_to(by_day, (day, *attribution), sums)
+        _add_to(series, (q15, attribution[3], mode), _SERIES_OF_WIDE(sums))  # served_mode as stored
+    day_rows, daily_rows = [], []
+    for key, sums in by_day.items():
+        day_rows.append(key + sums)
+        daily_rows.append(key + _DAILY_OF_WIDE(sums))
+    series_rows = [key + sums for key, sums in series.items()]
+    all_keys: dict[tuple[Any, ...], int] = {}
+    key_rows = []
+    for key, n in latency.items():
+        key_rows.append((*key, n))
+        key = key[1:]
+        all_keys[key] = all_keys.get(key, 0) + n
+    return [
         (_SPEND_Q15, q15_rows),
-        (_SPEND_D, [(*key, *sums) for key, sums in by_day.items()]),
-        (_SPEND_DAILY, [(*key, *_DAILY_OF_WIDE(sums)) for key, sums in by_day.items()]),
-        (_SERIES_Q15, [(*key, *sums) for key, sums in series.items()]),
+        (_SPEND_D, day_rows),
+        (_SPEND_DAILY, daily_rows),
+        (_SERIES_Q15, series_rows),
+        (_LATENCY_Q15, [(*key, n) for key, n in all_keys.items()]),
+        (_LATENCY_KEY_Q15, key_rows),
     ]
-    if latency:
-        out.append((_LATENCY_Q15, _latency_all_keys(latency)))
-        out.append((_LATENCY_KEY_Q15, [(*key, n) for key, n in latency.items()]))
-    return out
 
 
-def _latency_all_keys(latency: dict[tuple[Any, ...], int]) -> list[tuple[Any, ...]]:
-    """latency_q15's rows: latency_key_q15's summed over key_id."""
-    out: dict[tuple[Any, ...], int] = {}
-    for (_key_id, *key), n in latency.items():
-        k = tuple(key)
-        out[k] = out.get(k, 0) + n
-    return [(*key, n) for key, n in out.items()]
+def _total(group: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    return tuple(map(sum, zip(*group, strict=True)))
+
+
+def _add_to(
+    totals: dict[tuple[Any, ...], tuple[Any, ...]], key: tuple[Any, ...], sums: tuple[Any, ...]
+) -> None:
+    have = totals.get(key)
+    totals[key] = sums if have is None else _total([have, sums])
 
 
 def write(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
