@@ -156,7 +156,11 @@ def _utc_now() -> dt.datetime:
 
 async def _client_session(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
-    session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+    # One session serves every client: no cookie jar, or a cookie an upstream set for one caller would be sent
+    # on every later caller's request to that upstream.
+    session = aiohttp.ClientSession(
+        connector=connector, skip_auto_headers=("User-Agent",), cookie_jar=aiohttp.DummyCookieJar()
+    )
     app[SESSION] = session
     yield
     await session.close()
