@@ -58,7 +58,10 @@ class Recorder:
             future.add_done_callback(_log_ledger_failure)
             return
         try:
-            await asyncio.shield(future)
+            # Not asyncio.shield: its extra future and callbacks cost every answer one more trip through the
+            # event loop (issue 16). Cancelling this request cancels only its notification: the receipt stays
+            # queued and commits, and the writer skips a future that is already done (writer._settle).
+            await future
         except LedgerUnavailable as exc:
             if raise_on_ledger:
                 raise exc.proxy_error() from None
