@@ -27,6 +27,7 @@ The same app also serves the native Anthropic (/v1/messages, fake_anthropic.py) 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,8 @@ class FakeState:
     # extra_headers are added to every chat answer (values may be bytes, sent as they are).
     usage_hook: Any = None
     extra_headers: dict[str, Any] = field(default_factory=dict)
+    # An asyncio.Event: streams send their headers, then hold the first event until it is set (at most 10 s).
+    first_event_gate: Any = None
 
 
 def _usage(prompt: int, completion: int, cached: int = 0, deepseek: bool = False) -> dict[str, Any]:
@@ -291,6 +294,9 @@ async def _stream(
     events = _stream_events(model, body, answer, state)
     try:
         for i, event in enumerate(events):
+            if i == 0 and state.first_event_gate is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(state.first_event_gate.wait(), 10)
             if ("broken" in model and i == 3) or i == state.cut_after:
                 request.transport.close() if request.transport else None
                 return resp

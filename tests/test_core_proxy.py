@@ -198,6 +198,26 @@ async def test_client_disconnect_cancels_the_upstream_stream(proxy, fake_upstrea
     assert fake_upstream.state.cancelled == 1
 
 
+async def test_stream_headers_reach_the_client_before_the_first_event(
+    write_config, start_proxy, fake_upstream
+):
+    # The proxy sends a stream's headers with its first event when that is already there (one packet), and
+    # on the next loop iteration when it is not: a client never waits for the first token to see the 200.
+    gate = asyncio.Event()
+    fake_upstream.state.first_event_gate = gate
+    proxy = await start_proxy(write_config())
+    body = {"model": "fake-basic", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    async with aiohttp.ClientSession() as s:
+        # The upstream holds its first event until the gate opens (10 s at most; keep-alives come after 15 s),
+        # so this only returns early if the headers left without an event.
+        r = await asyncio.wait_for(s.post(proxy.base + "/chat/completions", json=body), 5)
+        async with r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("text/event-stream")
+            gate.set()
+            raw = await r.read()
+    assert raw.startswith(b"data: ") and raw.rstrip().endswith(b"data: [DONE]")
+
+
 async def test_keepalive_comment_sent_while_upstream_is_silent(write_config, start_proxy, fake_upstream):
     fake_upstream.state.silent_s = 0.6
     proxy = await start_proxy(write_config(keepalive_s=0.2))
