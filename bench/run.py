@@ -387,44 +387,20 @@ def main() -> None:
         procs.append(open_.proc)
         bare = Proxy("nmproxy-no-ledger", up_port, keyed=False, ledger=False)
         procs.append(bare.proc)
+
         # Every server is up (idle ones cost nothing); each scenario runs direct, floor, nmproxy back to back,
         # so the shared machine's drift hits the three alike. direct: load generator on the idle server core.
+        def run(target: str, port: int, scenario, headers: dict, core: int, pid: int | None = None) -> None:
+            results.append(measure(target, port, scenario, args.duration, args.rounds, headers, core, pid))
+
         for scenario in selected(BASE, args.only):
-            results.append(measure("direct", up_port, scenario, args.duration, args.rounds, {}, SUT_CORE))
-            results.append(
-                measure("floor", fp, scenario, args.duration, args.rounds, {}, AUX_CORE, floor_pid)
-            )
-            results.append(
-                measure(
-                    "nmproxy",
-                    keyed.port,
-                    scenario,
-                    args.duration,
-                    args.rounds,
-                    keyed.headers,
-                    AUX_CORE,
-                    keyed.pid,
-                )
-            )
+            run("direct", up_port, scenario, {}, SUT_CORE)
+            run("floor", fp, scenario, {}, AUX_CORE, floor_pid)
+            run("nmproxy", keyed.port, scenario, keyed.headers, AUX_CORE, keyed.pid)
             for other in (open_, bare) if scenario in OPEN else ():
-                results.append(
-                    measure(
-                        other.label, other.port, scenario, args.duration, args.rounds, {}, AUX_CORE, other.pid
-                    )
-                )
+                run(other.label, other.port, scenario, {}, AUX_CORE, other.pid)
         for scenario in selected(CACHE_HITS, args.only):
-            results.append(
-                measure(
-                    "nmproxy",
-                    keyed.port,
-                    scenario,
-                    args.duration,
-                    args.rounds,
-                    keyed.headers,
-                    AUX_CORE,
-                    keyed.pid,
-                )
-            )
+            run("nmproxy", keyed.port, scenario, keyed.headers, AUX_CORE, keyed.pid)
         if args.open_streams:
             print(f"  holding {args.open_streams} streams open (bench/open_streams.py) ...", flush=True)
             meta["open_streams"] = open_streams.scenario(
