@@ -159,14 +159,10 @@ def hold_final(
 
 
 def split_final(events: list[bytes], tee: StreamTee) -> tuple[list[bytes], list[bytes]]:
-    """(events to write now, final events to send once the receipt has committed) of a whole stream."""
-    if type(tee) is StreamTee:
-        # A chat stream's final events start at its first usage-only chunk or [DONE], and only an event
-        # carrying one of those byte strings can be either: the tee looks at those alone (a stream cache
-        # hit no longer observes each of its ~20 content events, issue 16).
-        for i, raw in enumerate(events):
-            if (b"[DONE]" in raw or b'"usage"' in raw) and (tee.observe(raw) or tee.done):
-                return events[:i], events[i:]
-        return list(events), []
-    held: list[bytes] = []
-    return hold_final(events, tee, True, held), held
+    """(events to write now, final events to send once the receipt has committed) of a whole stream: the final
+    group starts at the first usage-only chunk or the end. Only events the tee says may start it are observed
+    (a chat stream cache hit skips its ~20 content events, issue 16)."""
+    for i, raw in enumerate(events):
+        if tee.may_start_final(raw) and (tee.observe(raw) or tee.done):
+            return events[:i], events[i:]
+    return list(events), []

@@ -46,6 +46,12 @@ class StreamTee:
         self.choices_seen: set[int] = set()  # filled once a choice index above 0 shows up (n > 1)
         self._n = 0
 
+    @staticmethod
+    def may_start_final(raw: bytes) -> bool:
+        """Whether the event can begin a stream's final group (a usage-only chunk or [DONE]): a caller that only
+        looks for where that group starts may skip observing any other event."""
+        return b"[DONE]" in raw or b'"usage"' in raw
+
     def observe(self, raw: bytes) -> bool:
         """Record one event; True when it is a usage-only chunk (`choices: []` with usage)."""
         self._n += 1

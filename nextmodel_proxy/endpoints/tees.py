@@ -42,6 +42,11 @@ class _Tee:
     def complete(self) -> bool:
         return self.done and self.error is None
 
+    @staticmethod
+    def may_start_final(raw: bytes) -> bool:
+        """Every event is observed: the end is a terminal event of the endpoint's own kind."""
+        return True
+
     def content_chars(self) -> int:
         """Characters of generated text and tool arguments in the collected events (for estimates)."""
         total = 0
